@@ -1,0 +1,129 @@
+/**
+ * The node agent: owns this node's endpoint table and serves local processes on a Unix socket.
+ */
+import { chmod, chown, mkdir, readFile, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import pino, { type Logger } from 'pino';
+import type { NodeStatus } from '../backend.js';
+import { native } from '../native.js';
+import { VERSION as PACKAGE_VERSION } from '../version.js';
+import { type AgentConfig, ConfigError, socketPathOf } from './config.js';
+import { EndpointTable, type PeerCredentials } from './endpoints.js';
+import { Session } from './session.js';
+
+export class Agent {
+  readonly table: EndpointTable;
+  readonly socketPath: string;
+  readonly log: Logger;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private readonly started = process.hrtime.bigint();
+  private nextSession = 1;
+
+  constructor(
+    readonly config: AgentConfig,
+    log?: Logger,
+  ) {
+    this.log = log ?? pino({ level: config.log.level, base: { node: config.node.name } });
+    this.table = new EndpointTable(config.limits, config.dcs);
+    this.socketPath = socketPathOf(config);
+  }
+
+  /** Listens on the socket with the configured owner-or-group permissions. */
+  async start(): Promise<void> {
+    const path = this.socketPath;
+    const gid = await resolveGroup(this.config.socket.group);
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    await removeStaleSocket(path);
+    const server = createServer((socket) => this.accept(socket));
+    // The socket must never be reachable with wider permissions than configured, not even
+    // between bind() and chmod(): create it owner-only, then widen it.
+    const previous = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(previous);
+    }
+    if (gid !== undefined) await chown(path, process.getuid?.() ?? 0, gid);
+    await chmod(path, this.config.socket.mode);
+    server.on('error', (err) => this.log.error({ err }, 'listener error'));
+    this.server = server;
+    this.log.info(
+      { socket: path, mode: this.config.socket.mode.toString(8), dcs: this.config.dcs.length },
+      'agent listening',
+    );
+  }
+
+  private accept(socket: Socket): void {
+    const id = this.nextSession++;
+    let peer: PeerCredentials | null = null;
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) peer = native().peerCredentials(fd);
+    const log = this.log.child({ session: id, pid: peer?.pid });
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    new Session(socket, { table: this.table, status: () => this.status() }, log, peer);
+  }
+
+  status(): NodeStatus {
+    return {
+      node: {
+        name: this.config.node.name,
+        backend: 'user',
+        pid: process.pid,
+        uptimeSeconds: Number(process.hrtime.bigint() - this.started) / 1e9,
+        version: PACKAGE_VERSION,
+      },
+      limits: { ...this.config.limits },
+      dcs: this.table.status(),
+    };
+  }
+
+  /**
+   * Stops accepting, closes every connection (each endpoint unbinds and its waiting callers get a
+   * definite error), and removes the socket.
+   */
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+    this.log.info('agent stopped');
+  }
+}
+
+/** Removes a socket file left by a dead agent; refuses if a live agent answers on it. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) throw new ConfigError(`another agent is already listening on ${path}`);
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+}
+
+/** A group name or id to a gid, from /etc/group (Node has no getgrnam). */
+async function resolveGroup(group: string | number | undefined): Promise<number | undefined> {
+  if (group === undefined || typeof group === 'number') return group;
+  const lines = (await readFile('/etc/group', 'utf8')).split('\n');
+  for (const line of lines) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid) return Number(gid);
+  }
+  throw new ConfigError(`socket.group: no group named ${JSON.stringify(group)} in /etc/group`);
+}

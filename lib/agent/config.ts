@@ -1,0 +1,119 @@
+/**
+ * The agent's configuration: a YAML file validated by one zod schema, overridden by flags.
+ * Unknown keys are errors, so a typo never silently falls back to a default.
+ */
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { defaultSocketPath } from '../user/socket-path.js';
+
+const u32 = z.number().int().min(0).max(0xffff_ffff);
+
+const socketMode = z
+  .union([z.number().int(), z.string().regex(/^0?[0-7]{3}$/, 'an octal mode such as "0660"')])
+  .transform((m) => (typeof m === 'string' ? Number.parseInt(m, 8) : m))
+  .refine((m) => m >= 0 && m <= 0o777 && (m & 0o600) === 0o600, {
+    message: 'must be a mode from 0600 to 0777 that keeps owner read and write',
+  });
+
+export const dcSchema = z.strictObject({
+  id: u32,
+  name: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
+  slots: z.number().int().min(1).max(1_048_576).default(1024),
+  allow: z
+    .strictObject({ uids: z.array(u32).optional(), gids: z.array(u32).optional() })
+    .optional(),
+});
+
+export const configSchema = z
+  .strictObject({
+    node: z.strictObject({ name: z.string().min(1).max(64) }).default({ name: 'node0' }),
+    socket: z
+      .strictObject({
+        path: z.string().min(1).max(107, 'Unix socket paths are limited to 107 bytes').optional(),
+        mode: socketMode.default(0o600),
+        group: z.union([z.string().min(1), u32]).optional(),
+      })
+      .default({ mode: 0o600 }),
+    limits: z
+      .strictObject({
+        maxPayload: z
+          .number()
+          .int()
+          .min(65536)
+          .max(16 * 1024 * 1024)
+          .default(65536),
+        queueLength: z.number().int().min(1).max(1_000_000).default(64),
+        queueBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024 * 1024)
+          .default(4 * 1024 * 1024),
+      })
+      .default({ maxPayload: 65536, queueLength: 64, queueBytes: 4 * 1024 * 1024 }),
+    dcs: z
+      .array(dcSchema)
+      .min(1)
+      .default([{ id: 0, name: 'default', slots: 1024 }]),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info'),
+      })
+      .default({ level: 'info' }),
+  })
+  .superRefine((config, ctx) => {
+    for (const key of ['id', 'name'] as const) {
+      const seen = new Set<unknown>();
+      config.dcs.forEach((dc, i) => {
+        if (seen.has(dc[key])) {
+          ctx.addIssue({ code: 'custom', path: ['dcs', i, key], message: `duplicate DC ${key}` });
+        }
+        seen.add(dc[key]);
+      });
+    }
+  });
+
+export type AgentConfig = z.output<typeof configSchema>;
+export type AgentConfigInput = z.input<typeof configSchema>;
+
+/** A configuration that cannot be used; `message` says what and where. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Validates a configuration object. Throws ConfigError listing every problem. */
+export function parseConfig(input: unknown, source = 'configuration'): AgentConfig {
+  const result = configSchema.safeParse(input ?? {});
+  if (!result.success) {
+    throw new ConfigError(`invalid ${source}:\n${z.prettifyError(result.error)}`);
+  }
+  return result.data;
+}
+
+/** Reads and validates a YAML file. */
+export async function loadConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return parseYaml(text);
+  } catch (err) {
+    if (err instanceof YAMLParseError) throw new ConfigError(`${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The socket path a configuration resolves to. */
+export function socketPathOf(config: AgentConfig): string {
+  return config.socket.path ?? defaultSocketPath();
+}

@@ -1,0 +1,613 @@
+/**
+ * The node's endpoint table and the IPC semantics of DESIGN.md, free of any I/O: sessions call
+ * in with decoded calls and get completions back through callbacks. Everything here runs on the
+ * agent's one event loop thread, so no operation interleaves with another.
+ *
+ * Rules this file implements (and the project docs state):
+ * - A destination's queue is bounded by count and bytes; a sender that finds it full, or finds
+ *   earlier senders still held, waits in the destination's `held` list, FIFO. That list is what
+ *   keeps per-sender order: a later send never overtakes a held one.
+ * - `receive` takes pending notifications first, then queued messages, each in arrival order and
+ *   each subject to the `from` filter.
+ * - A sendrec's request that the server has not received yet is withdrawn when the caller gives
+ *   up, so it never runs. Once received, the server still owes a reply; that reply is accepted
+ *   and dropped.
+ * - When a binding ends, every caller waiting on it gets ESRCH; its queued plain messages are
+ *   discarded; notifications and messages it sent to others stay where they are.
+ */
+
+import type { DcStatus, EndpointStatus } from '../backend.js';
+import { DvkError } from '../errors.js';
+import {
+  ENDPOINT_ANY,
+  type EndpointAddress,
+  type Message,
+  MessageFlags,
+  type MessageKind,
+} from '../message.js';
+
+export interface Limits {
+  /** Largest payload in bytes. */
+  maxPayload: number;
+  /** Messages a queue holds before senders wait. */
+  queueLength: number;
+  /** Payload bytes a queue holds before senders wait (one message is always admitted). */
+  queueBytes: number;
+}
+
+export interface DcConfig {
+  id: number;
+  name: string;
+  /** Endpoint numbers run from 0 to slots - 1. */
+  slots: number;
+  /** If set, only processes whose uid or gid is listed may bind in this DC (root always may). */
+  allow?: { uids?: number[]; gids?: number[] } | undefined;
+}
+
+/** Who is on the other end of a session, from SO_PEERCRED. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export type Done<T> = (err: DvkError | null, value?: T) => void;
+
+/** A call that is waiting; `cancel` ends it with ECANCELED if it is still waiting. */
+export interface Waiting {
+  cancel(): void;
+}
+
+const finished: Waiting = { cancel() {} };
+
+interface Filter {
+  endpoint: number;
+  generation: number;
+}
+
+interface PendingReceive extends Waiting {
+  filter: Filter;
+  done: Done<Message>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** A message on its way into a queue, or in it. */
+interface Entry {
+  message: Message;
+  /** The sendrec this request belongs to. */
+  call: PendingCall | undefined;
+}
+
+/** A sender held because the destination's queue is full. */
+interface HeldSend {
+  entry: Entry;
+  sender: Binding;
+  target: Binding;
+  /** For plain sends: completes the send. sendrecs complete through their call instead. */
+  done: Done<void> | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+class PendingCall implements Waiting {
+  state: 'held' | 'queued' | 'received' | 'settled' = 'queued';
+  timer: NodeJS.Timeout | undefined;
+  held: HeldSend | undefined;
+  entry: Entry | undefined;
+
+  constructor(
+    readonly table: EndpointTable,
+    readonly caller: Binding,
+    readonly server: Binding,
+    readonly requestId: bigint,
+    readonly done: Done<Message>,
+  ) {}
+
+  cancel(): void {
+    this.table.abandon(this, new DvkError('ECANCELED'));
+  }
+}
+
+/** One bound endpoint with its queues. */
+export class Binding {
+  readonly queue: Entry[] = [];
+  queuedBytes = 0;
+  readonly held: HeldSend[] = [];
+  readonly receivers: PendingReceive[] = [];
+  /** Pending notification bits per source incarnation, in order of first arrival. */
+  readonly notifications = new Map<string, { source: number; generation: number; bits: number }>();
+  /** Requests this endpoint received and has not answered, by `source:gen:id`. */
+  readonly obligations = new Map<string, PendingCall>();
+  /** This endpoint's own sendrecs, by request id. */
+  readonly calls = new Map<bigint, PendingCall>();
+  /** Sends of this endpoint held at other endpoints. */
+  readonly heldElsewhere = new Set<HeldSend>();
+  readonly counters = { sent: 0, received: 0, repliesSent: 0, repliesDropped: 0, notifySent: 0 };
+  bound = true;
+
+  constructor(
+    readonly dc: Dc,
+    readonly endpoint: number,
+    readonly generation: number,
+    readonly peer: PeerCredentials | null,
+  ) {}
+
+  get address(): EndpointAddress {
+    return { dc: this.dc.id, endpoint: this.endpoint, generation: this.generation };
+  }
+}
+
+class Dc {
+  readonly bindings = new Map<number, Binding>();
+  /** The last generation handed out per endpoint number; survives unbinding. */
+  readonly generations = new Map<number, number>();
+  constructor(readonly config: DcConfig) {}
+  get id(): number {
+    return this.config.id;
+  }
+}
+
+const anyFilter: Filter = { endpoint: ENDPOINT_ANY, generation: 0 };
+
+function matches(filter: Filter, source: number, generation: number): boolean {
+  if (filter.endpoint === ENDPOINT_ANY) return true;
+  return (
+    filter.endpoint === source && (filter.generation === 0 || filter.generation === generation)
+  );
+}
+
+function obligationKey(source: number, generation: number, requestId: bigint): string {
+  return `${source}:${generation}:${requestId}`;
+}
+
+/** Milliseconds until an absolute CLOCK_MONOTONIC deadline, or undefined for none. */
+function remainingMs(deadline: bigint): number | undefined {
+  if (deadline === 0n) return undefined;
+  const left = deadline - process.hrtime.bigint();
+  return left <= 0n ? 0 : Math.ceil(Number(left) / 1e6);
+}
+
+/** The options every blocking call carries into the table. */
+export interface Wait {
+  nonblock: boolean;
+  deadline: bigint;
+}
+
+export class EndpointTable {
+  private readonly dcs = new Map<number, Dc>();
+  private readonly dcByName = new Map<string, Dc>();
+
+  constructor(
+    readonly limits: Limits,
+    dcs: DcConfig[],
+  ) {
+    for (const config of dcs) {
+      const dc = new Dc(config);
+      this.dcs.set(config.id, dc);
+      this.dcByName.set(config.name, dc);
+    }
+  }
+
+  /** Binds `endpoint` in a DC given by id or name; throws DvkError. */
+  bind(dcRef: number | string, endpoint: number, peer: PeerCredentials | null): Binding {
+    const dc = typeof dcRef === 'number' ? this.dcs.get(dcRef) : this.dcByName.get(dcRef);
+    if (!dc) throw new DvkError('ENOENT', `no such DC ${JSON.stringify(dcRef)}`);
+    if (!Number.isInteger(endpoint) || endpoint < 0 || endpoint >= dc.config.slots) {
+      throw new DvkError('EINVAL', `endpoint ${endpoint} outside 0..${dc.config.slots - 1}`);
+    }
+    const allow = dc.config.allow;
+    if (allow && peer && peer.uid !== 0) {
+      const ok = allow.uids?.includes(peer.uid) || allow.gids?.includes(peer.gid);
+      if (!ok) throw new DvkError('EPERM', `uid ${peer.uid} may not bind in DC ${dc.config.name}`);
+    }
+    if (dc.bindings.has(endpoint)) throw new DvkError('EADDRINUSE');
+    const generation = ((dc.generations.get(endpoint) ?? 0) % 0xffff_ffff) + 1;
+    dc.generations.set(endpoint, generation);
+    const binding = new Binding(dc, endpoint, generation, peer);
+    dc.bindings.set(endpoint, binding);
+    return binding;
+  }
+
+  private resolve(from: Binding, endpoint: number, generation: number): Binding {
+    const dst = from.dc.bindings.get(endpoint);
+    if (!dst) throw new DvkError('ENOENT', `endpoint ${endpoint} is not bound`);
+    if (generation !== 0 && dst.generation !== generation) {
+      throw new DvkError(
+        'ENOENT',
+        `generation ${generation} of endpoint ${endpoint} is gone (now ${dst.generation})`,
+      );
+    }
+    return dst;
+  }
+
+  private checkPayload(payload: Uint8Array): void {
+    if (payload.length > this.limits.maxPayload) {
+      throw new DvkError('EMSGSIZE', `${payload.length} bytes > limit ${this.limits.maxPayload}`);
+    }
+  }
+
+  private message(
+    from: Binding,
+    type: number,
+    flags: number,
+    requestId: bigint,
+    payload: Buffer,
+  ): Message {
+    const kind: MessageKind = flags & MessageFlags.REQUEST ? 'request' : 'message';
+    return {
+      kind,
+      source: from.endpoint,
+      sourceGeneration: from.generation,
+      type,
+      requestId,
+      bits: 0,
+      payload,
+    };
+  }
+
+  send(
+    from: Binding,
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Buffer,
+    wait: Wait,
+    done: Done<void>,
+  ): Waiting {
+    let target: Binding;
+    try {
+      target = this.resolve(from, dst, dstGen);
+      this.checkPayload(payload);
+    } catch (err) {
+      done(err as DvkError);
+      return finished;
+    }
+    const entry: Entry = { message: this.message(from, type, 0, 0n, payload), call: undefined };
+    if (this.admit(target, entry)) {
+      from.counters.sent++;
+      done(null);
+      return finished;
+    }
+    if (wait.nonblock) {
+      done(new DvkError('EAGAIN', `queue of endpoint ${dst} is full`));
+      return finished;
+    }
+    const held: HeldSend = { entry, sender: from, target, done, timer: undefined };
+    this.hold(target, held, wait.deadline, () => {
+      this.unhold(target, held);
+      done(new DvkError('ETIMEDOUT', `queue of endpoint ${dst} stayed full`));
+    });
+    return {
+      cancel: () => {
+        if (!this.unhold(target, held)) return;
+        done(new DvkError('ECANCELED'));
+      },
+    };
+  }
+
+  sendrec(
+    from: Binding,
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Buffer,
+    requestId: bigint,
+    wait: Wait,
+    done: Done<Message>,
+  ): Waiting {
+    let target: Binding;
+    try {
+      if (from.calls.has(requestId)) throw new DvkError('EINVAL', `request id ${requestId} in use`);
+      target = this.resolve(from, dst, dstGen);
+      this.checkPayload(payload);
+    } catch (err) {
+      done(err as DvkError);
+      return finished;
+    }
+    const call = new PendingCall(this, from, target, requestId, done);
+    const entry: Entry = {
+      message: this.message(from, type, MessageFlags.REQUEST, requestId, payload),
+      call,
+    };
+    call.entry = entry;
+    if (!this.admit(target, entry)) {
+      if (wait.nonblock) {
+        done(new DvkError('EAGAIN', `queue of endpoint ${dst} is full`));
+        return finished;
+      }
+      call.state = 'held';
+      call.held = { entry, sender: from, target, done: undefined, timer: undefined };
+      this.hold(target, call.held, 0n, () => {});
+    }
+    from.calls.set(requestId, call);
+    from.counters.sent++;
+    const ms = remainingMs(wait.deadline);
+    if (ms !== undefined && call.state !== 'settled') {
+      call.timer = setTimeout(
+        () => this.abandon(call, new DvkError('ETIMEDOUT', `no reply from endpoint ${dst}`)),
+        ms,
+      );
+    }
+    return call;
+  }
+
+  /** The caller gives up on a sendrec: withdraw the request if the server has not taken it. */
+  abandon(call: PendingCall, reason: DvkError): void {
+    if (call.state === 'settled') return;
+    const server = call.server;
+    if (call.state === 'held' && call.held) this.unhold(server, call.held);
+    if (call.state === 'queued' && call.entry) this.dequeue(server, call.entry);
+    // A received request stays in the server's obligations: its reply is accepted and dropped.
+    this.settle(call, reason);
+  }
+
+  private settle(call: PendingCall, err: DvkError | null, reply?: Message): void {
+    call.state = 'settled';
+    clearTimeout(call.timer);
+    call.caller.calls.delete(call.requestId);
+    call.done(err, reply);
+  }
+
+  receive(b: Binding, from: number, fromGen: number, wait: Wait, done: Done<Message>): Waiting {
+    const filter = from === ENDPOINT_ANY ? anyFilter : { endpoint: from, generation: fromGen };
+    const ready = this.take(b, filter);
+    if (ready) {
+      done(null, ready);
+      return finished;
+    }
+    if (wait.nonblock) {
+      done(new DvkError('EAGAIN', 'nothing to receive'));
+      return finished;
+    }
+    const pending: PendingReceive = {
+      filter,
+      done,
+      timer: undefined,
+      cancel: () => {
+        if (!this.dropReceiver(b, pending)) return;
+        done(new DvkError('ECANCELED'));
+      },
+    };
+    const ms = remainingMs(wait.deadline);
+    if (ms !== undefined) {
+      pending.timer = setTimeout(() => {
+        if (this.dropReceiver(b, pending)) done(new DvkError('ETIMEDOUT', 'nothing received'));
+      }, ms);
+    }
+    b.receivers.push(pending);
+    return pending;
+  }
+
+  reply(
+    b: Binding,
+    to: number,
+    toGen: number,
+    requestId: bigint,
+    type: number,
+    payload: Buffer,
+  ): void {
+    this.checkPayload(payload);
+    const key = obligationKey(to, toGen, requestId);
+    const call = b.obligations.get(key);
+    if (!call) {
+      throw new DvkError('EINVAL', `no unanswered request ${requestId} from endpoint ${to}`);
+    }
+    b.obligations.delete(key);
+    b.counters.repliesSent++;
+    if (call.state !== 'received') {
+      b.counters.repliesDropped++;
+      return;
+    }
+    const reply: Message = {
+      kind: 'message',
+      source: b.endpoint,
+      sourceGeneration: b.generation,
+      type,
+      requestId,
+      bits: 0,
+      payload,
+    };
+    this.settle(call, null, reply);
+  }
+
+  notify(from: Binding, dst: number, dstGen: number, bits: number): void {
+    if (!Number.isInteger(bits) || bits <= 0 || bits > 0xffff_ffff) {
+      throw new DvkError('EINVAL', 'notification bits must be a non-zero 32-bit mask');
+    }
+    const target = this.resolve(from, dst, dstGen);
+    from.counters.notifySent++;
+    const key = `${from.endpoint}:${from.generation}`;
+    const pending = target.notifications.get(key);
+    if (pending) {
+      pending.bits = (pending.bits | bits) >>> 0;
+      return;
+    }
+    target.notifications.set(key, { source: from.endpoint, generation: from.generation, bits });
+    this.serveReceivers(target);
+  }
+
+  /** Ends a binding: the connection closed or the process died. */
+  unbind(b: Binding): void {
+    if (!b.bound) return;
+    b.bound = false;
+    b.dc.bindings.delete(b.endpoint);
+    for (const r of b.receivers.splice(0)) clearTimeout(r.timer);
+    for (const call of [...b.calls.values()]) this.abandon(call, new DvkError('ECANCELED'));
+    for (const held of [...b.heldElsewhere]) this.unhold(held.target, held);
+    const gone = (what: string) => new DvkError('ESRCH', `endpoint ${b.endpoint} ${what}`);
+    for (const held of b.held.splice(0)) {
+      held.sender.heldElsewhere.delete(held);
+      clearTimeout(held.timer);
+      if (held.entry.call) this.settle(held.entry.call, gone('unbound with the request held'));
+      else held.done?.(gone('unbound while the send was held'));
+    }
+    for (const entry of b.queue.splice(0)) {
+      if (entry.call) this.settle(entry.call, gone('unbound with the request queued'));
+    }
+    b.queuedBytes = 0;
+    for (const call of b.obligations.values()) {
+      if (call.state === 'received') this.settle(call, gone('unbound without replying'));
+    }
+    b.obligations.clear();
+    b.notifications.clear();
+  }
+
+  /** Puts an entry in the queue (or straight into a waiting receive) if there is room. */
+  private admit(target: Binding, entry: Entry): boolean {
+    if (target.held.length > 0 || !this.hasRoom(target, entry)) return false;
+    this.enqueue(target, entry);
+    return true;
+  }
+
+  private hasRoom(b: Binding, entry: Entry): boolean {
+    if (b.queue.length === 0) return true;
+    return (
+      b.queue.length < this.limits.queueLength &&
+      b.queuedBytes + entry.message.payload.length <= this.limits.queueBytes
+    );
+  }
+
+  private enqueue(b: Binding, entry: Entry): void {
+    const message = entry.message;
+    const idx = b.receivers.findIndex((r) =>
+      matches(r.filter, message.source, message.sourceGeneration),
+    );
+    if (idx >= 0) {
+      const [receiver] = b.receivers.splice(idx, 1) as [PendingReceive];
+      clearTimeout(receiver.timer);
+      this.handOver(b, entry);
+      receiver.done(null, message);
+      return;
+    }
+    if (entry.call) entry.call.state = 'queued';
+    b.queue.push(entry);
+    b.queuedBytes += message.payload.length;
+  }
+
+  /** Records what a delivered entry obliges the receiver to do. */
+  private handOver(b: Binding, entry: Entry): void {
+    b.counters.received++;
+    const call = entry.call;
+    if (!call) return;
+    call.state = 'received';
+    b.obligations.set(
+      obligationKey(call.caller.endpoint, call.caller.generation, call.requestId),
+      call,
+    );
+  }
+
+  private dequeue(b: Binding, entry: Entry): void {
+    const idx = b.queue.indexOf(entry);
+    if (idx < 0) return;
+    b.queue.splice(idx, 1);
+    b.queuedBytes -= entry.message.payload.length;
+    this.pump(b);
+  }
+
+  private hold(target: Binding, held: HeldSend, deadline: bigint, onTimeout: () => void): void {
+    target.held.push(held);
+    held.sender.heldElsewhere.add(held);
+    const ms = remainingMs(deadline);
+    if (ms !== undefined) held.timer = setTimeout(onTimeout, ms);
+  }
+
+  /** Removes a held send; false if it was no longer held. */
+  private unhold(target: Binding, held: HeldSend): boolean {
+    const idx = target.held.indexOf(held);
+    if (idx < 0) return false;
+    target.held.splice(idx, 1);
+    held.sender.heldElsewhere.delete(held);
+    clearTimeout(held.timer);
+    // The head may have been what blocked the senders behind it.
+    if (idx === 0) this.pump(target);
+    return true;
+  }
+
+  /** Admits held senders, in order, while the queue has room. */
+  private pump(b: Binding): void {
+    while (b.held.length > 0) {
+      const head = b.held[0] as HeldSend;
+      if (!this.hasRoom(b, head.entry)) return;
+      b.held.shift();
+      head.sender.heldElsewhere.delete(head);
+      clearTimeout(head.timer);
+      this.enqueue(b, head.entry);
+      head.done?.(null);
+    }
+  }
+
+  /** The next notification or message for a filter, removed from its queue. */
+  private take(b: Binding, filter: Filter): Message | undefined {
+    for (const [key, n] of b.notifications) {
+      if (!matches(filter, n.source, n.generation)) continue;
+      b.notifications.delete(key);
+      return {
+        kind: 'notification',
+        source: n.source,
+        sourceGeneration: n.generation,
+        type: 0,
+        requestId: 0n,
+        bits: n.bits,
+        payload: Buffer.alloc(0),
+      };
+    }
+    const idx = b.queue.findIndex((e) =>
+      matches(filter, e.message.source, e.message.sourceGeneration),
+    );
+    if (idx < 0) return undefined;
+    const [entry] = b.queue.splice(idx, 1) as [Entry];
+    b.queuedBytes -= entry.message.payload.length;
+    this.handOver(b, entry);
+    this.pump(b);
+    return entry.message;
+  }
+
+  /** Gives pending notifications to waiting receives. */
+  private serveReceivers(b: Binding): void {
+    for (let i = 0; i < b.receivers.length; ) {
+      const r = b.receivers[i] as PendingReceive;
+      const message = this.take(b, r.filter);
+      if (!message) {
+        i++;
+        continue;
+      }
+      b.receivers.splice(i, 1);
+      clearTimeout(r.timer);
+      r.done(null, message);
+    }
+  }
+
+  private dropReceiver(b: Binding, r: PendingReceive): boolean {
+    const idx = b.receivers.indexOf(r);
+    if (idx < 0) return false;
+    b.receivers.splice(idx, 1);
+    clearTimeout(r.timer);
+    return true;
+  }
+
+  status(): DcStatus[] {
+    return [...this.dcs.values()].map((dc) => ({
+      id: dc.id,
+      name: dc.config.name,
+      slots: dc.config.slots,
+      endpoints: [...dc.bindings.values()]
+        .sort((a, b) => a.endpoint - b.endpoint)
+        .map((b): EndpointStatus => endpointStatus(b)),
+    }));
+  }
+}
+
+function endpointStatus(b: Binding): EndpointStatus {
+  return {
+    endpoint: b.endpoint,
+    generation: b.generation,
+    queued: b.queue.length,
+    queuedBytes: b.queuedBytes,
+    blockedSenders: b.held.length,
+    pendingNotifications: b.notifications.size,
+    waitingReceives: b.receivers.length,
+    unansweredRequests: b.obligations.size,
+    pendingCalls: b.calls.size,
+    pid: b.peer?.pid ?? null,
+    counters: { ...b.counters },
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * One client connection to the agent. A connection binds at most one endpoint; closing it, or
+ * the process behind it dying, unbinds that endpoint. Frames are decoded, checked, and handed to
+ * the endpoint table; completions come back as reply frames carrying the call's tag.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { DvkError, errnoOf } from '../errors.js';
+import { type Message, MessageFlags } from '../message.js';
+import {
+  CallFlags,
+  encode,
+  type Frame,
+  FrameDecoder,
+  frame,
+  Op,
+  ProtocolViolation,
+  REPLY_BIT,
+} from '../user/wire.js';
+import type { Binding, Done, EndpointTable, PeerCredentials, Wait, Waiting } from './endpoints.js';
+
+export interface SessionHost {
+  table: EndpointTable;
+  /** The node status as JSON, for STATUS calls. */
+  status(): unknown;
+}
+
+const flagsOf: Record<Message['kind'], number> = {
+  message: 0,
+  request: MessageFlags.REQUEST,
+  notification: MessageFlags.NOTIFY,
+};
+
+export class Session {
+  private binding: Binding | null = null;
+  private readonly decoder = new FrameDecoder('call');
+  /** Calls that wait, by tag, so CANCEL can find them. */
+  private readonly waiting = new Map<number, Waiting>();
+  private corked = false;
+  private closed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly host: SessionHost,
+    private readonly log: Logger,
+    private readonly peer: PeerCredentials | null,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    socket.on('close', () => this.onClose());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    try {
+      for (const f of this.decoder.push(chunk)) this.handle(f);
+    } catch (err) {
+      if (!(err instanceof ProtocolViolation)) throw err;
+      this.log.warn({ reason: err.message, pid: this.peer?.pid }, 'protocol violation, closing');
+      this.socket.destroy();
+    }
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.waiting.clear();
+    if (this.binding) {
+      this.log.info({ endpoint: this.binding.endpoint }, 'unbound');
+      this.host.table.unbind(this.binding);
+      this.binding = null;
+    }
+  }
+
+  private handle(f: Frame): void {
+    if (this.waiting.has(f.tag)) throw new ProtocolViolation(`tag ${f.tag} already in use`);
+    switch (f.op) {
+      case Op.BIND:
+        return this.bind(f);
+      case Op.STATUS:
+        return this.respond(f, null, { payload: Buffer.from(JSON.stringify(this.host.status())) });
+      case Op.CANCEL:
+        this.waiting.get(Number(f.arg & 0xffff_ffffn))?.cancel();
+        return;
+    }
+    const b = this.binding;
+    if (!b) return this.respond(f, new DvkError('EINVAL', 'connection has no endpoint bound'));
+    const table = this.host.table;
+    const wait: Wait = { nonblock: (f.flags & CallFlags.NONBLOCK) !== 0, deadline: f.deadline };
+    try {
+      switch (f.op) {
+        case Op.SEND:
+          return this.waitFor(f, (done) =>
+            table.send(b, f.peer, f.peerGen, f.type, f.payload, wait, done),
+          );
+        case Op.SENDREC:
+          return this.waitFor(f, (done) =>
+            table.sendrec(b, f.peer, f.peerGen, f.type, f.payload, f.arg, wait, done),
+          );
+        case Op.RECEIVE:
+          return this.waitFor(f, (done) => table.receive(b, f.peer, f.peerGen, wait, done));
+        case Op.REPLY:
+          table.reply(b, f.peer, f.peerGen, f.arg, f.type, f.payload);
+          return this.respond(f, null);
+        case Op.NOTIFY:
+          if (f.arg > 0xffff_ffffn) throw new DvkError('EINVAL', 'notification bits exceed 32');
+          table.notify(b, f.peer, f.peerGen, Number(f.arg));
+          return this.respond(f, null);
+      }
+    } catch (err) {
+      if (!(err instanceof DvkError)) throw err;
+      return this.respond(f, err);
+    }
+  }
+
+  private bind(f: Frame): void {
+    if (this.binding) return this.respond(f, new DvkError('EINVAL', 'connection already bound'));
+    const dc = f.flags & CallFlags.DC_BY_ID ? Number(f.arg) : f.payload.toString('utf8');
+    try {
+      const b = this.host.table.bind(dc, f.peer, this.peer);
+      this.binding = b;
+      const maxPayload = this.host.table.limits.maxPayload;
+      this.decoder.maxPayload = maxPayload;
+      this.log.info({ dc: b.dc.id, endpoint: b.endpoint, generation: b.generation }, 'bound');
+      this.respond(f, null, {
+        peer: b.endpoint,
+        peerGen: b.generation,
+        type: b.dc.id,
+        arg: BigInt(maxPayload),
+      });
+    } catch (err) {
+      if (!(err instanceof DvkError)) throw err;
+      this.respond(f, err);
+    }
+  }
+
+  /**
+   * Starts a call that may wait. Its completion can run before `start` returns; only a call
+   * still waiting afterwards is registered for CANCEL.
+   */
+  private waitFor<T extends Message | void>(f: Frame, start: (done: Done<T>) => Waiting): void {
+    let settled = false;
+    const waiting = start((err, message) => {
+      settled = true;
+      this.waiting.delete(f.tag);
+      this.complete(f, err, message || undefined);
+    });
+    if (!settled) this.waiting.set(f.tag, waiting);
+  }
+
+  private complete(f: Frame, err: DvkError | null, message: Message | undefined): void {
+    if (err || !message) return this.respond(f, err);
+    this.respond(f, null, {
+      peer: message.source,
+      peerGen: message.sourceGeneration,
+      type: message.type,
+      flags: f.op === Op.SENDREC ? MessageFlags.REPLY : flagsOf[message.kind],
+      arg: message.kind === 'notification' ? BigInt(message.bits) : message.requestId,
+      payload: message.payload,
+    });
+  }
+
+  private respond(call: Frame, err: DvkError | null, fields: Partial<Frame> = {}): void {
+    if (this.closed) return;
+    const reply = err
+      ? frame({
+          op: call.op | REPLY_BIT,
+          tag: call.tag,
+          status: -errnoOf(err.code),
+          payload: Buffer.from(err.detail),
+        })
+      : frame({ ...fields, op: call.op | REPLY_BIT, tag: call.tag });
+    if (!this.corked) {
+      // Replies produced in one turn of the event loop leave in one writev.
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    for (const buf of encode(reply)) this.socket.write(buf);
+  }
+}

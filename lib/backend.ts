@@ -1,0 +1,101 @@
+/**
+ * The seam between the public API and the ways a node can be reached. The userspace backend
+ * talks to the node agent over a Unix socket; the kernel backend (a later issue) drives
+ * /dev/dvk through the addon; the remote path lives behind either, in the agent or the module.
+ * Arguments arrive validated by `Endpoint`; backends reject with `DvkError`.
+ */
+import type { EndpointAddress, Message } from './message.js';
+
+export type BackendKind = 'user' | 'kernel';
+
+/** How long a call may block. */
+export interface CallControl {
+  /** Absolute CLOCK_MONOTONIC deadline in nanoseconds (`process.hrtime.bigint()`); 0n = none. */
+  readonly deadline: bigint;
+  /** Fail with EAGAIN rather than block. */
+  readonly nonblock: boolean;
+  /** Abort with ECANCELED, unless the call has already completed. */
+  readonly signal: AbortSignal | undefined;
+}
+
+/** One bound endpoint as a backend sees it. Numbers are endpoint numbers; gen 0 = current. */
+export interface BoundEndpoint {
+  readonly address: EndpointAddress;
+  /** Largest payload the node accepts, in bytes. */
+  readonly maxPayload: number;
+  send(
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Uint8Array,
+    c: CallControl,
+  ): Promise<void>;
+  receive(from: number, fromGen: number, c: CallControl): Promise<Message>;
+  sendrec(
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Uint8Array,
+    c: CallControl,
+  ): Promise<Message>;
+  reply(
+    to: number,
+    toGen: number,
+    requestId: bigint,
+    type: number,
+    payload: Uint8Array,
+  ): Promise<void>;
+  notify(dst: number, dstGen: number, bits: number): Promise<void>;
+  /** Unbinds. Calls still pending settle with ECANCELED. */
+  close(): Promise<void>;
+  /** Called once when the binding ends for any reason other than `close()`. */
+  onLost(listener: (reason: Error) => void): void;
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** Binds `endpoint` in the DC given by id or name. */
+  bind(dc: number | string, endpoint: number): Promise<BoundEndpoint>;
+  /** The node's endpoint table and queue depths. */
+  status(): Promise<NodeStatus>;
+}
+
+/** Per-endpoint counters and queue depths, as `dvk status` shows them. */
+export interface EndpointStatus {
+  endpoint: number;
+  generation: number;
+  /** Messages and requests waiting to be received. */
+  queued: number;
+  queuedBytes: number;
+  /** Senders held because the queue is full. */
+  blockedSenders: number;
+  /** Sources with notification bits pending. */
+  pendingNotifications: number;
+  /** Receives waiting for a message. */
+  waitingReceives: number;
+  /** Requests received and not yet answered. */
+  unansweredRequests: number;
+  /** This endpoint's own sendrecs waiting for replies. */
+  pendingCalls: number;
+  pid: number | null;
+  counters: {
+    sent: number;
+    received: number;
+    repliesSent: number;
+    repliesDropped: number;
+    notifySent: number;
+  };
+}
+
+export interface DcStatus {
+  id: number;
+  name: string;
+  slots: number;
+  endpoints: EndpointStatus[];
+}
+
+export interface NodeStatus {
+  node: { name: string; backend: BackendKind; pid: number; uptimeSeconds: number; version: string };
+  limits: { maxPayload: number; queueLength: number; queueBytes: number };
+  dcs: DcStatus[];
+}

@@ -1,0 +1,56 @@
+import type { NodeStatus } from '../backend.js';
+
+/** `dvk status` as a table for terminals. */
+export function formatStatus(status: NodeStatus): string {
+  const { node, limits } = status;
+  const lines = [
+    `node ${node.name}  backend ${node.backend}  agent pid ${node.pid}  ` +
+      `up ${node.uptimeSeconds.toFixed(0)}s  dvk ${node.version}`,
+    `limits: payload ${limits.maxPayload} B, queue ${limits.queueLength} msgs / ${limits.queueBytes} B`,
+  ];
+  const header = [
+    'DC',
+    'EP',
+    'GEN',
+    'PID',
+    'QUEUED',
+    'BYTES',
+    'HELD',
+    'NOTIFY',
+    'RECV',
+    'UNANS',
+    'CALLS',
+    'SENT',
+    'RCVD',
+  ];
+  const rows: string[][] = [];
+  for (const dc of status.dcs) {
+    for (const ep of dc.endpoints) {
+      rows.push([
+        `${dc.id}:${dc.name}`,
+        String(ep.endpoint),
+        String(ep.generation),
+        ep.pid === null ? '-' : String(ep.pid),
+        String(ep.queued),
+        String(ep.queuedBytes),
+        String(ep.blockedSenders),
+        String(ep.pendingNotifications),
+        String(ep.waitingReceives),
+        String(ep.unansweredRequests),
+        String(ep.pendingCalls),
+        String(ep.counters.sent),
+        String(ep.counters.received),
+      ]);
+    }
+  }
+  if (rows.length === 0) {
+    lines.push(
+      `no endpoints bound (DCs: ${status.dcs.map((d) => `${d.id}:${d.name}`).join(', ')})`,
+    );
+    return `${lines.join('\n')}\n`;
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ');
+  lines.push('', fmt(header), ...rows.map(fmt));
+  return `${lines.join('\n')}\n`;
+}

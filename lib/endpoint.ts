@@ -1,0 +1,219 @@
+import type { BoundEndpoint, CallControl } from './backend.js';
+import { DvkError, type ErrorContext } from './errors.js';
+import {
+  type CallOptions,
+  ENDPOINT_ANY,
+  type EndpointAddress,
+  type Message,
+  type OutgoingMessage,
+  type ReceiveOptions,
+  type Target,
+} from './message.js';
+
+const EMPTY = new Uint8Array(0);
+const U32_MAX = 0xffff_ffff;
+
+/**
+ * A bound endpoint: the process's identity in its DC, and the handle for every primitive.
+ * Obtain one with `DvkNode.bind`. Every method validates its arguments before anything leaves
+ * the process and rejects with a `DvkError` that names this endpoint.
+ *
+ * Closing the endpoint (or the process ending) unbinds it. Calls still pending settle with
+ * ECANCELED; calls made afterwards fail with EBADF.
+ */
+export class Endpoint implements AsyncIterable<Message> {
+  /** The DC id, endpoint number and generation this bind received. */
+  readonly address: EndpointAddress;
+  private closed = false;
+
+  /** @internal Use `DvkNode.bind`. */
+  constructor(
+    private readonly bound: BoundEndpoint,
+    private readonly defaultTimeout: number,
+  ) {
+    this.address = bound.address;
+    bound.onLost(() => {
+      this.closed = true;
+    });
+  }
+
+  get dc(): number {
+    return this.address.dc;
+  }
+  get endpoint(): number {
+    return this.address.endpoint;
+  }
+  get generation(): number {
+    return this.address.generation;
+  }
+  /** Largest payload this node accepts, in bytes. */
+  get maxPayload(): number {
+    return this.bound.maxPayload;
+  }
+
+  /**
+   * Puts a message in `dst`'s queue. Resolves once it is there; if the queue is full it waits
+   * (backpressure) until there is room, the timeout passes (ETIMEDOUT) or, with `timeout: 0`,
+   * fails at once with EAGAIN. Messages from one sender reach one destination in send order.
+   */
+  send(dst: Target, message: OutgoingMessage, options: CallOptions = {}): Promise<void> {
+    return this.run('send', dst, async () => {
+      const [ep, gen] = target(dst);
+      const [type, payload] = this.outgoing(message);
+      return this.bound.send(ep, gen, type, payload, this.control(options));
+    });
+  }
+
+  /**
+   * The next message, request or notification, in arrival order (pending notifications first).
+   * With `from`, only those from that endpoint. A request must be answered with `reply`.
+   */
+  receive(options: ReceiveOptions = {}): Promise<Message> {
+    return this.run('receive', options.from, async () => {
+      const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
+      return this.bound.receive(ep, gen, this.control(options));
+    });
+  }
+
+  /**
+   * Sends a request to `dst` and waits for its reply. If the call times out or is cancelled
+   * before the server received the request, the request is withdrawn; a reply that arrives
+   * after the caller gave up is dropped. If the server unbinds or dies first: ESRCH.
+   * Many sendrecs may be in flight on one endpoint at once.
+   */
+  sendrec(dst: Target, message: OutgoingMessage, options: CallOptions = {}): Promise<Message> {
+    return this.run('sendrec', dst, async () => {
+      const [ep, gen] = target(dst);
+      const [type, payload] = this.outgoing(message);
+      const control = this.control(options);
+      if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
+      return this.bound.sendrec(ep, gen, type, payload, control);
+    });
+  }
+
+  /**
+   * Answers a request received from `receive`, exactly once. Resolves when the reply is handed
+   * to the caller, or dropped because the caller gave up; a second reply fails with EINVAL.
+   */
+  reply(request: Message, message: OutgoingMessage = {}): Promise<void> {
+    return this.run('reply', request?.source, async () => {
+      if (request?.kind !== 'request') throw new DvkError('EINVAL', 'reply needs a request');
+      const [type, payload] = this.outgoing(message);
+      return this.bound.reply(
+        request.source,
+        request.sourceGeneration,
+        request.requestId,
+        type,
+        payload,
+      );
+    });
+  }
+
+  /**
+   * ORs `bits` (a non-zero 32-bit mask) into `dst`'s pending notifications from this endpoint.
+   * Never blocks; repeated notifications coalesce until `dst` receives them.
+   */
+  notify(dst: Target, bits: number): Promise<void> {
+    return this.run('notify', dst, async () => {
+      const [ep, gen] = target(dst);
+      if (!Number.isInteger(bits) || bits < 1 || bits > U32_MAX) {
+        throw new DvkError('EINVAL', 'bits must be a non-zero 32-bit mask');
+      }
+      return this.bound.notify(ep, gen, bits);
+    });
+  }
+
+  /**
+   * Received messages as an async iterator. It ends when the endpoint closes; an aborted
+   * `signal` ends it with ECANCELED.
+   */
+  async *messages(options: Omit<ReceiveOptions, 'timeout'> = {}): AsyncGenerator<Message> {
+    while (!this.closed) {
+      try {
+        yield await this.receive({ ...options, timeout: Number.POSITIVE_INFINITY });
+      } catch (err) {
+        if (this.closed && err instanceof DvkError && ['ECANCELED', 'EBADF'].includes(err.code)) {
+          return;
+        }
+        throw err;
+      }
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return this.messages();
+  }
+
+  /** Unbinds the endpoint. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.bound.close();
+  }
+
+  private async run<T>(call: string, peer: Target | undefined, body: () => Promise<T>): Promise<T> {
+    const context: ErrorContext = {
+      call,
+      dc: this.address.dc,
+      endpoint: this.address.endpoint,
+      peer: typeof peer === 'number' ? peer : peer?.endpoint,
+    };
+    try {
+      if (this.closed) throw new DvkError('EBADF');
+      return await body();
+    } catch (err) {
+      if (err instanceof DvkError) throw err.withContext(context);
+      throw err;
+    }
+  }
+
+  private outgoing(message: OutgoingMessage): [number, Uint8Array] {
+    if (typeof message !== 'object' || message === null) {
+      throw new DvkError('EINVAL', 'message must be an object { type?, payload? }');
+    }
+    const type = message.type ?? 0;
+    if (!Number.isInteger(type) || type < -0x8000_0000 || type > 0x7fff_ffff) {
+      throw new DvkError('EINVAL', 'type must be a signed 32-bit integer');
+    }
+    const payload = message.payload ?? EMPTY;
+    if (!(payload instanceof Uint8Array)) {
+      throw new DvkError('EINVAL', 'payload must be a Uint8Array or Buffer');
+    }
+    if (payload.byteLength > this.bound.maxPayload) {
+      throw new DvkError(
+        'EMSGSIZE',
+        `payload of ${payload.byteLength} bytes exceeds ${this.bound.maxPayload}`,
+      );
+    }
+    return [type, payload];
+  }
+
+  private control(options: CallOptions): CallControl {
+    const { timeout = this.defaultTimeout, signal } = options;
+    if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) {
+      throw new DvkError('EINVAL', 'timeout must be a number of milliseconds >= 0');
+    }
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new DvkError('EINVAL', 'signal must be an AbortSignal');
+    }
+    if (signal?.aborted) throw new DvkError('ECANCELED');
+    const nonblock = timeout === 0;
+    const deadline =
+      nonblock || timeout === Number.POSITIVE_INFINITY
+        ? 0n
+        : process.hrtime.bigint() + BigInt(Math.ceil(timeout * 1e6));
+    return { deadline, nonblock, signal };
+  }
+}
+
+/** Splits and checks a destination. */
+function target(t: Target): [number, number] {
+  const [endpoint, generation] = typeof t === 'number' ? [t, 0] : [t?.endpoint, t?.generation ?? 0];
+  if (!Number.isInteger(endpoint) || (endpoint as number) < 0 || (endpoint as number) >= U32_MAX) {
+    throw new DvkError('EINVAL', `bad endpoint number ${String(endpoint)}`);
+  }
+  if (!Number.isInteger(generation) || generation < 0 || generation > U32_MAX) {
+    throw new DvkError('EINVAL', `bad generation ${String(generation)}`);
+  }
+  return [endpoint as number, generation];
+}

@@ -1,0 +1,289 @@
+/**
+ * The userspace backend: each bound endpoint is one connection to the node agent's Unix socket.
+ * Calls are frames tagged with a per-connection number; the agent answers each tag exactly once,
+ * also after a CANCEL, so a call's outcome is always the agent's verdict and never a guess.
+ */
+import { createConnection, type Socket } from 'node:net';
+import type { Backend, BoundEndpoint, CallControl, NodeStatus } from '../backend.js';
+import { DvkError } from '../errors.js';
+import { type EndpointAddress, kindOf, type Message } from '../message.js';
+import {
+  CallFlags,
+  encode,
+  type Frame,
+  FrameDecoder,
+  frame,
+  Op,
+  ProtocolViolation,
+} from './wire.js';
+
+interface Pending {
+  resolve(f: Frame): void;
+  reject(err: DvkError): void;
+}
+
+/** One connection to the agent. */
+class Connection {
+  private readonly decoder = new FrameDecoder('reply');
+  private readonly pending = new Map<number, Pending>();
+  private nextTag = 1;
+  private corked = false;
+  /** Set once the connection is over; later calls fail with it. */
+  private ended: DvkError | null = null;
+  private lostListeners: ((reason: Error) => void)[] = [];
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () =>
+      this.end(new DvkError('EHOSTUNREACH', 'connection to the node agent lost'), true),
+    );
+  }
+
+  static open(path: string): Promise<Connection> {
+    return new Promise((resolve, reject) => {
+      const socket = createConnection(path);
+      socket.once('connect', () => {
+        socket.removeAllListeners('error');
+        socket.setNoDelay?.(true);
+        resolve(new Connection(socket));
+      });
+      socket.once('error', (err: NodeJS.ErrnoException) => reject(connectError(path, err)));
+    });
+  }
+
+  set maxPayload(n: number) {
+    this.decoder.maxPayload = n;
+  }
+
+  onLost(listener: (reason: Error) => void): void {
+    this.lostListeners.push(listener);
+  }
+
+  /** Sends a call and resolves with the agent's successful reply, or rejects with its error. */
+  call(f: Frame, signal?: AbortSignal): Promise<Frame> {
+    if (this.ended) return Promise.reject(this.ended);
+    const tag = this.nextTag;
+    this.nextTag = this.nextTag === 0xffff_ffff ? 1 : this.nextTag + 1;
+    f.tag = tag;
+    return new Promise<Frame>((resolve, reject) => {
+      let onAbort: (() => void) | undefined;
+      if (signal) {
+        onAbort = () => this.write(frame({ op: Op.CANCEL, arg: BigInt(tag) }));
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      const cleanup = () => {
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+      };
+      this.pending.set(tag, {
+        resolve: (reply) => {
+          cleanup();
+          resolve(reply);
+        },
+        reject: (err) => {
+          cleanup();
+          reject(err);
+        },
+      });
+      this.write(f);
+    });
+  }
+
+  private write(f: Frame): void {
+    if (this.ended) return;
+    if (!this.corked) {
+      // Calls issued in one turn of the event loop leave in one writev.
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    for (const buf of encode(f)) this.socket.write(buf);
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      if (!(err instanceof ProtocolViolation)) throw err;
+      this.socket.destroy();
+      this.end(new DvkError('EPROTO', `agent sent a bad frame: ${err.message}`), true);
+      return;
+    }
+    for (const f of frames) {
+      const p = this.pending.get(f.tag);
+      if (!p) continue;
+      this.pending.delete(f.tag);
+      if (f.status === 0) p.resolve(f);
+      else p.reject(DvkError.fromErrno(-f.status, f.payload.toString('utf8') || undefined));
+    }
+  }
+
+  /** Ends the connection: every pending call rejects with `reason`. */
+  end(reason: DvkError, lost: boolean): void {
+    if (this.ended) return;
+    this.ended = reason;
+    this.socket.destroy();
+    for (const p of this.pending.values()) p.reject(reason);
+    this.pending.clear();
+    if (lost) for (const l of this.lostListeners) l(reason);
+  }
+}
+
+function connectError(path: string, err: NodeJS.ErrnoException): DvkError {
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    return new DvkError('EACCES', `no permission to connect to the node agent at ${path}`);
+  }
+  return new DvkError(
+    'EHOSTUNREACH',
+    `no node agent at ${path} (${err.code ?? err.message}); start one with \`dvk agent\``,
+  );
+}
+
+function callFlags(c: CallControl): number {
+  return c.nonblock ? CallFlags.NONBLOCK : 0;
+}
+
+function toMessage(f: Frame): Message {
+  const kind = kindOf(f.flags);
+  return {
+    kind,
+    source: f.peer,
+    sourceGeneration: f.peerGen,
+    type: f.type,
+    requestId: kind === 'notification' ? 0n : f.arg,
+    bits: kind === 'notification' ? Number(f.arg) : 0,
+    payload: f.payload,
+  };
+}
+
+function asBuffer(payload: Uint8Array): Buffer {
+  return Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+}
+
+class UserEndpoint implements BoundEndpoint {
+  private nextRequest = 1n;
+
+  constructor(
+    private readonly conn: Connection,
+    readonly address: EndpointAddress,
+    readonly maxPayload: number,
+  ) {}
+
+  async send(dst: number, dstGen: number, type: number, payload: Uint8Array, c: CallControl) {
+    await this.conn.call(
+      frame({
+        op: Op.SEND,
+        peer: dst,
+        peerGen: dstGen,
+        type,
+        flags: callFlags(c),
+        deadline: c.deadline,
+        payload: asBuffer(payload),
+      }),
+      c.signal,
+    );
+  }
+
+  async receive(from: number, fromGen: number, c: CallControl): Promise<Message> {
+    const f = frame({
+      op: Op.RECEIVE,
+      peer: from,
+      peerGen: fromGen,
+      flags: callFlags(c),
+      deadline: c.deadline,
+    });
+    return toMessage(await this.conn.call(f, c.signal));
+  }
+
+  async sendrec(
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Uint8Array,
+    c: CallControl,
+  ): Promise<Message> {
+    const f = frame({
+      op: Op.SENDREC,
+      peer: dst,
+      peerGen: dstGen,
+      type,
+      flags: callFlags(c),
+      arg: this.nextRequest++,
+      deadline: c.deadline,
+      payload: asBuffer(payload),
+    });
+    return toMessage(await this.conn.call(f, c.signal));
+  }
+
+  async reply(to: number, toGen: number, requestId: bigint, type: number, payload: Uint8Array) {
+    const f = frame({
+      op: Op.REPLY,
+      peer: to,
+      peerGen: toGen,
+      type,
+      arg: requestId,
+      payload: asBuffer(payload),
+    });
+    await this.conn.call(f);
+  }
+
+  async notify(dst: number, dstGen: number, bits: number) {
+    await this.conn.call(frame({ op: Op.NOTIFY, peer: dst, peerGen: dstGen, arg: BigInt(bits) }));
+  }
+
+  async close(): Promise<void> {
+    this.conn.end(new DvkError('ECANCELED', 'endpoint closed'), false);
+  }
+
+  onLost(listener: (reason: Error) => void): void {
+    this.conn.onLost(listener);
+  }
+}
+
+/** Reaches the node through its agent's Unix socket. */
+export class UserBackend implements Backend {
+  readonly kind = 'user' as const;
+
+  constructor(readonly socketPath: string) {}
+
+  async bind(dc: number | string, endpoint: number): Promise<BoundEndpoint> {
+    const conn = await Connection.open(this.socketPath);
+    const byId = typeof dc === 'number';
+    try {
+      const reply = await conn.call(
+        frame({
+          op: Op.BIND,
+          peer: endpoint,
+          flags: byId ? CallFlags.DC_BY_ID : 0,
+          arg: byId ? BigInt(dc) : 0n,
+          payload: byId ? Buffer.alloc(0) : Buffer.from(dc, 'utf8'),
+        }),
+      );
+      const maxPayload = Number(reply.arg);
+      conn.maxPayload = maxPayload;
+      const address = { dc: reply.type, endpoint: reply.peer, generation: reply.peerGen };
+      return new UserEndpoint(conn, address, maxPayload);
+    } catch (err) {
+      conn.end(new DvkError('ECANCELED', 'bind failed'), false);
+      throw err;
+    }
+  }
+
+  async status(): Promise<NodeStatus> {
+    const conn = await Connection.open(this.socketPath);
+    try {
+      // Status documents can exceed the handshake limit on large nodes.
+      conn.maxPayload = 64 * 1024 * 1024;
+      const reply = await conn.call(frame({ op: Op.STATUS }));
+      return JSON.parse(reply.payload.toString('utf8')) as NodeStatus;
+    } finally {
+      conn.end(new DvkError('ECANCELED', 'status read'), false);
+    }
+  }
+}
