@@ -6,7 +6,9 @@
  * Rules this file implements (and the project docs state):
  * - A destination's queue is bounded by count and bytes; a sender that finds it full, or finds
  *   earlier senders still held, waits in the destination's `held` list, FIFO. That list is what
- *   keeps per-sender order: a later send never overtakes a held one.
+ *   keeps per-sender order: a later send never overtakes a held one. One exception, which
+ *   keeps order too: a receive waiting for a particular sender takes that sender's oldest
+ *   message even if others' messages fill the queue.
  * - `receive` takes pending notifications first, then queued messages, each in arrival order and
  *   each subject to the `from` filter.
  * - A sendrec's request that the server has not received yet is withdrawn when the caller gives
@@ -152,6 +154,13 @@ function matches(filter: Filter, source: number, generation: number): boolean {
   if (filter.endpoint === ENDPOINT_ANY) return true;
   return (
     filter.endpoint === source && (filter.generation === 0 || filter.generation === generation)
+  );
+}
+
+function sameSender(a: Entry, b: Entry): boolean {
+  return (
+    a.message.source === b.message.source &&
+    a.message.sourceGeneration === b.message.sourceGeneration
   );
 }
 
@@ -451,8 +460,18 @@ export class EndpointTable {
     b.notifications.clear();
   }
 
-  /** Puts an entry in the queue (or straight into a waiting receive) if there is room. */
+  /**
+   * Puts an entry in the queue, or straight into a waiting receive, if it may go now. A receive
+   * waiting for this sender takes the entry even when the queue is full of others' messages:
+   * otherwise `receive({ from })` could wait forever behind messages nobody takes.
+   */
   private admit(target: Binding, entry: Entry): boolean {
+    const { source, sourceGeneration } = entry.message;
+    const wanted = target.receivers.some((r) => matches(r.filter, source, sourceGeneration));
+    if (wanted && !target.held.some((h) => sameSender(h.entry, entry))) {
+      this.enqueue(target, entry);
+      return true;
+    }
     if (target.held.length > 0 || !this.hasRoom(target, entry)) return false;
     this.enqueue(target, entry);
     return true;
@@ -553,12 +572,26 @@ export class EndpointTable {
     const idx = b.queue.findIndex((e) =>
       matches(filter, e.message.source, e.message.sourceGeneration),
     );
-    if (idx < 0) return undefined;
-    const [entry] = b.queue.splice(idx, 1) as [Entry];
-    b.queuedBytes -= entry.message.payload.length;
-    this.handOver(b, entry);
-    this.pump(b);
-    return entry.message;
+    if (idx >= 0) {
+      const [entry] = b.queue.splice(idx, 1) as [Entry];
+      b.queuedBytes -= entry.message.payload.length;
+      this.handOver(b, entry);
+      this.pump(b);
+      return entry.message;
+    }
+    // Nothing queued from the wanted sender, but it may be held behind a queue full of others.
+    // Its first held entry is the oldest it has outstanding, so taking it keeps its order.
+    const h = b.held.findIndex((e) =>
+      matches(filter, e.entry.message.source, e.entry.message.sourceGeneration),
+    );
+    if (h < 0) return undefined;
+    const [held] = b.held.splice(h, 1) as [HeldSend];
+    held.sender.heldElsewhere.delete(held);
+    clearTimeout(held.timer);
+    this.handOver(b, held.entry);
+    held.done?.(null);
+    if (h === 0) this.pump(b);
+    return held.entry.message;
   }
 
   /** Gives pending notifications to waiting receives. */
