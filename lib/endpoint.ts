@@ -92,8 +92,9 @@ export class Endpoint implements AsyncIterable<Message> {
   }
 
   /**
-   * Answers a request received from `receive`, exactly once. Resolves when the reply is handed
-   * to the caller, or dropped because the caller gave up; a second reply fails with EINVAL.
+   * Answers a request received from `receive`, exactly once; a second reply fails with EINVAL.
+   * Resolves once the reply is on its way: a caller that gave up in the meantime drops it, and
+   * the server is not told (a slow client must not make a server fail).
    */
   reply(request: Message, message: OutgoingMessage = {}): Promise<void> {
     return this.run('reply', request?.source, async () => {

@@ -100,8 +100,9 @@ export class Session {
         case Op.RECEIVE:
           return this.waitFor(f, (done) => table.receive(b, f.peer, f.peerGen, wait, done));
         case Op.REPLY:
+          // Answered only on failure: clients check their own obligations and do not wait.
           table.reply(b, f.peer, f.peerGen, f.arg, f.type, f.payload);
-          return this.respond(f, null);
+          return;
         case Op.NOTIFY:
           if (f.arg > 0xffff_ffffn) throw new DvkError('EINVAL', 'notification bits exceed 32');
           table.notify(b, f.peer, f.peerGen, Number(f.arg));

@@ -28,7 +28,9 @@ for (let i = 0; i < calls; i += 4) {
   last = Math.max(last, results[0] ?? 0);
 }
 const ownValue = Number(
-  (await client.sendrec(server, { type: KvOp.GET, payload: Buffer.from(own) })).payload.readBigInt64LE(0),
+  (
+    await client.sendrec(server, { type: KvOp.GET, payload: Buffer.from(own) })
+  ).payload.readBigInt64LE(0),
 );
 const ms = performance.now() - started;
 console.log(

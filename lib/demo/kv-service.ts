@@ -19,7 +19,9 @@ for await (const m of server) {
   if (m.kind === 'notification') {
     if (m.bits & REPORT_BIT) {
       const state = Object.fromEntries([...counters].sort());
-      console.log(`[kv ${server.endpoint}] served ${served} requests, state ${JSON.stringify(state)}`);
+      console.log(
+        `[kv ${server.endpoint}] served ${served} requests, state ${JSON.stringify(state)}`,
+      );
     }
     continue;
   }

@@ -28,7 +28,16 @@ async function main(): Promise<void> {
   log(`starting the node agent on ${socketPath}`);
   const agent = spawn(
     process.execPath,
-    [here('../cli/dvk.js'), 'agent', '--socket', socketPath, '--dc', '7:demo', '--log-level', 'warn'],
+    [
+      here('../cli/dvk.js'),
+      'agent',
+      '--socket',
+      socketPath,
+      '--dc',
+      '7:demo',
+      '--log-level',
+      'warn',
+    ],
     { stdio: 'inherit' },
   );
   children.push(agent);
@@ -62,9 +71,13 @@ async function main(): Promise<void> {
   await checker.notify(1, REPORT_BIT);
 
   log('node status (dvk status):');
-  const status = spawn(process.execPath, [here('../cli/dvk.js'), 'status', '--socket', socketPath], {
-    stdio: 'inherit',
-  });
+  const status = spawn(
+    process.execPath,
+    [here('../cli/dvk.js'), 'status', '--socket', socketPath],
+    {
+      stdio: 'inherit',
+    },
+  );
   await once(status, 'exit');
   await checker.close();
 

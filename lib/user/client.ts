@@ -60,11 +60,23 @@ class Connection {
     this.lostListeners.push(listener);
   }
 
+  private takeTag(): number {
+    const tag = this.nextTag;
+    this.nextTag = this.nextTag === 0xffff_ffff ? 1 : this.nextTag + 1;
+    return tag;
+  }
+
+  /** Sends a call the agent answers only if it fails (REPLY); throws if the connection ended. */
+  post(f: Frame): void {
+    if (this.ended) throw this.ended;
+    f.tag = this.takeTag();
+    this.write(f);
+  }
+
   /** Sends a call and resolves with the agent's successful reply, or rejects with its error. */
   call(f: Frame, signal?: AbortSignal): Promise<Frame> {
     if (this.ended) return Promise.reject(this.ended);
-    const tag = this.nextTag;
-    this.nextTag = this.nextTag === 0xffff_ffff ? 1 : this.nextTag + 1;
+    const tag = this.takeTag();
     f.tag = tag;
     return new Promise<Frame>((resolve, reject) => {
       let onAbort: (() => void) | undefined;
@@ -166,8 +178,17 @@ function asBuffer(payload: Uint8Array): Buffer {
     : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 
+function requestKey(source: number, generation: number, requestId: bigint): string {
+  return `${source}:${generation}:${requestId}`;
+}
+
 class UserEndpoint implements BoundEndpoint {
   private nextRequest = 1n;
+  /**
+   * Requests received and not answered yet. Checking here lets `reply` complete without a
+   * round trip to the agent, which checks again and drops anything that does not match.
+   */
+  private readonly unanswered = new Set<string>();
 
   constructor(
     private readonly conn: Connection,
@@ -198,7 +219,11 @@ class UserEndpoint implements BoundEndpoint {
       flags: callFlags(c),
       deadline: c.deadline,
     });
-    return toMessage(await this.conn.call(f, c.signal));
+    const message = toMessage(await this.conn.call(f, c.signal));
+    if (message.kind === 'request') {
+      this.unanswered.add(requestKey(message.source, message.sourceGeneration, message.requestId));
+    }
+    return message;
   }
 
   async sendrec(
@@ -230,7 +255,12 @@ class UserEndpoint implements BoundEndpoint {
       arg: requestId,
       payload: asBuffer(payload),
     });
-    await this.conn.call(f);
+    const key = requestKey(to, toGen, requestId);
+    if (!this.unanswered.has(key)) {
+      throw new DvkError('EINVAL', `no unanswered request ${requestId} from endpoint ${to}`);
+    }
+    this.conn.post(f);
+    this.unanswered.delete(key);
   }
 
   async notify(dst: number, dstGen: number, bits: number) {

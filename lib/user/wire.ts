@@ -18,6 +18,9 @@
  *                       the tag to cancel (cancel), the DC id (bind, with CallFlags.DC_BY_ID)
  *    40  u64  deadline  absolute CLOCK_MONOTONIC nanoseconds; 0 = no deadline
  *
+ * Every call gets exactly one reply frame, except REPLY, which is answered only if it fails
+ * (the client has already checked that the request is unanswered, and does not wait).
+ *
  * A frame that breaks these rules (length, magic, version, op, flags) is a protocol violation:
  * the agent logs why and closes that connection. Errors of the call itself (no such endpoint,
  * timeout) travel back as a negative `status` and leave the connection open.
