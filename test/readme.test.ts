@@ -15,9 +15,10 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 
 async function example(): Promise<string> {
   const readme = await readFile(join(root, 'README.md'), 'utf8');
-  const m = /<!-- readme-example:start -->\s*```ts\n([\s\S]*?)```\s*<!-- readme-example:end -->/.exec(
-    readme,
-  );
+  const m =
+    /<!-- readme-example:start -->\s*```ts\n([\s\S]*?)```\s*<!-- readme-example:end -->/.exec(
+      readme,
+    );
   if (!m?.[1]) throw new Error('README has no example block');
   return m[1];
 }
