@@ -9,9 +9,9 @@ import { DvkError, errnoOf } from '../errors.js';
 import { type Message, MessageFlags } from '../message.js';
 import {
   CallFlags,
-  encode,
   type Frame,
   FrameDecoder,
+  FrameWriter,
   frame,
   Op,
   ProtocolViolation,
@@ -36,7 +36,7 @@ export class Session {
   private readonly decoder = new FrameDecoder('call');
   /** Calls that wait, by tag, so CANCEL can find them. */
   private readonly waiting = new Map<number, Waiting>();
-  private corked = false;
+  private readonly writer: FrameWriter;
   private closed = false;
 
   constructor(
@@ -45,6 +45,7 @@ export class Session {
     private readonly log: Logger,
     private readonly peer: PeerCredentials | null,
   ) {
+    this.writer = new FrameWriter(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
     socket.on('close', () => this.onClose());
@@ -171,15 +172,6 @@ export class Session {
           payload: Buffer.from(err.detail),
         })
       : frame({ ...fields, op: call.op | REPLY_BIT, tag: call.tag });
-    if (!this.corked) {
-      // Replies produced in one turn of the event loop leave in one writev.
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    for (const buf of encode(reply)) this.socket.write(buf);
+    this.writer.write(reply);
   }
 }

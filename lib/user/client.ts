@@ -9,9 +9,9 @@ import { DvkError } from '../errors.js';
 import { type EndpointAddress, kindOf, type Message } from '../message.js';
 import {
   CallFlags,
-  encode,
   type Frame,
   FrameDecoder,
+  FrameWriter,
   frame,
   Op,
   ProtocolViolation,
@@ -27,12 +27,13 @@ class Connection {
   private readonly decoder = new FrameDecoder('reply');
   private readonly pending = new Map<number, Pending>();
   private nextTag = 1;
-  private corked = false;
+  private readonly writer: FrameWriter;
   /** Set once the connection is over; later calls fail with it. */
   private ended: DvkError | null = null;
   private lostListeners: ((reason: Error) => void)[] = [];
 
   private constructor(private readonly socket: Socket) {
+    this.writer = new FrameWriter(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => {});
     socket.on('close', () =>
@@ -103,16 +104,7 @@ class Connection {
 
   private write(f: Frame): void {
     if (this.ended) return;
-    if (!this.corked) {
-      // Calls issued in one turn of the event loop leave in one writev.
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    for (const buf of encode(f)) this.socket.write(buf);
+    this.writer.write(f);
   }
 
   private onData(chunk: Buffer): void {

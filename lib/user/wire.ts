@@ -25,6 +25,7 @@
  * the agent logs why and closes that connection. Errors of the call itself (no such endpoint,
  * timeout) travel back as a negative `status` and leave the connection open.
  */
+import type { Socket } from 'node:net';
 import { MessageFlags } from '../message.js';
 
 export const HEADER_SIZE = 48;
@@ -218,4 +219,26 @@ function parse(b: Buffer): Frame {
     // A copy, so a retained payload does not pin the socket's whole read chunk.
     payload: b.length > HEADER_SIZE ? Buffer.from(b.subarray(HEADER_SIZE)) : EMPTY,
   };
+}
+
+/**
+ * Writes frames to a socket. Frames written in one turn of the event loop leave in one writev:
+ * the socket is corked at the first write and uncorked on the next tick.
+ */
+export class FrameWriter {
+  private corked = false;
+
+  constructor(private readonly socket: Socket) {}
+
+  write(f: Frame): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    for (const buf of encode(f)) this.socket.write(buf);
+  }
 }
