@@ -147,8 +147,8 @@ export class FrameDecoder {
       const head = this.peek(HEADER_SIZE);
       const length = this.validate(head);
       if (this.buffered < length) break;
-      const whole = this.take(length);
-      frames.push(parse(whole));
+      const [whole, owned] = this.take(length);
+      frames.push(parse(whole, owned));
     }
     return frames;
   }
@@ -188,24 +188,28 @@ export class FrameDecoder {
     return joined.subarray(0, n);
   }
 
-  private take(n: number): Buffer {
+  /**
+   * The next `n` bytes, and whether they may be kept as they are: true when they are a whole
+   * buffer of their own, false when they share memory with following frames.
+   */
+  private take(n: number): [Buffer, boolean] {
     const first = this.chunks[0] as Buffer;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      const joined = Buffer.concat(this.chunks);
-      out = joined.subarray(0, n);
-      this.chunks = joined.length > n ? [joined.subarray(n)] : [];
-    }
     this.buffered -= n;
-    return out;
+    if (first.length === n) {
+      this.chunks.shift();
+      return [first, true];
+    }
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n);
+      return [first.subarray(0, n), false];
+    }
+    const joined = Buffer.concat(this.chunks);
+    this.chunks = joined.length > n ? [joined.subarray(n)] : [];
+    return [joined.subarray(0, n), joined.length === n];
   }
 }
 
-function parse(b: Buffer): Frame {
+function parse(b: Buffer, owned: boolean): Frame {
   return {
     op: b.readUInt8(7),
     tag: b.readUInt32LE(8),
@@ -216,8 +220,14 @@ function parse(b: Buffer): Frame {
     flags: b.readUInt32LE(28),
     arg: b.readBigUInt64LE(32),
     deadline: b.readBigUInt64LE(40),
-    // A copy, so a retained payload does not pin the socket's whole read chunk.
-    payload: b.length > HEADER_SIZE ? Buffer.from(b.subarray(HEADER_SIZE)) : EMPTY,
+    // A payload sharing a read chunk with other frames is copied, so that keeping it does not
+    // pin the whole chunk; one that had a buffer to itself is used in place.
+    payload:
+      b.length === HEADER_SIZE
+        ? EMPTY
+        : owned
+          ? b.subarray(HEADER_SIZE)
+          : Buffer.from(b.subarray(HEADER_SIZE)),
   };
 }
 
