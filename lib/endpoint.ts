@@ -25,6 +25,8 @@ export class Endpoint implements AsyncIterable<Message> {
   /** The DC id, endpoint number and generation this bind received. */
   readonly address: EndpointAddress;
   private closed = false;
+  /** Why the binding ended without `close()`: the node went away. Later calls fail with it. */
+  private lost: DvkError | undefined;
 
   /** @internal Use `DvkNode.bind`. */
   constructor(
@@ -32,8 +34,10 @@ export class Endpoint implements AsyncIterable<Message> {
     private readonly defaultTimeout: number,
   ) {
     this.address = bound.address;
-    bound.onLost(() => {
+    bound.onLost((reason) => {
       this.closed = true;
+      this.lost =
+        reason instanceof DvkError ? reason : new DvkError('EHOSTUNREACH', reason.message);
     });
   }
 
@@ -125,15 +129,18 @@ export class Endpoint implements AsyncIterable<Message> {
   }
 
   /**
-   * Received messages as an async iterator. It ends when the endpoint closes; an aborted
-   * `signal` ends it with ECANCELED.
+   * Received messages as an async iterator. It ends when the endpoint is closed; an aborted
+   * `signal` ends it with ECANCELED, losing the node with EHOSTUNREACH.
    */
   async *messages(options: Omit<ReceiveOptions, 'timeout'> = {}): AsyncGenerator<Message> {
-    while (!this.closed) {
+    for (;;) {
+      if (this.lost) throw this.lost;
+      if (this.closed) return;
       try {
         yield await this.receive({ ...options, timeout: Number.POSITIVE_INFINITY });
       } catch (err) {
-        if (this.closed && err instanceof DvkError && ['ECANCELED', 'EBADF'].includes(err.code)) {
+        const closedHere = this.closed && !this.lost;
+        if (closedHere && err instanceof DvkError && ['ECANCELED', 'EBADF'].includes(err.code)) {
           return;
         }
         throw err;
@@ -160,6 +167,7 @@ export class Endpoint implements AsyncIterable<Message> {
       peer: typeof peer === 'number' ? peer : peer?.endpoint,
     };
     try {
+      if (this.lost) throw this.lost;
       if (this.closed) throw new DvkError('EBADF');
       return await body();
     } catch (err) {

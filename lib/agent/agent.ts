@@ -1,7 +1,7 @@
 /**
  * The node agent: owns this node's endpoint table and serves local processes on a Unix socket.
  */
-import { chmod, chown, mkdir, readFile, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -37,13 +37,15 @@ export class Agent {
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     await removeStaleSocket(path);
     const server = createServer((socket) => this.accept(socket));
-    // The socket must never be reachable with wider permissions than configured, not even
-    // between bind() and chmod(): create it owner-only, then widen it.
+    // Clients must never see the socket with other permissions than configured: it is created
+    // owner-only under a temporary name, given its group and mode, then renamed into place.
+    const staging = `${path}.${process.pid}.tmp`;
+    await unlink(staging).catch(() => {});
     const previous = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(path, () => {
+        server.listen(staging, () => {
           server.off('error', reject);
           resolve();
         });
@@ -51,8 +53,15 @@ export class Agent {
     } finally {
       process.umask(previous);
     }
-    if (gid !== undefined) await chown(path, process.getuid?.() ?? 0, gid);
-    await chmod(path, this.config.socket.mode);
+    try {
+      if (gid !== undefined) await chown(staging, process.getuid?.() ?? 0, gid);
+      await chmod(staging, this.config.socket.mode);
+      await rename(staging, path);
+    } catch (err) {
+      server.close();
+      await unlink(staging).catch(() => {});
+      throw err;
+    }
     server.on('error', (err) => this.log.error({ err }, 'listener error'));
     this.server = server;
     this.log.info(
@@ -97,6 +106,8 @@ export class Agent {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     await closed;
+    // The listener was bound under its staging name, so closing it does not remove the socket.
+    await unlink(this.socketPath).catch(() => {});
     this.log.info('agent stopped');
   }
 }
@@ -120,6 +131,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** A group name or id to a gid, from /etc/group (Node has no getgrnam). */
 async function resolveGroup(group: string | number | undefined): Promise<number | undefined> {
   if (group === undefined || typeof group === 'number') return group;
+  if (/^\d+$/.test(group)) return Number(group);
   const lines = (await readFile('/etc/group', 'utf8')).split('\n');
   for (const line of lines) {
     const [name, , gid] = line.split(':');

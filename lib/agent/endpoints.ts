@@ -27,6 +27,7 @@ import {
   MessageFlags,
   type MessageKind,
 } from '../message.js';
+import { type Deadline, deadlineTimer } from './deadline.js';
 
 export interface Limits {
   /** Largest payload in bytes. */
@@ -70,7 +71,7 @@ interface Filter {
 interface PendingReceive extends Waiting {
   filter: Filter;
   done: Done<Message>;
-  timer: NodeJS.Timeout | undefined;
+  timer: Deadline | undefined;
 }
 
 /** A message on its way into a queue, or in it. */
@@ -87,12 +88,12 @@ interface HeldSend {
   target: Binding;
   /** For plain sends: completes the send. sendrecs complete through their call instead. */
   done: Done<void> | undefined;
-  timer: NodeJS.Timeout | undefined;
+  timer: Deadline | undefined;
 }
 
 class PendingCall implements Waiting {
   state: 'held' | 'queued' | 'received' | 'settled' = 'queued';
-  timer: NodeJS.Timeout | undefined;
+  timer: Deadline | undefined;
   held: HeldSend | undefined;
   entry: Entry | undefined;
 
@@ -166,13 +167,6 @@ function sameSender(a: Entry, b: Entry): boolean {
 
 function obligationKey(source: number, generation: number, requestId: bigint): string {
   return `${source}:${generation}:${requestId}`;
-}
-
-/** Milliseconds until an absolute CLOCK_MONOTONIC deadline, or undefined for none. */
-function remainingMs(deadline: bigint): number | undefined {
-  if (deadline === 0n) return undefined;
-  const left = deadline - process.hrtime.bigint();
-  return left <= 0n ? 0 : Math.ceil(Number(left) / 1e6);
 }
 
 /** The options every blocking call carries into the table. */
@@ -329,11 +323,9 @@ export class EndpointTable {
     }
     from.calls.set(requestId, call);
     from.counters.sent++;
-    const ms = remainingMs(wait.deadline);
-    if (ms !== undefined && call.state !== 'settled') {
-      call.timer = setTimeout(
-        () => this.abandon(call, new DvkError('ETIMEDOUT', `no reply from endpoint ${dst}`)),
-        ms,
+    if (call.state !== 'settled') {
+      call.timer = deadlineTimer(wait.deadline, () =>
+        this.abandon(call, new DvkError('ETIMEDOUT', `no reply from endpoint ${dst}`)),
       );
     }
     return call;
@@ -351,7 +343,7 @@ export class EndpointTable {
 
   private settle(call: PendingCall, err: DvkError | null, reply?: Message): void {
     call.state = 'settled';
-    clearTimeout(call.timer);
+    call.timer?.clear();
     call.caller.calls.delete(call.requestId);
     call.done(err, reply);
   }
@@ -376,12 +368,9 @@ export class EndpointTable {
         done(new DvkError('ECANCELED'));
       },
     };
-    const ms = remainingMs(wait.deadline);
-    if (ms !== undefined) {
-      pending.timer = setTimeout(() => {
-        if (this.dropReceiver(b, pending)) done(new DvkError('ETIMEDOUT', 'nothing received'));
-      }, ms);
-    }
+    pending.timer = deadlineTimer(wait.deadline, () => {
+      if (this.dropReceiver(b, pending)) done(new DvkError('ETIMEDOUT', 'nothing received'));
+    });
     b.receivers.push(pending);
     return pending;
   }
@@ -439,13 +428,13 @@ export class EndpointTable {
     if (!b.bound) return;
     b.bound = false;
     b.dc.bindings.delete(b.endpoint);
-    for (const r of b.receivers.splice(0)) clearTimeout(r.timer);
+    for (const r of b.receivers.splice(0)) r.timer?.clear();
     for (const call of [...b.calls.values()]) this.abandon(call, new DvkError('ECANCELED'));
     for (const held of [...b.heldElsewhere]) this.unhold(held.target, held);
     const gone = (what: string) => new DvkError('ESRCH', `endpoint ${b.endpoint} ${what}`);
     for (const held of b.held.splice(0)) {
       held.sender.heldElsewhere.delete(held);
-      clearTimeout(held.timer);
+      held.timer?.clear();
       if (held.entry.call) this.settle(held.entry.call, gone('unbound with the request held'));
       else held.done?.(gone('unbound while the send was held'));
     }
@@ -492,7 +481,7 @@ export class EndpointTable {
     );
     if (idx >= 0) {
       const [receiver] = b.receivers.splice(idx, 1) as [PendingReceive];
-      clearTimeout(receiver.timer);
+      receiver.timer?.clear();
       this.handOver(b, entry);
       receiver.done(null, message);
       return;
@@ -525,8 +514,7 @@ export class EndpointTable {
   private hold(target: Binding, held: HeldSend, deadline: bigint, onTimeout: () => void): void {
     target.held.push(held);
     held.sender.heldElsewhere.add(held);
-    const ms = remainingMs(deadline);
-    if (ms !== undefined) held.timer = setTimeout(onTimeout, ms);
+    held.timer = deadlineTimer(deadline, onTimeout);
   }
 
   /** Removes a held send; false if it was no longer held. */
@@ -535,7 +523,7 @@ export class EndpointTable {
     if (idx < 0) return false;
     target.held.splice(idx, 1);
     held.sender.heldElsewhere.delete(held);
-    clearTimeout(held.timer);
+    held.timer?.clear();
     // The head may have been what blocked the senders behind it.
     if (idx === 0) this.pump(target);
     return true;
@@ -548,7 +536,7 @@ export class EndpointTable {
       if (!this.hasRoom(b, head.entry)) return;
       b.held.shift();
       head.sender.heldElsewhere.delete(head);
-      clearTimeout(head.timer);
+      head.timer?.clear();
       this.enqueue(b, head.entry);
       head.done?.(null);
     }
@@ -587,7 +575,7 @@ export class EndpointTable {
     if (h < 0) return undefined;
     const [held] = b.held.splice(h, 1) as [HeldSend];
     held.sender.heldElsewhere.delete(held);
-    clearTimeout(held.timer);
+    held.timer?.clear();
     this.handOver(b, held.entry);
     held.done?.(null);
     if (h === 0) this.pump(b);
@@ -604,7 +592,7 @@ export class EndpointTable {
         continue;
       }
       b.receivers.splice(i, 1);
-      clearTimeout(r.timer);
+      r.timer?.clear();
       r.done(null, message);
     }
   }
@@ -613,7 +601,7 @@ export class EndpointTable {
     const idx = b.receivers.indexOf(r);
     if (idx < 0) return false;
     b.receivers.splice(idx, 1);
-    clearTimeout(r.timer);
+    r.timer?.clear();
     return true;
   }
 

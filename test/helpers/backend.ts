@@ -70,7 +70,7 @@ export class TestNode {
   }
 
   /** The status of one endpoint in the test DC, or undefined if it is not bound. */
-  async endpointStatus(endpoint: number, dc = DC.id): Promise<EndpointStatus | undefined> {
+  async endpointStatus(endpoint: number, dc: number = DC.id): Promise<EndpointStatus | undefined> {
     const status = await this.status();
     return status.dcs.find((d) => d.id === dc)?.endpoints.find((e) => e.endpoint === endpoint);
   }
@@ -139,7 +139,10 @@ export async function startAgent(
       await node.status();
       return { agent, log: () => log };
     } catch {
-      if (Date.now() > end) throw new Error(`agent did not come up: ${log}`);
+      if (Date.now() > end) {
+        agent.kill('SIGKILL');
+        throw new Error(`agent did not come up: ${log}`);
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -164,7 +167,14 @@ export async function startNode(t: ExecutionContext, options: NodeOptions = {}):
   if (options.queueBytes) args.push('--queue-bytes', String(options.queueBytes));
   if (options.maxPayload) args.push('--max-payload', String(options.maxPayload));
   args.push(...(options.agentArgs ?? []));
-  const { agent, log } = await startAgent(socketPath, args);
+  let started: Awaited<ReturnType<typeof startAgent>>;
+  try {
+    started = await startAgent(socketPath, args);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const { agent, log } = started;
   const node = new TestNode(socketPath, dir, agent);
   Object.defineProperty(node, 'agentLog', { get: log });
   t.teardown(() => node.stop());
