@@ -11,7 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { DvkError, type ErrorCode, type NodeStatus, openNode } from '../../lib/index.js';
+import { DvkError, type NodeStatus, openNode } from '../../lib/index.js';
 import {
   CallFlags,
   encode,
@@ -24,19 +24,10 @@ import {
   REPLY_BIT,
 } from '../../lib/user/wire.js';
 import { cliPath, DC, numbered, numberOf, startAgent, startNode } from '../helpers/backend.js';
+import { rejects } from '../helpers/expect.js';
 
 const libUrl = new URL('../../lib/index.js', import.meta.url).href;
 const EINVAL = constants.errno.EINVAL;
-
-async function rejects(
-  t: ExecutionContext,
-  promise: Promise<unknown>,
-  code: ErrorCode,
-): Promise<DvkError | undefined> {
-  const err = await t.throwsAsync(promise, { instanceOf: DvkError });
-  t.is(err?.code, code, err?.message);
-  return err;
-}
 
 /** A raw client connection to the agent: writes whatever bytes a test makes up. */
 class Raw {

@@ -4,26 +4,11 @@
  * depths `status` reports, and an unreachable node.
  */
 import { once } from 'node:events';
-import test, { type ExecutionContext } from 'ava';
-import {
-  DvkError,
-  type EndpointStatus,
-  type ErrorCode,
-  type Message,
-  openNode,
-} from '../../lib/index.js';
+import test from 'ava';
+import { DvkError, type Message, openNode } from '../../lib/index.js';
 import { DC, numbered, numberOf, OTHER_DC, startNode, type TestNode } from '../helpers/backend.js';
+import { rejects } from '../helpers/expect.js';
 import type { Outcome } from '../helpers/peer.js';
-
-async function rejects(
-  t: ExecutionContext,
-  promise: Promise<unknown>,
-  code: ErrorCode,
-): Promise<DvkError | undefined> {
-  const err = await t.throwsAsync(promise, { instanceOf: DvkError });
-  t.is(err?.code, code, err?.message);
-  return err;
-}
 
 /** The error code of a peer call, or 'ok'. */
 function codeOf(outcome: Outcome<unknown>): string {
@@ -38,18 +23,8 @@ function codeWhenSettled(promise: Promise<unknown>): Promise<string> {
   );
 }
 
-/** One endpoint's status in any DC (TestNode.endpointStatus only types the test DC's id). */
-async function statusIn(
-  node: TestNode,
-  endpoint: number,
-  dc: number,
-): Promise<EndpointStatus | undefined> {
-  const status = await node.status();
-  return status.dcs.find((d) => d.id === dc)?.endpoints.find((e) => e.endpoint === endpoint);
-}
-
 async function listed(node: TestNode, endpoint: number, dc: number = DC.id): Promise<boolean> {
-  return (await statusIn(node, endpoint, dc)) !== undefined;
+  return (await node.endpointStatus(endpoint, dc)) !== undefined;
 }
 
 test('bind returns the DC id, the endpoint number and a generation of at least 1', async (t) => {
@@ -151,14 +126,14 @@ test('the same endpoint number in two DCs is two distinct bindings', async (t) =
   const b = await node.peer(5, OTHER_DC.name);
   t.is(a.address.dc, DC.id);
   t.is(b.address.dc, OTHER_DC.id);
-  t.is((await statusIn(node, 5, DC.id))?.pid, a.pid);
-  t.is((await statusIn(node, 5, OTHER_DC.id))?.pid, b.pid);
+  t.is((await node.endpointStatus(5, DC.id))?.pid, a.pid);
+  t.is((await node.endpointStatus(5, OTHER_DC.id))?.pid, b.pid);
   await b.kill();
   await node.until(
     'DC other to drop its endpoint 5',
     async () => !(await listed(node, 5, OTHER_DC.id)),
   );
-  t.is((await statusIn(node, 5, DC.id))?.pid, a.pid, 'the other DC kept its binding');
+  t.is((await node.endpointStatus(5, DC.id))?.pid, a.pid, 'the other DC kept its binding');
 });
 
 test('a message sent in one DC never reaches the same number in another DC', async (t) => {
@@ -175,7 +150,7 @@ test('a message sent in one DC never reaches the same number in another DC', asy
   }
   const nothing = await there.receive({ timeout: 200 });
   t.is(codeOf(nothing), 'ETIMEDOUT');
-  t.is((await statusIn(node, 5, OTHER_DC.id))?.queued, 0);
+  t.is((await node.endpointStatus(5, OTHER_DC.id))?.queued, 0);
   // Endpoint 6 exists only in DC test: from DC other it is not there at all.
   const stranger = await node.bind(7, OTHER_DC.name);
   const err = await rejects(t, stranger.send(6, { payload: numbered(1) }), 'ENOENT');

@@ -1,33 +1,7 @@
-import test, { type ExecutionContext } from 'ava';
-import { DvkError, type Endpoint, type ErrorCode, type Message } from '../../lib/index.js';
-import { numbered, numberOf, startNode, type TestNode } from '../helpers/backend.js';
-
-async function fails(
-  t: ExecutionContext,
-  p: Promise<unknown>,
-  code: ErrorCode,
-): Promise<DvkError | undefined> {
-  const err = await t.throwsAsync(p, { instanceOf: DvkError });
-  t.is(err?.code, code);
-  return err;
-}
-
-async function nothingPending(t: ExecutionContext, ep: Endpoint, why: string): Promise<void> {
-  const err = await t.throwsAsync(ep.receive({ timeout: 0 }), { instanceOf: DvkError }, why);
-  t.is(err?.code, 'EAGAIN', why);
-}
-
-function unbound(node: TestNode, endpoint: number): Promise<void> {
-  return node.until(`endpoint ${endpoint} to unbind`, async () => {
-    return (await node.endpointStatus(endpoint)) === undefined;
-  });
-}
-
-function receiveWaiting(node: TestNode, endpoint: number, n = 1): Promise<void> {
-  return node.until(`${n} receive(s) to wait on endpoint ${endpoint}`, async () => {
-    return (await node.endpointStatus(endpoint))?.waitingReceives === n;
-  });
-}
+import test from 'ava';
+import { DvkError, type Message } from '../../lib/index.js';
+import { numbered, numberOf, startNode } from '../helpers/backend.js';
+import { nothingPending, rejects, unbound, waitingReceives } from '../helpers/expect.js';
 
 test('a notification arrives as kind notification with its bits and source', async (t) => {
   const node = await startNode(t);
@@ -104,7 +78,7 @@ test('notify does not block on a full queue and its notification is received fir
   const target = await node.bind(1);
   const sender = await node.bind(2);
   await sender.send(1, { type: 1, payload: numbered(1) });
-  await fails(t, sender.send(1, { payload: numbered(2) }, { timeout: 0 }), 'EAGAIN');
+  await rejects(t, sender.send(1, { payload: numbered(2) }, { timeout: 0 }), 'EAGAIN');
   await t.notThrowsAsync(sender.notify(1, 3));
   const notifier = await node.bind(3);
   await t.notThrowsAsync(notifier.notify(1, 4));
@@ -128,7 +102,7 @@ test('a notification wakes a waiting receive', async (t) => {
   const node = await startNode(t);
   const target = await node.bind(1);
   const waiting = target.receive({ timeout: 10_000 });
-  await receiveWaiting(node, 1);
+  await waitingReceives(node, 1);
   const notifier = await node.peer(2);
   t.true((await notifier.call('notify', [1, 0x40])).ok);
   const m = await waiting;
@@ -149,9 +123,9 @@ test('receive from one source takes only that source’s notifications', async (
   t.is(fromB.kind, 'notification');
   t.is(fromB.source, 3);
   t.is(fromB.bits, 2);
-  await fails(t, target.receive({ from: 3, timeout: 0 }), 'EAGAIN');
-  await fails(t, target.receive({ from: 4, timeout: 0 }), 'EAGAIN');
-  await fails(
+  await rejects(t, target.receive({ from: 3, timeout: 0 }), 'EAGAIN');
+  await rejects(t, target.receive({ from: 4, timeout: 0 }), 'EAGAIN');
+  await rejects(
     t,
     target.receive({ from: { endpoint: 2, generation: a.generation + 1 }, timeout: 0 }),
     'EAGAIN',
@@ -174,7 +148,7 @@ test('a waiting receive filtered to one source is not woken by another source’
     results.push(m);
     return m;
   });
-  await receiveWaiting(node, 1);
+  await waitingReceives(node, 1);
   await a.notify(1, 1);
   await node.until('the notification from 2 to be pending', async () => {
     return (await node.endpointStatus(1))?.pendingNotifications === 1;
@@ -209,7 +183,7 @@ test('notify rejects bits that are not a non-zero 32-bit mask with EINVAL', asyn
 test('notify to an unbound endpoint fails with ENOENT', async (t) => {
   const node = await startNode(t);
   const notifier = await node.bind(2);
-  const err = await fails(t, notifier.notify(9, 1), 'ENOENT');
+  const err = await rejects(t, notifier.notify(9, 1), 'ENOENT');
   t.is(err?.endpoint, 2);
   t.is(err?.peer, 9);
 });
@@ -222,7 +196,7 @@ test('notify to a stale generation fails with ENOENT and the newcomer gets nothi
   await unbound(node, 1);
   const fresh = await node.bind(1);
   const notifier = await node.bind(2);
-  await fails(t, notifier.notify({ endpoint: 1, generation: stale }, 1), 'ENOENT');
+  await rejects(t, notifier.notify({ endpoint: 1, generation: stale }, 1), 'ENOENT');
   await nothingPending(t, fresh, 'the stale notification did not reach the new binding');
   await notifier.notify({ endpoint: 1, generation: fresh.generation }, 2);
   t.is((await fresh.receive({ timeout: 0 })).bits, 2);

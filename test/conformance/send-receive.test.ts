@@ -1,22 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
-import { DvkError, type Endpoint, type ErrorCode, type Message } from '../../lib/index.js';
-import { numbered, numberOf, sleep, startNode, type TestNode } from '../helpers/backend.js';
+import { DvkError, type Endpoint, type Message } from '../../lib/index.js';
+import { numbered, numberOf, sleep, startNode } from '../helpers/backend.js';
+import { blockedSenders, rejects, unbound, waitingReceives } from '../helpers/expect.js';
 import type { Outcome } from '../helpers/peer.js';
 
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
-
-/** Awaits a rejection with `code` and returns the error for further checks. */
-async function rejects(
-  t: ExecutionContext,
-  call: Promise<unknown>,
-  code: ErrorCode,
-): Promise<DvkError | undefined> {
-  const err = await t.throwsAsync(call, { instanceOf: DvkError });
-  t.is(err?.code, code);
-  return err;
-}
 
 /** Takes every message queued at `ep` without waiting; the queue must then report EAGAIN. */
 async function drain(t: ExecutionContext, ep: Endpoint): Promise<number[]> {
@@ -48,27 +38,6 @@ function watch(p: Promise<unknown>): { settled: boolean } {
 function okValue<T>(t: ExecutionContext, outcome: Outcome<T>): T {
   if (!outcome.ok) t.fail(`peer call failed: ${outcome.error.code} ${outcome.error.message}`);
   return (outcome as { ok: true; value: T }).value;
-}
-
-async function waitingReceives(node: TestNode, endpoint: number, n: number): Promise<void> {
-  await node.until(
-    `${n} receive(s) waiting at ${endpoint}`,
-    async () => (await node.endpointStatus(endpoint))?.waitingReceives === n,
-  );
-}
-
-async function blockedSenders(node: TestNode, endpoint: number, n: number): Promise<void> {
-  await node.until(
-    `${n} sender(s) held at ${endpoint}`,
-    async () => (await node.endpointStatus(endpoint))?.blockedSenders === n,
-  );
-}
-
-async function unbound(node: TestNode, endpoint: number): Promise<void> {
-  await node.until(
-    `endpoint ${endpoint} to unbind`,
-    async () => (await node.endpointStatus(endpoint)) === undefined,
-  );
 }
 
 /** Fills `dst`'s queue of `length` with messages numbered 0..length-1 from `src`. */

@@ -1,29 +1,7 @@
-import test, { type ExecutionContext } from 'ava';
-import { DvkError, type Endpoint, type ErrorCode, type Message } from '../../lib/index.js';
-import { numbered, numberOf, startNode, type TestNode } from '../helpers/backend.js';
-
-/** Awaits `p`, which must reject with a DvkError carrying `code`; returns the error. */
-async function fails(
-  t: ExecutionContext,
-  p: Promise<unknown>,
-  code: ErrorCode,
-): Promise<DvkError | undefined> {
-  const err = await t.throwsAsync(p, { instanceOf: DvkError });
-  t.is(err?.code, code);
-  return err;
-}
-
-/** Nothing is waiting to be received on `ep`. */
-async function nothingPending(t: ExecutionContext, ep: Endpoint, why: string): Promise<void> {
-  const err = await t.throwsAsync(ep.receive({ timeout: 0 }), { instanceOf: DvkError }, why);
-  t.is(err?.code, 'EAGAIN', why);
-}
-
-function unbound(node: TestNode, endpoint: number): Promise<void> {
-  return node.until(`endpoint ${endpoint} to unbind`, async () => {
-    return (await node.endpointStatus(endpoint)) === undefined;
-  });
-}
+import test from 'ava';
+import { DvkError, type Endpoint, type Message } from '../../lib/index.js';
+import { numbered, numberOf, startNode } from '../helpers/backend.js';
+import { nothingPending, rejects, unbound } from '../helpers/expect.js';
 
 /** Answers `count` requests with each request's own type and payload. */
 async function echo(ep: Endpoint, count: number): Promise<void> {
@@ -238,7 +216,7 @@ test('a reply after the caller timed out is dropped and never handed to a later 
   });
   const call = client.sendrec(1, { payload: numbered(1) }, { timeout: 100 });
   const request = await taking;
-  const err = await fails(t, call, 'ETIMEDOUT');
+  const err = await rejects(t, call, 'ETIMEDOUT');
   t.is(err?.endpoint, 2);
   t.is(err?.peer, 1);
   // A receive waiting while the late reply comes in must not be given it.
@@ -264,7 +242,7 @@ test('a request not yet received is withdrawn when its caller times out', async 
   const node = await startNode(t);
   const server = await node.bind(1);
   const client = await node.bind(2);
-  await fails(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 100 }), 'ETIMEDOUT');
+  await rejects(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 100 }), 'ETIMEDOUT');
   await nothingPending(t, server, 'the withdrawn request is not delivered');
   t.is((await node.endpointStatus(1))?.queued, 0);
 });
@@ -275,8 +253,8 @@ test('a request held by a full queue is withdrawn when its caller times out', as
   const filler = await node.bind(3);
   const client = await node.bind(2);
   await filler.send(1, { payload: numbered(1) });
-  await fails(t, filler.send(1, { payload: numbered(2) }, { timeout: 0 }), 'EAGAIN');
-  await fails(t, client.sendrec(1, { payload: numbered(3) }, { timeout: 100 }), 'ETIMEDOUT');
+  await rejects(t, filler.send(1, { payload: numbered(2) }, { timeout: 0 }), 'EAGAIN');
+  await rejects(t, client.sendrec(1, { payload: numbered(3) }, { timeout: 100 }), 'ETIMEDOUT');
   const first = await server.receive({ timeout: 0 });
   t.is(first.source, 3);
   t.is(numberOf(first.payload), 1);
@@ -293,7 +271,7 @@ test('aborting a sendrec whose request is queued cancels it and withdraws the re
     return (await node.endpointStatus(1))?.queued === 1;
   });
   controller.abort();
-  const err = await fails(t, call, 'ECANCELED');
+  const err = await rejects(t, call, 'ECANCELED');
   t.is(err?.endpoint, 2);
   await nothingPending(t, server, 'the aborted request is withdrawn');
 });
@@ -306,7 +284,7 @@ test('aborting a sendrec the server already received cancels it; the late reply 
   const call = client.sendrec(1, { payload: numbered(1) }, { signal: controller.signal });
   const request = await server.receive({ timeout: 5000 });
   controller.abort();
-  await fails(t, call, 'ECANCELED');
+  await rejects(t, call, 'ECANCELED');
   await t.notThrowsAsync(server.reply(request, { payload: numbered(9) }));
   await nothingPending(t, client, 'the dropped reply is not queued');
 });
@@ -315,7 +293,7 @@ test('a sendrec with an already aborted signal fails with ECANCELED without reac
   const node = await startNode(t);
   const server = await node.bind(1);
   const client = await node.bind(2);
-  await fails(
+  await rejects(
     t,
     client.sendrec(1, { payload: numbered(1) }, { signal: AbortSignal.abort() }),
     'ECANCELED',
@@ -334,7 +312,7 @@ test('a sendrec with no reply within its timeout fails with ETIMEDOUT', async (t
   const server = await node.peer(1);
   await server.serve('hold');
   const client = await node.bind(2);
-  await fails(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 150 }), 'ETIMEDOUT');
+  await rejects(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 150 }), 'ETIMEDOUT');
   await node.until('the server to report the request it took', async () => {
     return server.requests.length === 1;
   });
@@ -349,7 +327,7 @@ test('a second reply to the same request fails with EINVAL', async (t) => {
   const call = client.sendrec(1, { payload: numbered(1) });
   const request = await server.receive({ timeout: 5000 });
   await server.reply(request, { type: 1 });
-  const err = await fails(t, server.reply(request, { type: 2 }), 'EINVAL');
+  const err = await rejects(t, server.reply(request, { type: 2 }), 'EINVAL');
   t.is(err?.endpoint, 1);
   t.is(err?.peer, 2);
   t.is((await call).type, 1, 'the caller got the first reply');
@@ -364,7 +342,7 @@ test('replying to a plain message fails with EINVAL', async (t) => {
   const plain = await server.receive({ timeout: 5000 });
   t.is(plain.kind, 'message');
   t.is(plain.requestId, 0n);
-  await fails(t, server.reply(plain, { payload: numbered(2) }), 'EINVAL');
+  await rejects(t, server.reply(plain, { payload: numbered(2) }), 'EINVAL');
   await nothingPending(t, client, 'nothing reached the sender');
 });
 
@@ -375,7 +353,7 @@ test('replying with a fabricated request fails with EINVAL and leaves the real o
   const call = client.sendrec(1, { payload: numbered(1) });
   const request = await server.receive({ timeout: 5000 });
   const fake: Message = { ...request, requestId: request.requestId + 1000n };
-  await fails(t, server.reply(fake, { type: 13 }), 'EINVAL');
+  await rejects(t, server.reply(fake, { type: 13 }), 'EINVAL');
   const forged: Message = {
     kind: 'request',
     source: 2,
@@ -385,8 +363,8 @@ test('replying with a fabricated request fails with EINVAL and leaves the real o
     bits: 0,
     payload: Buffer.alloc(0),
   };
-  await fails(t, server.reply(forged), 'EINVAL');
-  await fails(t, server.reply({ ...request, sourceGeneration: client.generation + 1 }), 'EINVAL');
+  await rejects(t, server.reply(forged), 'EINVAL');
+  await rejects(t, server.reply({ ...request, sourceGeneration: client.generation + 1 }), 'EINVAL');
   await server.reply(request, { type: 14 });
   t.is((await call).type, 14);
 });
@@ -398,7 +376,7 @@ test('only the endpoint that received a request can reply to it', async (t) => {
   const client = await node.bind(2);
   const call = client.sendrec(1, { payload: numbered(1) });
   const request = await server.receive({ timeout: 5000 });
-  await fails(t, other.reply(request, { type: 3 }), 'EINVAL');
+  await rejects(t, other.reply(request, { type: 3 }), 'EINVAL');
   await server.reply(request, { type: 1 });
   const reply = await call;
   t.is(reply.type, 1);
@@ -417,7 +395,7 @@ test('a server killed with requests queued but not received gives every caller E
   });
   await server.kill();
   for (const [i, call] of calls.entries()) {
-    const err = await fails(t, call, 'ESRCH');
+    const err = await rejects(t, call, 'ESRCH');
     t.is(err?.endpoint, 2 + i);
     t.is(err?.peer, 1);
   }
@@ -437,9 +415,9 @@ test('a server closing with requests queued and received gives their callers ESR
     return (await node.endpointStatus(1))?.queued === 1;
   });
   await server.close();
-  await fails(t, first, 'ESRCH');
-  await fails(t, second, 'ESRCH');
-  await fails(t, client.sendrec(1, { payload: numbered(3) }), 'ENOENT');
+  await rejects(t, first, 'ESRCH');
+  await rejects(t, second, 'ESRCH');
+  await rejects(t, client.sendrec(1, { payload: numbered(3) }), 'ENOENT');
 });
 
 test('a caller killed mid-sendrec: the reply still resolves and the server serves others', async (t) => {
@@ -489,7 +467,7 @@ test('a request whose caller died before the server took it is never delivered',
 test('a sendrec to an unbound endpoint fails with ENOENT', async (t) => {
   const node = await startNode(t);
   const client = await node.bind(2);
-  const err = await fails(t, client.sendrec(9, { payload: numbered(1) }), 'ENOENT');
+  const err = await rejects(t, client.sendrec(9, { payload: numbered(1) }), 'ENOENT');
   t.is(err?.endpoint, 2);
   t.is(err?.peer, 9);
 });
@@ -503,7 +481,7 @@ test('a sendrec to a stale generation fails with ENOENT and does not reach the n
   const fresh = await node.bind(1);
   t.not(fresh.generation, stale.generation);
   const client = await node.bind(2);
-  await fails(
+  await rejects(
     t,
     client.sendrec({ endpoint: 1, generation: stale.generation }, { payload: numbered(1) }),
     'ENOENT',
@@ -524,7 +502,7 @@ test('a sendrec with timeout 0 fails with EINVAL without reaching the server', a
   const node = await startNode(t);
   const server = await node.bind(1);
   const client = await node.bind(2);
-  await fails(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 0 }), 'EINVAL');
+  await rejects(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 0 }), 'EINVAL');
   await nothingPending(t, server, 'nothing was sent');
 });
 
@@ -533,7 +511,7 @@ test('a request payload over the limit fails with EMSGSIZE', async (t) => {
   const server = await node.bind(1);
   const client = await node.bind(2);
   const big = Buffer.alloc(client.maxPayload + 1);
-  await fails(t, client.sendrec(1, { payload: big }), 'EMSGSIZE');
+  await rejects(t, client.sendrec(1, { payload: big }), 'EMSGSIZE');
   await nothingPending(t, server, 'nothing was sent');
   // Exactly the limit is fine.
   const call = client.sendrec(1, { payload: Buffer.alloc(client.maxPayload, 0xab) });
@@ -549,7 +527,7 @@ test('a reply payload over the limit fails with EMSGSIZE and the request stays o
   const client = await node.bind(2);
   const call = client.sendrec(1, { payload: numbered(1) });
   const request = await server.receive({ timeout: 5000 });
-  await fails(
+  await rejects(
     t,
     server.reply(request, { payload: Buffer.alloc(server.maxPayload + 1) }),
     'EMSGSIZE',
