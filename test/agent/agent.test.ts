@@ -5,11 +5,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
+import { chmod, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { DvkError, type NodeStatus, openNode } from '../../lib/index.js';
 import {
@@ -26,7 +27,25 @@ import {
 import { cliPath, DC, numbered, numberOf, startAgent, startNode } from '../helpers/backend.js';
 import { rejects } from '../helpers/expect.js';
 
-const libUrl = new URL('../../lib/index.js', import.meta.url).href;
+const libDir = fileURLToPath(new URL('../../lib/', import.meta.url));
+
+let nobodyLib: Promise<string> | undefined;
+/**
+ * The built client library, copied where uid 65534 can read it: the checkout itself may sit in
+ * a directory only root can enter (a fresh CI clone under mktemp, say). The client needs
+ * nothing outside dist/lib.
+ */
+function libForNobody(): Promise<string> {
+  nobodyLib ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dvk-nobody-lib-'));
+    await chmod(dir, 0o755);
+    await cp(libDir, join(dir, 'lib'), { recursive: true });
+    await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return pathToFileURL(join(dir, 'lib', 'index.js')).href;
+  })();
+  return nobodyLib;
+}
 const EINVAL = constants.errno.EINVAL;
 
 /** A raw client connection to the agent: writes whatever bytes a test makes up. */
@@ -212,7 +231,13 @@ async function bindAsNobody(socketPath: string, dc: string, endpoint: number): P
     uid: 65534,
     gid: 65534,
     cwd: '/',
-    env: { ...process.env, DVK_LIB: libUrl, SOCK: socketPath, DC: dc, EP: String(endpoint) },
+    env: {
+      ...process.env,
+      DVK_LIB: await libForNobody(),
+      SOCK: socketPath,
+      DC: dc,
+      EP: String(endpoint),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const run = await collect(child, 15_000);
