@@ -20,6 +20,9 @@ export class Agent {
   private readonly sockets = new Set<Socket>();
   private readonly started = process.hrtime.bigint();
   private nextSession = 1;
+  private credentialsOf: (fd: number) => PeerCredentials = () => {
+    throw new Error('agent not started');
+  };
 
   constructor(
     readonly config: AgentConfig,
@@ -33,6 +36,10 @@ export class Agent {
   /** Listens on the socket with the configured owner-or-group permissions. */
   async start(): Promise<void> {
     const path = this.socketPath;
+    // Fail at start, not at the first connection, if the addon that reads peer credentials
+    // cannot load.
+    const addon = native();
+    this.credentialsOf = (fd) => addon.peerCredentials(fd);
     const gid = await resolveGroup(this.config.socket.group);
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     await removeStaleSocket(path);
@@ -74,7 +81,14 @@ export class Agent {
     const id = this.nextSession++;
     let peer: PeerCredentials | null = null;
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd === 'number' && fd >= 0) peer = native().peerCredentials(fd);
+    try {
+      if (typeof fd === 'number' && fd >= 0) peer = this.credentialsOf(fd);
+    } catch (err) {
+      // Without credentials the DC allow lists cannot be enforced: refuse the connection.
+      this.log.warn({ err, session: id }, 'cannot read peer credentials, closing');
+      socket.destroy();
+      return;
+    }
     const log = this.log.child({ session: id, pid: peer?.pid });
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));

@@ -198,7 +198,8 @@ export class EndpointTable {
       throw new DvkError('EINVAL', `endpoint ${endpoint} outside 0..${dc.config.slots - 1}`);
     }
     const allow = dc.config.allow;
-    if (allow && peer && peer.uid !== 0) {
+    if (allow && peer?.uid !== 0) {
+      if (!peer) throw new DvkError('EPERM', `DC ${dc.config.name} admits known users only`);
       const ok = allow.uids?.includes(peer.uid) || allow.gids?.includes(peer.gid);
       if (!ok) throw new DvkError('EPERM', `uid ${peer.uid} may not bind in DC ${dc.config.name}`);
     }
