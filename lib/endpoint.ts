@@ -12,6 +12,12 @@ import {
 
 const EMPTY = new Uint8Array(0);
 const U32_MAX = 0xffff_ffff;
+/**
+ * Timeouts above this (100 years, in ms) mean "no deadline", like Infinity: an absolute deadline
+ * in CLOCK_MONOTONIC nanoseconds must fit the u64 the backends carry, and beyond a few hundred
+ * years it would not.
+ */
+const MAX_TIMEOUT_MS = 100 * 365 * 24 * 3600 * 1000;
 
 /**
  * A bound endpoint: the process's identity in its DC, and the handle for every primitive.
@@ -61,11 +67,16 @@ export class Endpoint implements AsyncIterable<Message> {
    * fails at once with EAGAIN. Messages from one sender reach one destination in send order.
    */
   send(dst: Target, message: OutgoingMessage, options: CallOptions = {}): Promise<void> {
-    return this.run('send', dst, async () => {
-      const [ep, gen] = target(dst);
-      const [type, payload] = this.outgoing(message);
-      return this.bound.send(ep, gen, type, payload, this.control(options));
-    });
+    return this.run(
+      'send',
+      () => dst,
+      () => {
+        const [ep, gen] = target(dst);
+        const [type, payload] = this.outgoing(message);
+        const control = this.control(options);
+        return () => this.bound.send(ep, gen, type, payload, control);
+      },
+    );
   }
 
   /**
@@ -73,10 +84,15 @@ export class Endpoint implements AsyncIterable<Message> {
    * With `from`, only those from that endpoint. A request must be answered with `reply`.
    */
   receive(options: ReceiveOptions = {}): Promise<Message> {
-    return this.run('receive', options.from, async () => {
-      const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
-      return this.bound.receive(ep, gen, this.control(options));
-    });
+    return this.run(
+      'receive',
+      () => (isObject(options) ? options.from : undefined),
+      () => {
+        const control = this.control(options);
+        const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
+        return () => this.bound.receive(ep, gen, control);
+      },
+    );
   }
 
   /**
@@ -86,13 +102,17 @@ export class Endpoint implements AsyncIterable<Message> {
    * Many sendrecs may be in flight on one endpoint at once.
    */
   sendrec(dst: Target, message: OutgoingMessage, options: CallOptions = {}): Promise<Message> {
-    return this.run('sendrec', dst, async () => {
-      const [ep, gen] = target(dst);
-      const [type, payload] = this.outgoing(message);
-      const control = this.control(options);
-      if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
-      return this.bound.sendrec(ep, gen, type, payload, control);
-    });
+    return this.run(
+      'sendrec',
+      () => dst,
+      () => {
+        const [ep, gen] = target(dst);
+        const [type, payload] = this.outgoing(message);
+        const control = this.control(options);
+        if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
+        return () => this.bound.sendrec(ep, gen, type, payload, control);
+      },
+    );
   }
 
   /**
@@ -101,17 +121,16 @@ export class Endpoint implements AsyncIterable<Message> {
    * the server is not told (a slow client must not make a server fail).
    */
   reply(request: Message, message: OutgoingMessage = {}): Promise<void> {
-    return this.run('reply', request?.source, async () => {
-      if (request?.kind !== 'request') throw new DvkError('EINVAL', 'reply needs a request');
-      const [type, payload] = this.outgoing(message);
-      return this.bound.reply(
-        request.source,
-        request.sourceGeneration,
-        request.requestId,
-        type,
-        payload,
-      );
-    });
+    return this.run(
+      'reply',
+      () => request?.source,
+      () => {
+        if (request?.kind !== 'request') throw new DvkError('EINVAL', 'reply needs a request');
+        const { source, sourceGeneration, requestId } = request;
+        const [type, payload] = this.outgoing(message);
+        return () => this.bound.reply(source, sourceGeneration, requestId, type, payload);
+      },
+    );
   }
 
   /**
@@ -119,22 +138,30 @@ export class Endpoint implements AsyncIterable<Message> {
    * Never blocks; repeated notifications coalesce until `dst` receives them.
    */
   notify(dst: Target, bits: number): Promise<void> {
-    return this.run('notify', dst, async () => {
-      const [ep, gen] = target(dst);
-      if (!Number.isInteger(bits) || bits < 1 || bits > U32_MAX) {
-        throw new DvkError('EINVAL', 'bits must be a non-zero 32-bit mask');
-      }
-      return this.bound.notify(ep, gen, bits);
-    });
+    return this.run(
+      'notify',
+      () => dst,
+      () => {
+        const [ep, gen] = target(dst);
+        if (!Number.isInteger(bits) || bits < 1 || bits > U32_MAX) {
+          throw new DvkError('EINVAL', 'bits must be a non-zero 32-bit mask');
+        }
+        return () => this.bound.notify(ep, gen, bits);
+      },
+    );
   }
 
   /**
    * Received messages as an async iterator. It ends when the endpoint is closed; an aborted
-   * `signal` ends it with ECANCELED, losing the node with EHOSTUNREACH.
+   * `signal` ends it with ECANCELED, losing the node with EHOSTUNREACH. Options that are not an
+   * object make the first `next()` reject with EINVAL.
    */
   async *messages(options: Omit<ReceiveOptions, 'timeout'> = {}): AsyncGenerator<Message> {
+    if (!isObject(options)) {
+      throw new DvkError('EINVAL', 'options must be an object', this.context('messages'));
+    }
     for (;;) {
-      if (this.lost) throw this.lost;
+      if (this.lost) throw this.lost.withContext(this.context('messages'));
       if (this.closed) return;
       try {
         yield await this.receive({ ...options, timeout: Number.POSITIVE_INFINITY });
@@ -159,17 +186,44 @@ export class Endpoint implements AsyncIterable<Message> {
     await this.bound.close();
   }
 
-  private async run<T>(call: string, peer: Target | undefined, body: () => Promise<T>): Promise<T> {
-    const context: ErrorContext = {
-      call,
-      dc: this.address.dc,
-      endpoint: this.address.endpoint,
-      peer: typeof peer === 'number' ? peer : peer?.endpoint,
-    };
+  private context(call: string, peer?: number): ErrorContext {
+    return { call, dc: this.address.dc, endpoint: this.address.endpoint, peer };
+  }
+
+  /**
+   * Runs one call: `prepare` validates the arguments and returns the backend call to make. Being
+   * async, this never throws synchronously; anything `prepare` throws (a getter on an argument
+   * object included) becomes a DvkError, EINVAL unless it is one already, naming this endpoint
+   * and `call`. `peer` reads the addressed endpoint for the error context only.
+   */
+  private async run<T>(
+    call: string,
+    peer: () => Target | undefined,
+    prepare: () => () => Promise<T>,
+  ): Promise<T> {
+    let peerNumber: number | undefined;
+    try {
+      const p = peer();
+      const n = typeof p === 'number' ? p : isObject(p) ? p.endpoint : undefined;
+      if (typeof n === 'number') peerNumber = n;
+    } catch {
+      // A broken argument: `prepare` reports it.
+    }
+    const context = this.context(call, peerNumber);
+    let perform: () => Promise<T>;
     try {
       if (this.lost) throw this.lost;
       if (this.closed) throw new DvkError('EBADF');
-      return await body();
+      perform = prepare();
+    } catch (err) {
+      const dvk =
+        err instanceof DvkError
+          ? err
+          : new DvkError('EINVAL', `bad argument: ${(err as Error)?.message ?? String(err)}`);
+      throw dvk.withContext(context);
+    }
+    try {
+      return await perform();
     } catch (err) {
       if (err instanceof DvkError) throw err.withContext(context);
       throw err;
@@ -197,7 +251,14 @@ export class Endpoint implements AsyncIterable<Message> {
     return [type, payload];
   }
 
+  /**
+   * Checks call options and turns the timeout into an absolute deadline. `options` must be an
+   * object (or undefined, for the defaults). A timeout of 0 means non-blocking; Infinity, or any
+   * finite timeout above 100 years (whose deadline in nanoseconds might not fit a u64), means no
+   * deadline.
+   */
   private control(options: CallOptions): CallControl {
+    if (!isObject(options)) throw new DvkError('EINVAL', 'options must be an object');
     const { timeout = this.defaultTimeout, signal } = options;
     if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) {
       throw new DvkError('EINVAL', 'timeout must be a number of milliseconds >= 0');
@@ -208,11 +269,15 @@ export class Endpoint implements AsyncIterable<Message> {
     if (signal?.aborted) throw new DvkError('ECANCELED');
     const nonblock = timeout === 0;
     const deadline =
-      nonblock || timeout === Number.POSITIVE_INFINITY
+      nonblock || timeout > MAX_TIMEOUT_MS
         ? 0n
         : process.hrtime.bigint() + BigInt(Math.ceil(timeout * 1e6));
     return { deadline, nonblock, signal };
   }
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null;
 }
 
 /** Splits and checks a destination. */

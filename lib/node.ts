@@ -16,8 +16,14 @@ export interface NodeOptions {
   readonly defaultTimeout?: number;
 }
 
+/** DC names, as the agent's configuration schema (lib/agent/config.ts) defines them. */
+const DC_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
 export interface BindOptions {
-  /** The DC, by id or by name. */
+  /**
+   * The DC, by id (an integer in 0..2^32-1) or by name (1 to 64 letters, digits, "_", "." or
+   * "-").
+   */
   readonly dc: number | string;
   /** The endpoint number to bind. */
   readonly endpoint: number;
@@ -32,9 +38,12 @@ export class DvkNode {
   private readonly defaultTimeout: number;
 
   constructor(options: NodeOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new DvkError('EINVAL', 'options must be an object');
+    }
     this.backend = chooseBackend(options);
     this.defaultTimeout = options.defaultTimeout ?? Number.POSITIVE_INFINITY;
-    if (!(this.defaultTimeout >= 0)) {
+    if (typeof this.defaultTimeout !== 'number' || !(this.defaultTimeout >= 0)) {
       throw new DvkError('EINVAL', 'defaultTimeout must be a number of milliseconds >= 0');
     }
   }
@@ -42,15 +51,35 @@ export class DvkNode {
   /**
    * Binds an endpoint in a DC. Fails with EADDRINUSE if it is bound already, ENOENT for an
    * unknown DC, EINVAL for a number outside the DC, EPERM if the DC does not admit this user,
-   * EHOSTUNREACH or EACCES if the node cannot be reached.
+   * EHOSTUNREACH or EACCES if the node cannot be reached. Bad options fail with EINVAL before
+   * anything leaves the process.
    */
   async bind(options: BindOptions): Promise<Endpoint> {
-    const { dc, endpoint } = options ?? {};
-    const context = { call: 'bind', endpoint, dc: typeof dc === 'number' ? dc : undefined };
-    if (!(typeof dc === 'string' ? dc.length > 0 : Number.isInteger(dc) && dc >= 0)) {
-      throw new DvkError('EINVAL', 'dc must be a DC id or name', context);
+    let dc: unknown;
+    let endpoint: unknown;
+    try {
+      ({ dc, endpoint } = typeof options === 'object' && options !== null ? options : {});
+    } catch (err) {
+      throw new DvkError('EINVAL', `bad bind options: ${(err as Error)?.message ?? String(err)}`, {
+        call: 'bind',
+      });
     }
-    if (!Number.isInteger(endpoint) || endpoint < 0 || endpoint >= 0xffff_ffff) {
+    const context = {
+      call: 'bind',
+      endpoint: typeof endpoint === 'number' ? endpoint : undefined,
+      dc: typeof dc === 'number' ? dc : undefined,
+    };
+    if (typeof dc === 'string' && !DC_NAME.test(dc)) {
+      throw new DvkError(
+        'EINVAL',
+        'a DC name is 1 to 64 letters, digits, "_", "." or "-"',
+        context,
+      );
+    }
+    if (typeof dc !== 'string' && !isU32(dc)) {
+      throw new DvkError('EINVAL', 'dc must be a DC id (an integer in 0..2^32-1) or name', context);
+    }
+    if (!isU32(endpoint) || endpoint === 0xffff_ffff) {
       throw new DvkError('EINVAL', 'endpoint must be an integer in 0..2^32-2', context);
     }
     try {
@@ -65,6 +94,10 @@ export class DvkNode {
   status(): Promise<NodeStatus> {
     return this.backend.status();
   }
+}
+
+function isU32(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
 }
 
 /** Opens this process's handle on the local DVK node. */

@@ -1,7 +1,9 @@
 /**
  * The node agent: owns this node's endpoint table and serves local processes on a Unix socket.
  */
-import { chmod, chown, mkdir, readFile, rename, unlink } from 'node:fs/promises';
+
+import type { Stats } from 'node:fs';
+import { chmod, chown, lstat, mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -45,9 +47,18 @@ export class Agent {
     await removeStaleSocket(path);
     const server = createServer((socket) => this.accept(socket));
     // Clients must never see the socket with other permissions than configured: it is created
-    // owner-only under a temporary name, given its group and mode, then renamed into place.
-    const staging = `${path}.${process.pid}.tmp`;
-    await unlink(staging).catch(() => {});
+    // owner-only under a temporary name in the same directory (so the rename stays on one file
+    // system), given its group and mode, then renamed into place. The name is short so that it
+    // fits sun_path wherever the socket path does (config.ts, SOCKET_PATH_MAX).
+    const dir = dirname(path);
+    const staging = `${dir === '/' ? '' : dir}/.dvk${process.pid}`;
+    if (Buffer.byteLength(staging) > SUN_PATH_MAX) {
+      // Unix socket names are truncated silently beyond sun_path; refuse rather than listen
+      // somewhere else.
+      throw new ConfigError(`socket path ${path}: its directory name is too long`);
+    }
+    // A socket left under this name by an earlier agent that had the same pid.
+    if (await isSocket(staging)) await unlink(staging).catch(() => {});
     const previous = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -126,8 +137,34 @@ export class Agent {
   }
 }
 
-/** Removes a socket file left by a dead agent; refuses if a live agent answers on it. */
+/** The longest Unix socket path, in bytes (sun_path less its terminating NUL). */
+const SUN_PATH_MAX = 107;
+
+/** Whether `path` is a socket file; false if nothing is there. */
+async function isSocket(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/**
+ * Removes a socket file left by a dead agent; refuses if a live agent answers on it, and never
+ * removes anything that is not a socket (a mistyped path must not delete a file).
+ */
 async function removeStaleSocket(path: string): Promise<void> {
+  let stats: Stats;
+  try {
+    stats = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!stats.isSocket()) {
+    throw new ConfigError(`${path} exists and is not a socket; refusing to replace it`);
+  }
   const alive = await new Promise<boolean>((resolve) => {
     const probe = createConnection(path);
     probe.once('connect', () => {

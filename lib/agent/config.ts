@@ -9,6 +9,14 @@ import { defaultSocketPath } from '../user/socket-path.js';
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
 
+/**
+ * The longest socket path, in bytes. A Unix socket path holds at most 107 bytes (sun_path), and
+ * the agent first listens on a staging name in the same directory, `.dvk<pid>` (pid up to 7
+ * digits), which may be up to 10 bytes longer than the path itself.
+ */
+export const SOCKET_PATH_MAX = 97;
+const SOCKET_PATH_MESSAGE = `at most ${SOCKET_PATH_MAX} bytes: Unix socket paths are limited to 107, and the agent needs room for a staging name (".dvk<pid>") next to the socket`;
+
 const socketMode = z
   .union([z.number().int(), z.string().regex(/^0?[0-7]{3}$/, 'an octal mode such as "0660"')])
   .transform((m) => (typeof m === 'string' ? Number.parseInt(m, 8) : m))
@@ -18,6 +26,7 @@ const socketMode = z
 
 export const dcSchema = z.strictObject({
   id: u32,
+  // Clients check names by the same rule before binding (lib/node.ts).
   name: z
     .string()
     .min(1)
@@ -34,7 +43,11 @@ export const configSchema = z
     node: z.strictObject({ name: z.string().min(1).max(64) }).default({ name: 'node0' }),
     socket: z
       .strictObject({
-        path: z.string().min(1).max(107, 'Unix socket paths are limited to 107 bytes').optional(),
+        path: z
+          .string()
+          .min(1)
+          .refine((p) => Buffer.byteLength(p) <= SOCKET_PATH_MAX, SOCKET_PATH_MESSAGE)
+          .optional(),
         mode: socketMode.default(0o600),
         group: z.union([z.string().min(1), u32]).optional(),
       })
@@ -113,7 +126,14 @@ export async function loadConfigFile(path: string): Promise<unknown> {
   }
 }
 
-/** The socket path a configuration resolves to. */
+/**
+ * The socket path a configuration resolves to. The default (under $XDG_RUNTIME_DIR, say) is
+ * held to the same length limit as a configured path.
+ */
 export function socketPathOf(config: AgentConfig): string {
-  return config.socket.path ?? defaultSocketPath();
+  const path = config.socket.path ?? defaultSocketPath();
+  if (Buffer.byteLength(path) > SOCKET_PATH_MAX) {
+    throw new ConfigError(`socket path ${path}: ${SOCKET_PATH_MESSAGE}`);
+  }
+  return path;
 }

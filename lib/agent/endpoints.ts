@@ -276,16 +276,16 @@ export class EndpointTable {
       return finished;
     }
     const held: HeldSend = { entry, sender: from, target, done, timer: undefined };
-    this.hold(target, held, wait.deadline, () => {
-      this.unhold(target, held);
-      done(new DvkError('ETIMEDOUT', `queue of endpoint ${dst} stayed full`));
-    });
-    return {
-      cancel: () => {
-        if (!this.unhold(target, held)) return;
-        done(new DvkError('ECANCELED'));
-      },
+    const giveUp = (reason: DvkError) => {
+      if (!this.unhold(target, held)) return;
+      done(reason);
+      // It may have been the head that blocked the senders behind it.
+      this.pump(target);
     };
+    this.hold(target, held, wait.deadline, () =>
+      giveUp(new DvkError('ETIMEDOUT', `queue of endpoint ${dst} stayed full`)),
+    );
+    return { cancel: () => giveUp(new DvkError('ECANCELED')) };
   }
 
   sendrec(
@@ -335,11 +335,21 @@ export class EndpointTable {
   /** The caller gives up on a sendrec: withdraw the request if the server has not taken it. */
   abandon(call: PendingCall, reason: DvkError): void {
     if (call.state === 'settled') return;
-    const server = call.server;
-    if (call.state === 'held' && call.held) this.unhold(server, call.held);
-    if (call.state === 'queued' && call.entry) this.dequeue(server, call.entry);
-    // A received request stays in the server's obligations: its reply is accepted and dropped.
+    const server = this.withdraw(call);
     this.settle(call, reason);
+    if (server) this.pump(server);
+  }
+
+  /**
+   * Takes a sendrec's request back from its server if the server has not received it, without
+   * admitting anyone in its place; returns the server if something was taken. A received
+   * request stays in the server's obligations: its reply is accepted and dropped.
+   */
+  private withdraw(call: PendingCall): Binding | undefined {
+    const server = call.server;
+    if (call.state === 'held' && call.held && this.unhold(server, call.held)) return server;
+    if (call.state === 'queued' && call.entry && this.dequeue(server, call.entry)) return server;
+    return undefined;
   }
 
   private settle(call: PendingCall, err: DvkError | null, reply?: Message): void {
@@ -354,6 +364,11 @@ export class EndpointTable {
     const ready = this.take(b, filter);
     if (ready) {
       done(null, ready);
+      return finished;
+    }
+    if (filter.generation !== 0 && b.dc.bindings.get(from)?.generation !== fromGen) {
+      // That incarnation is gone (or never was) and left nothing here: nothing can come.
+      done(new DvkError('ENOENT', `generation ${fromGen} of endpoint ${from} is not bound`));
       return finished;
     }
     if (wait.nonblock) {
@@ -430,8 +445,19 @@ export class EndpointTable {
     b.bound = false;
     b.dc.bindings.delete(b.endpoint);
     for (const r of b.receivers.splice(0)) r.timer?.clear();
-    for (const call of [...b.calls.values()]) this.abandon(call, new DvkError('ECANCELED'));
-    for (const held of [...b.heldElsewhere]) this.unhold(held.target, held);
+    // Everything this endpoint still has waiting elsewhere is taken back first, and only then
+    // are those queues refilled from their held senders: refilling earlier could admit a later
+    // send of this very endpoint after an earlier one was cancelled.
+    const withdrawnFrom = new Set<Binding>();
+    for (const call of [...b.calls.values()]) {
+      const server = this.withdraw(call);
+      if (server) withdrawnFrom.add(server);
+      this.settle(call, new DvkError('ECANCELED'));
+    }
+    for (const held of [...b.heldElsewhere]) {
+      if (this.unhold(held.target, held)) withdrawnFrom.add(held.target);
+      held.done?.(new DvkError('ECANCELED'));
+    }
     const gone = (what: string) => new DvkError('ESRCH', `endpoint ${b.endpoint} ${what}`);
     for (const held of b.held.splice(0)) {
       held.sender.heldElsewhere.delete(held);
@@ -448,6 +474,24 @@ export class EndpointTable {
     }
     b.obligations.clear();
     b.notifications.clear();
+    this.endReceivesFrom(b);
+    for (const target of withdrawnFrom) this.pump(target);
+  }
+
+  /**
+   * Receives that wait for exactly this incarnation can never be served once it is gone (they
+   * would have taken anything it had sent): they end with ESRCH. Receives naming only the
+   * number keep waiting, since a new incarnation may bind it.
+   */
+  private endReceivesFrom(gone: Binding): void {
+    for (const other of gone.dc.bindings.values()) {
+      for (const r of [...other.receivers]) {
+        const f = r.filter;
+        if (f.endpoint !== gone.endpoint || f.generation !== gone.generation) continue;
+        this.dropReceiver(other, r);
+        r.done(new DvkError('ESRCH', `endpoint ${gone.endpoint} unbound`));
+      }
+    }
   }
 
   /**
@@ -504,12 +548,13 @@ export class EndpointTable {
     );
   }
 
-  private dequeue(b: Binding, entry: Entry): void {
+  /** Removes a queued entry without refilling the queue; false if it was not queued. */
+  private dequeue(b: Binding, entry: Entry): boolean {
     const idx = b.queue.indexOf(entry);
-    if (idx < 0) return;
+    if (idx < 0) return false;
     b.queue.splice(idx, 1);
     b.queuedBytes -= entry.message.payload.length;
-    this.pump(b);
+    return true;
   }
 
   private hold(target: Binding, held: HeldSend, deadline: bigint, onTimeout: () => void): void {
@@ -518,21 +563,22 @@ export class EndpointTable {
     held.timer = deadlineTimer(deadline, onTimeout);
   }
 
-  /** Removes a held send; false if it was no longer held. */
+  /**
+   * Removes a held send without admitting the senders behind it (the caller pumps); false if
+   * it was no longer held.
+   */
   private unhold(target: Binding, held: HeldSend): boolean {
     const idx = target.held.indexOf(held);
     if (idx < 0) return false;
     target.held.splice(idx, 1);
     held.sender.heldElsewhere.delete(held);
     held.timer?.clear();
-    // The head may have been what blocked the senders behind it.
-    if (idx === 0) this.pump(target);
     return true;
   }
 
-  /** Admits held senders, in order, while the queue has room. */
+  /** Admits held senders, in order, while the queue has room and the endpoint is bound. */
   private pump(b: Binding): void {
-    while (b.held.length > 0) {
+    while (b.bound && b.held.length > 0) {
       const head = b.held[0] as HeldSend;
       if (!this.hasRoom(b, head.entry)) return;
       b.held.shift();

@@ -19,6 +19,15 @@ import {
 } from '../user/wire.js';
 import type { Binding, Done, EndpointTable, PeerCredentials, Wait, Waiting } from './endpoints.js';
 
+/** Calls one connection may have waiting in the agent before the agent stops reading it. */
+const MAX_WAITING_CALLS = 1024;
+/** Payload bytes of one connection's waiting calls (held sends) before the same happens. */
+const MAX_WAITING_BYTES = 16 * 1024 * 1024;
+/** Reply bytes the agent buffers for a connection that does not read them. */
+const MAX_REPLY_BACKLOG = 8 * 1024 * 1024;
+/** Characters of an error's detail sent back to the client. */
+const MAX_DETAIL = 512;
+
 export interface SessionHost {
   table: EndpointTable;
   /** The node status as JSON, for STATUS calls. */
@@ -36,6 +45,8 @@ export class Session {
   private readonly decoder = new FrameDecoder('call');
   /** Calls that wait, by tag, so CANCEL can find them. */
   private readonly waiting = new Map<number, Waiting>();
+  /** Payload bytes of the calls in `waiting`. */
+  private waitingBytes = 0;
   private readonly writer: FrameWriter;
   private closed = false;
 
@@ -47,6 +58,7 @@ export class Session {
   ) {
     this.writer = new FrameWriter(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.throttle());
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
     socket.on('close', () => this.onClose());
   }
@@ -56,10 +68,31 @@ export class Session {
     try {
       for (const f of this.decoder.push(chunk)) this.handle(f);
     } catch (err) {
-      if (!(err instanceof ProtocolViolation)) throw err;
-      this.log.warn({ reason: err.message, pid: this.peer?.pid }, 'protocol violation, closing');
+      if (err instanceof ProtocolViolation) {
+        this.log.warn({ reason: err.message, pid: this.peer?.pid }, 'protocol violation, closing');
+      } else {
+        // A bug of ours must cost one connection, never the agent and every other endpoint.
+        this.log.error({ err, pid: this.peer?.pid }, 'internal error, closing the connection');
+      }
       this.socket.destroy();
+      return;
     }
+    this.throttle();
+  }
+
+  /**
+   * Stops reading from a client that has too many calls waiting, or that does not read its
+   * replies, until it is back under the limits: what the agent holds for one connection stays
+   * bounded, and the client's own writes wait in its socket instead.
+   */
+  private throttle(): void {
+    if (this.closed) return;
+    const over =
+      this.waiting.size >= MAX_WAITING_CALLS ||
+      this.waitingBytes >= MAX_WAITING_BYTES ||
+      this.socket.writableLength >= MAX_REPLY_BACKLOG;
+    if (over && !this.socket.isPaused()) this.socket.pause();
+    else if (!over && this.socket.isPaused()) this.socket.resume();
   }
 
   private onClose(): void {
@@ -127,8 +160,8 @@ export class Session {
       this.respond(f, null, {
         peer: b.endpoint,
         peerGen: b.generation,
-        type: b.dc.id,
-        arg: BigInt(maxPayload),
+        type: maxPayload,
+        arg: BigInt(b.dc.id),
       });
     } catch (err) {
       if (!(err instanceof DvkError)) throw err;
@@ -143,11 +176,14 @@ export class Session {
   private waitFor<T extends Message | void>(f: Frame, start: (done: Done<T>) => Waiting): void {
     let settled = false;
     const waiting = start((err, message) => {
+      if (!settled && this.waiting.delete(f.tag)) this.waitingBytes -= f.payload.length;
       settled = true;
-      this.waiting.delete(f.tag);
       this.complete(f, err, message || undefined);
+      this.throttle();
     });
-    if (!settled) this.waiting.set(f.tag, waiting);
+    if (settled) return;
+    this.waiting.set(f.tag, waiting);
+    this.waitingBytes += f.payload.length;
   }
 
   private complete(f: Frame, err: DvkError | null, message: Message | undefined): void {
@@ -169,7 +205,8 @@ export class Session {
           op: call.op | REPLY_BIT,
           tag: call.tag,
           status: -errnoOf(err.code),
-          payload: Buffer.from(err.detail),
+          // Details may quote what the client sent: keep them short enough for any decoder.
+          payload: Buffer.from(err.detail.slice(0, MAX_DETAIL)),
         })
       : frame({ ...fields, op: call.op | REPLY_BIT, tag: call.tag });
     this.writer.write(reply);

@@ -31,6 +31,8 @@ class Connection {
   /** Set once the connection is over; later calls fail with it. */
   private ended: DvkError | null = null;
   private lostListeners: ((reason: Error) => void)[] = [];
+  /** Called when the last pending call settles, while `shutdown` waits for that. */
+  private onIdle: (() => void) | undefined;
 
   private constructor(private readonly socket: Socket) {
     this.writer = new FrameWriter(socket);
@@ -61,9 +63,13 @@ class Connection {
     this.lostListeners.push(listener);
   }
 
+  /** The next free tag; after 2^32 calls the numbers wrap, skipping calls still waiting. */
   private takeTag(): number {
-    const tag = this.nextTag;
-    this.nextTag = this.nextTag === 0xffff_ffff ? 1 : this.nextTag + 1;
+    let tag: number;
+    do {
+      tag = this.nextTag;
+      this.nextTag = this.nextTag === 0xffff_ffff ? 1 : this.nextTag + 1;
+    } while (this.pending.has(tag));
     return tag;
   }
 
@@ -124,15 +130,45 @@ class Connection {
       if (f.status === 0) p.resolve(f);
       else p.reject(DvkError.fromErrno(-f.status, f.payload.toString('utf8') || undefined));
     }
+    if (this.pending.size === 0) this.onIdle?.();
   }
 
-  /** Ends the connection: every pending call rejects with `reason`. */
+  /**
+   * Ends the connection cleanly: frames already written (a reply, say) still reach the agent,
+   * and every call still waiting is cancelled and settles with the agent's verdict, so a call
+   * reported as cancelled never took effect. Bounded: calls the agent has not answered within
+   * `graceMs` reject with ECANCELED.
+   */
+  async shutdown(graceMs = 2000): Promise<void> {
+    if (this.ended) return;
+    if (this.pending.size > 0) {
+      const settled = new Promise<void>((resolve) => {
+        this.onIdle = resolve;
+      });
+      // Newest first: cancelling an older held send first could let a newer one into the
+      // room it leaves, delivering it after its predecessor was cancelled.
+      for (const tag of [...this.pending.keys()].reverse()) {
+        this.write(frame({ op: Op.CANCEL, tag: this.takeTag(), arg: BigInt(tag) }));
+      }
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([settled, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
+    const reason = new DvkError('ECANCELED', 'endpoint closed');
+    this.ended ??= reason;
+    this.socket.end();
+    for (const p of this.pending.values()) p.reject(reason);
+    this.pending.clear();
+  }
+
+  /** Ends the connection at once: every pending call rejects with `reason`. */
   end(reason: DvkError, lost: boolean): void {
     if (this.ended) return;
     this.ended = reason;
     this.socket.destroy();
     for (const p of this.pending.values()) p.reject(reason);
     this.pending.clear();
+    this.onIdle?.();
     if (lost) for (const l of this.lostListeners) l(reason);
   }
 }
@@ -260,7 +296,7 @@ class UserEndpoint implements BoundEndpoint {
   }
 
   async close(): Promise<void> {
-    this.conn.end(new DvkError('ECANCELED', 'endpoint closed'), false);
+    await this.conn.shutdown();
   }
 
   onLost(listener: (reason: Error) => void): void {
@@ -287,9 +323,9 @@ export class UserBackend implements Backend {
           payload: byId ? Buffer.alloc(0) : Buffer.from(dc, 'utf8'),
         }),
       );
-      const maxPayload = Number(reply.arg);
+      const maxPayload = reply.type;
       conn.maxPayload = maxPayload;
-      const address = { dc: reply.type, endpoint: reply.peer, generation: reply.peerGen };
+      const address = { dc: Number(reply.arg), endpoint: reply.peer, generation: reply.peerGen };
       return new UserEndpoint(conn, address, maxPayload);
     } catch (err) {
       conn.end(new DvkError('ECANCELED', 'bind failed'), false);

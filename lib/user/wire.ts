@@ -15,7 +15,8 @@
  *    24  i32  type      the application's message type
  *    28  u32  flags     MessageFlags in messages, CallFlags in calls; unknown bits are refused
  *    32  u64  arg       request id (sendrec, reply, requests), notify bits (notify, notifications),
- *                       the tag to cancel (cancel), the DC id (bind, with CallFlags.DC_BY_ID)
+ *                       the tag to cancel (cancel), the DC id (bind, with CallFlags.DC_BY_ID,
+ *                       and in the bind's reply, whose `type` is then the payload limit)
  *    40  u64  deadline  absolute CLOCK_MONOTONIC nanoseconds; 0 = no deadline
  *
  * Every call gets exactly one reply frame, except REPLY, which is answered only if it fails

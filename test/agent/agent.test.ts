@@ -538,7 +538,8 @@ test('an unbound connection may ask for status; other calls get EINVAL and the c
   const bound = await raw.reply(21);
   t.is(bound.status, 0);
   t.is(bound.peer, 6);
-  t.is(bound.type, DC.id);
+  t.is(bound.arg, BigInt(DC.id));
+  t.is(bound.type, (await node.status()).limits.maxPayload);
   t.true(bound.peerGen >= 1);
   t.is((await node.endpointStatus(6))?.pid, process.pid);
   t.deepEqual(violations(node.agentLog), []);

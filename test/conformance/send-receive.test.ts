@@ -540,11 +540,11 @@ test('receive({from}) with a generation matches only that incarnation of the sou
   t.not(current.generation, oldGen);
   await current.send(3, { payload: numbered(2) });
 
-  // A generation nobody has matches nothing.
+  // A generation nobody has can never send: the receive fails instead of waiting.
   await rejects(
     t,
     receiver.receive({ from: { endpoint: 1, generation: current.generation + 1 }, timeout: 0 }),
-    'EAGAIN',
+    'ENOENT',
   );
   const m2 = await receiver.receive({
     from: { endpoint: 1, generation: current.generation },
@@ -562,6 +562,12 @@ test('receive({from}) with a generation matches only that incarnation of the sou
   t.is(numberOf(m1.payload), 1);
   t.is(m1.sourceGeneration, oldGen);
   await rejects(t, receiver.receive({ timeout: 0 }), 'EAGAIN');
+  // Now that the old incarnation has nothing left here, waiting for it fails at once.
+  await rejects(
+    t,
+    receiver.receive({ from: { endpoint: 1, generation: oldGen }, timeout: 60_000 }),
+    'ENOENT',
+  );
 });
 
 // --- async iteration ----------------------------------------------------------------------------
