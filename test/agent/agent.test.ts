@@ -6,10 +6,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
-import { chmod, cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { DvkError, type NodeStatus, openNode } from '../../lib/index.js';
@@ -691,6 +691,35 @@ test('a stale socket left by an agent killed with SIGKILL is replaced by a new a
   const ep = await openNode({ socketPath }).bind({ dc: 'test', endpoint: 1 });
   t.is(ep.generation, 1, 'a new agent starts with a fresh table');
   await ep.close();
+});
+
+test('an agent whose socket path names a regular file exits 2 and leaves the file alone', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'notes.txt');
+  await writeFile(file, 'keep me');
+  const run = await dvk(['agent', '--socket', file, '--dc', '1:test']);
+  t.is(run.signal, null);
+  t.is(run.code, 2);
+  t.regex(run.stderr, /is not a socket/);
+  t.is(await readFile(file, 'utf8'), 'keep me');
+});
+
+test('a socket path longer than 97 bytes is refused with exit 2 before anything is created', async (t) => {
+  const dir = await tempDir(t);
+  const socketPath = join(dir, `${'s'.repeat(98 - dir.length - 1 - '.sock'.length)}.sock`);
+  t.is(Buffer.byteLength(socketPath), 98);
+  const run = await dvk(['agent', '--socket', socketPath, '--dc', '1:test']);
+  t.is(run.code, 2);
+  t.regex(run.stderr, /at most 97 bytes/);
+  t.deepEqual(await readdir(dir), []);
+  // At exactly 97 bytes the agent serves, staging name and all.
+  const fits = `${socketPath.slice(0, -6)}.sock`;
+  t.is(Buffer.byteLength(fits), 97);
+  await ownAgent(t, fits, ['--dc', '1:test']);
+  const ep = await openNode({ socketPath: fits }).bind({ dc: 'test', endpoint: 1 });
+  t.is(ep.endpoint, 1);
+  await ep.close();
+  t.deepEqual(await readdir(dir), [basename(fits)]);
 });
 
 test('the socket is created with mode 0600 by default', async (t) => {
