@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Internal declarations shared by the module's files. The locking rules are in ipc.c.
+ */
+#ifndef _DVK_INTERNAL_H
+#define _DVK_INTERNAL_H
+
+#include <linux/atomic.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/wait.h>
+
+#include "include/uapi/linux/dvk.h"
+
+/* Module parameters (main.c); read-only once loaded. */
+extern unsigned int dvk_max_payload;
+extern unsigned int dvk_queue_length;
+extern unsigned int dvk_queue_bytes;
+
+struct dvk_dc {
+	struct list_head node;		/* in dvk_dcs, under dvk_dcs_lock */
+	u32 id;
+	u32 slots;
+	char name[DVK_NAME_MAX];
+	spinlock_t lock;		/* the IPC lock: see ipc.c */
+	struct dvk_endpoint **bound;	/* [slots], under lock */
+	u32 *generation;		/* [slots], last generation handed out, under lock */
+	u32 nr_bound;			/* under lock */
+};
+
+/*
+ * One open file of /dev/dvk, and the endpoint it binds. Lives as long as the file; release()
+ * is the only place it is unbound and freed, and no ioctl on the file runs then.
+ */
+struct dvk_endpoint {
+	struct mutex bind_lock;		/* serialises DVK_IOC_BIND on this file */
+	struct dvk_dc *dc;		/* published once by bind (release/acquire); NULL: unbound */
+	u32 nr;
+	u32 gen;
+	pid_t pid;			/* the process that bound it */
+	wait_queue_head_t wait;		/* its blocked calls, and poll() */
+
+	/* Everything below is under dc->lock. */
+	struct list_head queue;		/* dvk_kmsg, arrival order */
+	u32 queued;
+	u32 queued_bytes;
+	struct list_head held;		/* dvk_kmsg of senders waiting for room, FIFO */
+	struct list_head notes;		/* dvk_kmsg notifications, one per source incarnation */
+	struct list_head receivers;	/* dvk_call of waiting receives, call order */
+	struct list_head owed;		/* dvk_kmsg requests received and not answered */
+	struct list_head calls;		/* dvk_call of its own sendrecs not yet returned */
+	u32 nr_parked;
+	u64 next_request_id;
+	u64 sent;
+	u64 received;
+	u64 replies;
+	u64 replies_dropped;
+	u64 notified;
+};
+
+/* A message in a queue, held, owed or in transit to a receiver. */
+struct dvk_kmsg {
+	struct list_head link;
+	struct dvk_call *call;		/* the call waiting on it (a held send, a sendrec) or NULL */
+	u32 src;
+	u32 src_gen;
+	s32 type;
+	u32 flags;			/* DVK_MSG_* */
+	u64 request_id;
+	u32 bits;
+	u32 size;
+	u8 data[];
+};
+
+enum dvk_call_kind { DVK_SEND, DVK_RECEIVE, DVK_SENDREC };
+
+enum dvk_call_state {
+	DVK_HELD,		/* send or request waiting for room at the destination */
+	DVK_QUEUED,		/* request in the destination's queue */
+	DVK_TAKING,		/* request being copied out to the server */
+	DVK_RECEIVED,		/* request received, reply owed */
+	DVK_WAITING,		/* receive waiting for a message */
+	DVK_DONE,		/* finished: result (and msg) are final */
+};
+
+/* A call that waits: on the caller's stack (send, receive) or allocated (sendrec). */
+struct dvk_call {
+	struct list_head link;		/* in ep->receivers or ep->calls */
+	enum dvk_call_kind kind;
+	enum dvk_call_state state;	/* under dc->lock; read without it only to decide to wake */
+	struct dvk_endpoint *ep;	/* the caller */
+	struct dvk_endpoint *peer;	/* send, sendrec: the destination */
+	struct dvk_kmsg *msg;		/* out-going while held or queued; received when done */
+	int result;			/* when DVK_DONE: 0 or -errno */
+	u32 from;			/* receive filter */
+	u32 from_gen;
+	u32 capacity;			/* receive buffer size */
+	u32 needed;			/* with -EMSGSIZE: the size that did not fit */
+	u64 id;				/* sendrec: the request id, also its call id for resume */
+	bool parked;			/* sendrec kept after a signal, see DVK_CALL_RESUME */
+};
+
+/* Object counters, for leak checks (/proc/dvk/stats). */
+struct dvk_stats {
+	atomic_long_t dcs;
+	atomic_long_t endpoints;
+	atomic_long_t files;
+	atomic_long_t messages;
+	atomic_long_t calls;
+	atomic_long_t notes;
+	atomic_long_t bytes;
+};
+extern struct dvk_stats dvk_stats;
+
+/* dc.c: the DC table and binding. */
+extern struct mutex dvk_dcs_lock;
+extern struct list_head dvk_dcs;
+int dvk_dc_create(const struct dvk_dc_config *config);
+int dvk_dc_destroy(u32 id);
+void dvk_dc_destroy_all(void);
+int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args);
+bool dvk_name_valid(const char *name);
+
+/* ipc.c: queues and calls. */
+void dvk_endpoint_init(struct dvk_endpoint *ep);
+void dvk_unbind(struct dvk_endpoint *ep);
+int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args);
+int dvk_receive(struct dvk_endpoint *ep, struct dvk_receive *args,
+		struct dvk_receive __user *uargs);
+int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
+		struct dvk_sendrec __user *uargs);
+int dvk_reply(struct dvk_endpoint *ep, const struct dvk_reply *args);
+int dvk_reply_receive(struct dvk_endpoint *ep, struct dvk_reply_receive *args,
+		      struct dvk_reply_receive __user *uargs);
+int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args);
+__poll_t dvk_poll_mask(struct dvk_endpoint *ep);
+
+/* chardev.c: /dev/dvk. */
+int dvk_chardev_init(void);
+void dvk_chardev_exit(void);
+
+/* stats.c: /proc/dvk. */
+int dvk_stats_init(void);
+void dvk_stats_exit(void);
+
+static inline struct dvk_dc *dvk_ep_dc(struct dvk_endpoint *ep)
+{
+	return smp_load_acquire(&ep->dc);
+}
+
+#endif /* _DVK_INTERNAL_H */

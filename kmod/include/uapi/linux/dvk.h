@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * DVK: endpoint IPC for distributed services. The interface of /dev/dvk.
+ *
+ * This header is the one definition of the ABI: the module, the native addon and the C tests
+ * all include it. The semantics are those of docs/semantics.md in the DVK repository; this
+ * comment says how they map onto the device.
+ *
+ * Model
+ *   A DC (distributed container) is a namespace of endpoint numbers 0..slots-1. DCs are created
+ *   and destroyed by a privileged process (CAP_SYS_ADMIN or CAP_NET_ADMIN). Any process may
+ *   open /dev/dvk and bind the open file to one endpoint (DVK_IOC_BIND); every call then acts
+ *   as that endpoint. Closing the file (or the process dying) unbinds it. Each bind of a number
+ *   gets the next generation (1, 2, ...; 0 never appears), and a destination or filter that
+ *   names a generation matches only that incarnation.
+ *
+ * Calls
+ *   DVK_IOC_SEND           queue a message at a destination; waits while its queue is full.
+ *   DVK_IOC_RECEIVE        take the next notification or message, optionally from one source.
+ *   DVK_IOC_SENDREC        send a request and wait for its reply, in one call.
+ *   DVK_IOC_REPLY          answer a received request, exactly once.
+ *   DVK_IOC_REPLY_RECEIVE  reply, then receive: one call per request a server handles.
+ *   DVK_IOC_NOTIFY         OR bits into the destination's pending mask for this source; never
+ *                          waits.
+ *   poll()                 EPOLLIN while a notification or message is ready to receive, or an
+ *                          interrupted sendrec (see below) has its reply.
+ *
+ * Arguments
+ *   Every structure has a fixed layout, the same for 32- and 64-bit processes. Pointers are
+ *   __u64. Fields named reserved, and flags this header does not define, must be zero: anything
+ *   else fails with EINVAL, so that later versions can give them meaning. Unknown ioctls fail
+ *   with ENOTTY. DVK_IOC_VERSION reports the ABI version and a mask of features.
+ *
+ * Waiting
+ *   deadline_ns is an absolute CLOCK_MONOTONIC time in nanoseconds; 0 means no deadline.
+ *   DVK_CALL_NONBLOCK fails with EAGAIN where the call would wait. A call that passes its
+ *   deadline fails with ETIMEDOUT, and whatever it had started is undone: a timed-out send was
+ *   never queued, a timed-out receive took nothing.
+ *   Waits are interruptible. A signal undoes the call in the same way and the ioctl is
+ *   restarted (or fails with EINTR, per the handler's SA_RESTART); the absolute deadline keeps
+ *   its meaning across the restart. One case cannot be undone: a sendrec whose request the
+ *   server has already received. The kernel then keeps the call, writes its id to
+ *   dvk_sendrec.call and sets DVK_CALL_RESUME in dvk_sendrec.flags before returning; the
+ *   restarted ioctl (the same arguments) waits for that call's reply instead of sending again,
+ *   so a request never runs twice. A process that gets EINTR may do the same. At most
+ *   DVK_PARKED_MAX such calls are kept per file; beyond that the oldest is given up (its reply
+ *   will be dropped).
+ *
+ * Messages
+ *   Payloads are 0..max_payload bytes (a module parameter, reported by DVK_IOC_VERSION). A
+ *   receive gives its buffer in msg.payload and its capacity in msg.size; msg.size returns the
+ *   payload's length. If the buffer is too small, the call fails with EMSGSIZE, msg.size gives
+ *   the length needed, and the message stays where it was. If the kernel cannot write to the
+ *   buffer (EFAULT), the message also stays. A request must be answered with DVK_IOC_REPLY,
+ *   naming the request's source, source generation and request id; a reply to a caller that
+ *   gave up is accepted and dropped.
+ *
+ * Errors (errno)
+ *   ENOENT     no such DC, destination not bound, or not that generation.
+ *   EADDRINUSE the endpoint is bound already.     EISCONN  this file is bound already.
+ *   ENOTCONN   this file is not bound.            EINVAL   a bad argument.
+ *   EMSGSIZE   payload above max_payload, or a receive buffer too small.
+ *   ESRCH      the destination unbound while the call waited on it.
+ *   ETIMEDOUT  the deadline passed.               EAGAIN   DVK_CALL_NONBLOCK would wait.
+ *   EPERM      DC management without the capability.
+ *   EBUSY      destroying a DC with endpoints bound.  EEXIST  a DC id or name in use.
+ *   EFAULT     a bad pointer.                      ENOTTY   an unknown ioctl.
+ */
+#ifndef _UAPI_LINUX_DVK_H
+#define _UAPI_LINUX_DVK_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define DVK_ABI_VERSION 1
+
+/* DVK_IOC_VERSION features. */
+#define DVK_FEATURE_IPC		(1ULL << 0)	/* the calls above */
+#define DVK_FEATURE_REPLY_RECEIVE (1ULL << 1)	/* DVK_IOC_REPLY_RECEIVE */
+
+/* A DC name: 1..63 characters of [A-Za-z0-9_.-], NUL-terminated, zero-filled after. */
+#define DVK_NAME_MAX		64
+/* The largest number of endpoints in one DC. */
+#define DVK_SLOTS_MAX		65536
+/* A receive filter or destination meaning "any endpoint". Never a valid endpoint number. */
+#define DVK_ANY			0xffffffffU
+/* Interrupted sendrecs kept per file for resumption. */
+#define DVK_PARKED_MAX		16
+
+/* Call flags (dvk_send.flags, dvk_receive.flags, dvk_sendrec.flags). */
+#define DVK_CALL_NONBLOCK	(1U << 0)	/* fail with EAGAIN instead of waiting */
+#define DVK_CALL_RESUME		(1U << 1)	/* dvk_sendrec: wait for dvk_sendrec.call */
+
+/* Message flags (dvk_msg.flags, set by the kernel on received messages). */
+#define DVK_MSG_REQUEST		(1U << 0)	/* a sendrec's request: answer it with a reply */
+#define DVK_MSG_NOTIFY		(1U << 1)	/* a notification: bits holds the pending mask */
+#define DVK_MSG_REPLY		(1U << 2)	/* a reply, as a sendrec returns it */
+
+/* DVK_BIND_* flags. */
+#define DVK_BIND_BY_NAME	(1U << 0)	/* find the DC by dc_name instead of dc */
+
+struct dvk_version {
+	__u32 abi;		/* DVK_ABI_VERSION */
+	__u32 max_payload;	/* bytes */
+	__u64 features;		/* DVK_FEATURE_* */
+	__u32 queue_length;	/* messages an endpoint queues before senders wait */
+	__u32 queue_bytes;	/* payload bytes an endpoint queues before senders wait */
+	__u64 reserved[4];
+};
+
+/* DVK_IOC_DC_CREATE. DVK_IOC_DC_DESTROY takes a DC id (__u32). */
+struct dvk_dc_config {
+	__u32 id;
+	__u32 slots;		/* 1..DVK_SLOTS_MAX */
+	__u32 flags;		/* none defined: zero */
+	__u32 reserved;
+	char name[DVK_NAME_MAX];
+};
+
+struct dvk_bind {
+	__u32 dc;		/* in: the DC id (unless DVK_BIND_BY_NAME); out: the DC id */
+	__u32 endpoint;		/* in: 0..slots-1 */
+	__u32 flags;		/* DVK_BIND_* */
+	__u32 generation;	/* out */
+	char dc_name[DVK_NAME_MAX]; /* in with DVK_BIND_BY_NAME, otherwise zero */
+	__u64 reserved[2];
+};
+
+/*
+ * A message as the caller gives it (send, reply, request) or gets it (receive, reply of a
+ * sendrec). 40 bytes.
+ */
+struct dvk_msg {
+	__u32 peer;		/* out-going: destination; received: source */
+	__u32 peer_gen;		/* out-going: destination generation, 0 = current; received: source */
+	__s32 type;		/* the application's */
+	__u32 flags;		/* received: DVK_MSG_*; out-going: zero */
+	__u64 request_id;	/* received request: its id; reply: the id it answers; else 0 */
+	__u64 payload;		/* pointer to the payload bytes */
+	__u32 size;		/* out-going: payload length; received: in capacity, out length */
+	__u32 bits;		/* received notification: the pending bits; else 0 */
+};
+
+struct dvk_send {
+	struct dvk_msg msg;
+	__u64 deadline_ns;
+	__u32 flags;		/* DVK_CALL_NONBLOCK */
+	__u32 reserved;
+};
+
+struct dvk_receive {
+	__u32 from;		/* DVK_ANY, or only this source */
+	__u32 from_gen;		/* with from: 0 = any incarnation */
+	__u64 deadline_ns;
+	__u32 flags;		/* DVK_CALL_NONBLOCK */
+	__u32 reserved;
+	struct dvk_msg msg;	/* in: payload and size (capacity); out: the message */
+};
+
+struct dvk_sendrec {
+	struct dvk_msg request;	/* in */
+	struct dvk_msg reply;	/* in: payload and size (capacity); out: the reply */
+	__u64 deadline_ns;
+	__u32 flags;		/* DVK_CALL_RESUME (set by the kernel when it keeps the call) */
+	__u32 reserved;
+	__u64 call;		/* with DVK_CALL_RESUME: the call to wait for */
+};
+
+struct dvk_reply {
+	struct dvk_msg msg;	/* peer, peer_gen and request_id of the request; type, payload */
+	__u64 reserved;
+};
+
+struct dvk_reply_receive {
+	struct dvk_reply reply;	/* sent first; if it fails, nothing is received */
+	struct dvk_receive receive;
+};
+
+struct dvk_notify {
+	__u32 peer;
+	__u32 peer_gen;		/* 0 = current */
+	__u32 bits;		/* non-zero */
+	__u32 reserved;
+};
+
+#define DVK_IOC_MAGIC 0xD5
+
+#define DVK_IOC_VERSION		_IOR(DVK_IOC_MAGIC, 0x00, struct dvk_version)
+#define DVK_IOC_DC_CREATE	_IOW(DVK_IOC_MAGIC, 0x01, struct dvk_dc_config)
+#define DVK_IOC_DC_DESTROY	_IOW(DVK_IOC_MAGIC, 0x02, __u32)
+#define DVK_IOC_BIND		_IOWR(DVK_IOC_MAGIC, 0x03, struct dvk_bind)
+#define DVK_IOC_SEND		_IOW(DVK_IOC_MAGIC, 0x10, struct dvk_send)
+#define DVK_IOC_RECEIVE		_IOWR(DVK_IOC_MAGIC, 0x11, struct dvk_receive)
+#define DVK_IOC_SENDREC		_IOWR(DVK_IOC_MAGIC, 0x12, struct dvk_sendrec)
+#define DVK_IOC_REPLY		_IOW(DVK_IOC_MAGIC, 0x13, struct dvk_reply)
+#define DVK_IOC_REPLY_RECEIVE	_IOWR(DVK_IOC_MAGIC, 0x14, struct dvk_reply_receive)
+#define DVK_IOC_NOTIFY		_IOW(DVK_IOC_MAGIC, 0x15, struct dvk_notify)
+
+#endif /* _UAPI_LINUX_DVK_H */

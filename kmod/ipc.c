@@ -1,0 +1,1074 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Endpoint IPC: queues, backpressure, send, receive, sendrec, reply and notify.
+ *
+ * Locking overview
+ * ----------------
+ * dvk_dcs_lock (mutex, dc.c)
+ *	The list of DCs. Held to create, destroy, find a DC by id or name for bind, and to walk
+ *	the DCs for /proc. Never taken inside a DC lock.
+ *
+ * dvk_endpoint.bind_lock (mutex)
+ *	Serialises DVK_IOC_BIND on one file. Taken before dvk_dcs_lock.
+ *
+ * dvk_dc.lock (spinlock), "the DC lock"
+ *	Protects every piece of IPC state in the DC: the bound[] and generation[] slot arrays,
+ *	nr_bound, and in each of the DC's endpoints the lists (queue, held, notes, receivers,
+ *	owed, calls), their counts and counters, and the state, result and msg of every call
+ *	that waits on one of them. A call touches two endpoints of one DC (the caller's and the
+ *	destination's); one lock per DC makes each call a single atomic step with no lock order
+ *	to get wrong. Hold times are short and bounded by list walks: payloads are copied from
+ *	and to user space, and memory is allocated and freed, only outside the lock.
+ *	Taken inside dvk_dcs_lock (bind, destroy, /proc), never the other way round. Wait-queue
+ *	locks nest inside it (wake-ups are issued with it held).
+ *
+ * A dvk_call waits on its caller's ep->wait and looks at call->state without the lock only
+ * to decide whether to stop sleeping; it re-reads everything under the DC lock. Whoever sets
+ * a call to DVK_DONE removes every reference other endpoints hold to it, in the same critical
+ * section, so a finished call (often on its caller's stack) is private to its caller again.
+ *
+ * Endpoints of a DC cannot go away under a call: a file is released only when no ioctl runs
+ * on it, and dvk_unbind() detaches everything that points at the endpoint under the DC lock.
+ * A DC cannot go away while anything is bound in it (DVK_IOC_DC_DESTROY fails with EBUSY).
+ */
+#include <linux/hrtimer.h>
+#include <linux/ktime.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "dvk.h"
+
+/* --- messages ------------------------------------------------------------------------------ */
+
+static struct dvk_kmsg *kmsg_alloc(u32 size)
+{
+	struct dvk_kmsg *m = kvmalloc(struct_size(m, data, size), GFP_KERNEL_ACCOUNT);
+
+	if (!m)
+		return NULL;
+	memset(m, 0, sizeof(*m));
+	m->size = size;
+	INIT_LIST_HEAD(&m->link);
+	atomic_long_inc(&dvk_stats.messages);
+	atomic_long_add(size, &dvk_stats.bytes);
+	return m;
+}
+
+static void kmsg_free(struct dvk_kmsg *m)
+{
+	if (!m)
+		return;
+	if (m->flags & DVK_MSG_NOTIFY)
+		atomic_long_dec(&dvk_stats.notes);
+	atomic_long_dec(&dvk_stats.messages);
+	atomic_long_sub(m->size, &dvk_stats.bytes);
+	kvfree(m);
+}
+
+/* Frees messages collected under the DC lock, once it is dropped. */
+static void kmsg_free_list(struct list_head *garbage)
+{
+	struct dvk_kmsg *m, *next;
+
+	list_for_each_entry_safe(m, next, garbage, link) {
+		list_del(&m->link);
+		kmsg_free(m);
+	}
+}
+
+/* A message from @ep carrying the user's payload; ERR_PTR on failure. */
+static struct dvk_kmsg *kmsg_from_user(struct dvk_endpoint *ep, const struct dvk_msg *msg,
+				       u32 flags)
+{
+	struct dvk_kmsg *m;
+
+	if (msg->size > dvk_max_payload)
+		return ERR_PTR(-EMSGSIZE);
+	m = kmsg_alloc(msg->size);
+	if (!m)
+		return ERR_PTR(-ENOMEM);
+	if (copy_from_user(m->data, u64_to_user_ptr(msg->payload), msg->size)) {
+		kmsg_free(m);
+		return ERR_PTR(-EFAULT);
+	}
+	m->src = ep->nr;
+	m->src_gen = ep->gen;
+	m->type = msg->type;
+	m->flags = flags;
+	return m;
+}
+
+/* --- waking and waiting -------------------------------------------------------------------- */
+
+/*
+ * Wakes an endpoint's blocked calls and pollers. @sync says the caller is about to sleep
+ * itself (sendrec, reply-and-receive): the scheduler may then run the woken task on this CPU,
+ * a hand-off instead of a cross-CPU wake-up.
+ */
+static void wake(struct dvk_endpoint *ep, bool sync)
+{
+	if (sync)
+		wake_up_interruptible_sync_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
+	else
+		wake_up_interruptible_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
+}
+
+static void finish(struct dvk_call *call, int result, bool sync)
+{
+	call->result = result;
+	WRITE_ONCE(call->state, DVK_DONE);
+	wake(call->ep, sync);
+}
+
+static bool deadline_passed(u64 deadline)
+{
+	return deadline && ktime_get_ns() >= deadline;
+}
+
+/*
+ * Sleeps until @call is done, the absolute CLOCK_MONOTONIC @deadline (0: none) passes, or a
+ * signal arrives. Returns 0, -ETIMEDOUT or -ERESTARTSYS; the caller then decides under the DC
+ * lock, since the call may have finished meanwhile.
+ */
+static int wait_call(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadline)
+{
+	ktime_t expires = ns_to_ktime(deadline);
+	DEFINE_WAIT(wait);
+	int ret = 0;
+
+	for (;;) {
+		prepare_to_wait(&ep->wait, &wait, TASK_INTERRUPTIBLE);
+		if (READ_ONCE(call->state) == DVK_DONE)
+			break;
+		if (signal_pending(current)) {
+			ret = -ERESTARTSYS;
+			break;
+		}
+		if (deadline_passed(deadline)) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		if (deadline)
+			schedule_hrtimeout(&expires, HRTIMER_MODE_ABS);
+		else
+			schedule();
+	}
+	finish_wait(&ep->wait, &wait);
+	return ret;
+}
+
+/* --- queues -------------------------------------------------------------------------------- */
+
+static bool matches(u32 from, u32 from_gen, const struct dvk_kmsg *m)
+{
+	if (from == DVK_ANY)
+		return true;
+	return from == m->src && (!from_gen || from_gen == m->src_gen);
+}
+
+static bool same_sender(const struct dvk_kmsg *a, const struct dvk_kmsg *b)
+{
+	return a->src == b->src && a->src_gen == b->src_gen;
+}
+
+/* The endpoint bound at @nr in @dc, if its generation is @gen (0: any). */
+static struct dvk_endpoint *lookup(struct dvk_dc *dc, u32 nr, u32 gen)
+{
+	struct dvk_endpoint *ep;
+
+	if (nr >= dc->slots)
+		return NULL;
+	ep = dc->bound[nr];
+	if (!ep || (gen && ep->gen != gen))
+		return NULL;
+	return ep;
+}
+
+static bool has_room(struct dvk_endpoint *ep, const struct dvk_kmsg *m)
+{
+	if (!ep->queued)
+		return true;
+	return ep->queued < dvk_queue_length && ep->queued_bytes + m->size <= dvk_queue_bytes;
+}
+
+static void queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head)
+{
+	if (at_head)
+		list_add(&m->link, &ep->queue);
+	else
+		list_add_tail(&m->link, &ep->queue);
+	ep->queued++;
+	ep->queued_bytes += m->size;
+}
+
+static void queue_del(struct dvk_endpoint *ep, struct dvk_kmsg *m)
+{
+	list_del_init(&m->link);
+	ep->queued--;
+	ep->queued_bytes -= m->size;
+}
+
+/* A received message's request, if any, now waits in transit to the receiver. */
+static void hand_over(struct dvk_endpoint *ep, struct dvk_kmsg *m)
+{
+	ep->received++;
+	if ((m->flags & DVK_MSG_REQUEST) && m->call)
+		m->call->state = DVK_TAKING;
+}
+
+/*
+ * Puts @m in @ep's queue, or straight into the first waiting receive whose filter it
+ * matches. A matching receive whose buffer is too small ends with EMSGSIZE (it learns the
+ * size it needs) and the message goes on to the next one, or to the queue.
+ */
+static void enqueue(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
+{
+	struct dvk_call *r, *next;
+
+	list_for_each_entry_safe(r, next, &ep->receivers, link) {
+		if (!matches(r->from, r->from_gen, m))
+			continue;
+		list_del_init(&r->link);
+		if (m->size > r->capacity) {
+			r->needed = m->size;
+			finish(r, -EMSGSIZE, false);
+			continue;
+		}
+		hand_over(ep, m);
+		r->msg = m;
+		finish(r, 0, sync);
+		return;
+	}
+	if ((m->flags & DVK_MSG_REQUEST) && m->call)
+		m->call->state = DVK_QUEUED;
+	queue_add(ep, m, false);
+}
+
+/*
+ * Whether @m may go into @ep's queue now; if so it is there. Senders that find the queue full
+ * or earlier senders held wait in ep->held, which is what keeps per-sender order. A receive
+ * waiting for this very sender takes the message even when the queue is full, unless the
+ * sender has older messages held.
+ */
+static bool admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
+{
+	struct dvk_kmsg *h;
+	struct dvk_call *r;
+	bool wanted = false;
+
+	list_for_each_entry(r, &ep->receivers, link) {
+		if (matches(r->from, r->from_gen, m)) {
+			wanted = true;
+			break;
+		}
+	}
+	if (wanted) {
+		list_for_each_entry(h, &ep->held, link) {
+			if (same_sender(h, m))
+				return false;
+		}
+		enqueue(ep, m, sync);
+		return true;
+	}
+	if (!list_empty(&ep->held) || !has_room(ep, m))
+		return false;
+	enqueue(ep, m, sync);
+	return true;
+}
+
+/* A held message was admitted: its plain send is complete; a request now waits as queued. */
+static void admitted(struct dvk_kmsg *m)
+{
+	struct dvk_call *call = m->call;
+
+	if (call && call->kind == DVK_SEND) {
+		m->call = NULL;
+		finish(call, 0, false);
+	}
+}
+
+/* Admits held senders, in order, while @ep has room. */
+static void pump(struct dvk_endpoint *ep)
+{
+	while (!list_empty(&ep->held)) {
+		struct dvk_kmsg *head = list_first_entry(&ep->held, struct dvk_kmsg, link);
+
+		if (!has_room(ep, head))
+			return;
+		list_del_init(&head->link);
+		admitted(head);
+		enqueue(ep, head, false);
+	}
+}
+
+/* Removes a held message; refills the queue if it was the head that blocked the others. */
+static void unhold(struct dvk_endpoint *ep, struct dvk_kmsg *m)
+{
+	bool was_head = list_first_entry(&ep->held, struct dvk_kmsg, link) == m;
+
+	list_del_init(&m->link);
+	if (was_head)
+		pump(ep);
+}
+
+/*
+ * Takes the next notification or message for a filter, or NULL. With a buffer of @capacity
+ * too small for the next message, returns ERR_PTR(-EMSGSIZE) with *needed set and leaves the
+ * message in place.
+ */
+static struct dvk_kmsg *take(struct dvk_endpoint *ep, u32 from, u32 from_gen, u32 capacity,
+			     u32 *needed)
+{
+	struct dvk_kmsg *m;
+	bool first = true;
+
+	list_for_each_entry(m, &ep->notes, link) {
+		if (matches(from, from_gen, m)) {
+			list_del_init(&m->link);
+			ep->received++;
+			return m;
+		}
+	}
+	list_for_each_entry(m, &ep->queue, link) {
+		if (!matches(from, from_gen, m))
+			continue;
+		if (m->size > capacity)
+			goto too_big;
+		queue_del(ep, m);
+		hand_over(ep, m);
+		pump(ep);
+		return m;
+	}
+	/*
+	 * Nothing queued from the wanted sender, but it may be held behind a queue full of
+	 * others. Its first held message is the oldest it has outstanding: taking it keeps order.
+	 */
+	list_for_each_entry(m, &ep->held, link) {
+		if (!matches(from, from_gen, m)) {
+			first = false;
+			continue;
+		}
+		if (m->size > capacity)
+			goto too_big;
+		list_del_init(&m->link);
+		admitted(m);
+		hand_over(ep, m);
+		if (first)
+			pump(ep);
+		return m;
+	}
+	return NULL;
+too_big:
+	*needed = m->size;
+	return ERR_PTR(-EMSGSIZE);
+}
+
+/*
+ * Puts a taken message back where receive found it, because it could not be copied out. A
+ * request whose caller gave up meanwhile is dropped instead: nobody waits for its reply.
+ */
+static void untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage)
+{
+	struct dvk_kmsg *n;
+
+	ep->received--;
+	if (m->flags & DVK_MSG_NOTIFY) {
+		list_for_each_entry(n, &ep->notes, link) {
+			if (same_sender(n, m)) {
+				n->bits |= m->bits;
+				list_add(&m->link, garbage);
+				return;
+			}
+		}
+		list_add(&m->link, &ep->notes);
+		return;
+	}
+	if ((m->flags & DVK_MSG_REQUEST) && !m->call) {
+		list_add(&m->link, garbage);
+		return;
+	}
+	if (m->call)
+		m->call->state = DVK_QUEUED;
+	queue_add(ep, m, true);
+}
+
+/*
+ * Copies a taken message out to the caller: header into *out, payload to out->payload. On
+ * success a request becomes owed by @ep and anything else is freed. On failure the message
+ * goes back (untake) and -EFAULT is returned.
+ */
+static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *out,
+		   struct dvk_msg __user *uout)
+{
+	struct dvk_dc *dc = ep->dc;
+	LIST_HEAD(garbage);
+
+	out->peer = m->src;
+	out->peer_gen = m->src_gen;
+	out->type = m->type;
+	out->flags = m->flags;
+	out->request_id = m->request_id;
+	out->size = m->size;
+	out->bits = m->bits;
+	if (copy_to_user(u64_to_user_ptr(out->payload), m->data, m->size) ||
+	    copy_to_user(uout, out, sizeof(*out))) {
+		spin_lock(&dc->lock);
+		untake(ep, m, &garbage);
+		spin_unlock(&dc->lock);
+		kmsg_free_list(&garbage);
+		return -EFAULT;
+	}
+	if (!(m->flags & DVK_MSG_REQUEST)) {
+		kmsg_free(m);
+		return 0;
+	}
+	spin_lock(&dc->lock);
+	if (m->call)
+		m->call->state = DVK_RECEIVED;
+	list_add_tail(&m->link, &ep->owed);
+	spin_unlock(&dc->lock);
+	return 0;
+}
+
+/* --- send ---------------------------------------------------------------------------------- */
+
+int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_call call = { .kind = DVK_SEND, .ep = ep, .state = DVK_HELD };
+	struct dvk_endpoint *dst;
+	struct dvk_kmsg *m;
+	int ret;
+
+	m = kmsg_from_user(ep, &args->msg, 0);
+	if (IS_ERR(m))
+		return PTR_ERR(m);
+
+	spin_lock(&dc->lock);
+	dst = lookup(dc, args->msg.peer, args->msg.peer_gen);
+	if (!dst) {
+		ret = -ENOENT;
+		goto out_free;
+	}
+	if (admit(dst, m, false)) {
+		ep->sent++;
+		wake(dst, false);
+		spin_unlock(&dc->lock);
+		return 0;
+	}
+	if (args->flags & DVK_CALL_NONBLOCK) {
+		ret = -EAGAIN;
+		goto out_free;
+	}
+	if (deadline_passed(args->deadline_ns)) {
+		ret = -ETIMEDOUT;
+		goto out_free;
+	}
+	m->call = &call;
+	call.peer = dst;
+	list_add_tail(&m->link, &dst->held);
+	spin_unlock(&dc->lock);
+
+	ret = wait_call(ep, &call, args->deadline_ns);
+
+	spin_lock(&dc->lock);
+	if (call.state == DVK_DONE) {
+		/* Admitted (0), or the destination unbound (-ESRCH) and freed the message. */
+		if (!call.result)
+			ep->sent++;
+		spin_unlock(&dc->lock);
+		return call.result;
+	}
+	/* Timed out or interrupted while held: it was never queued. */
+	unhold(dst, m);
+out_free:
+	spin_unlock(&dc->lock);
+	kmsg_free(m);
+	return ret;
+}
+
+/* --- receive ------------------------------------------------------------------------------- */
+
+/*
+ * Whether a receive filtered on an exact incarnation can still be served: false once that
+ * incarnation is gone (or never was) and left nothing here, so waiting would be forever.
+ */
+static bool source_may_come(struct dvk_dc *dc, u32 from, u32 from_gen)
+{
+	return from == DVK_ANY || !from_gen || lookup(dc, from, from_gen);
+}
+
+/*
+ * Waits for a message matching the filter in @args (the DC lock held on entry, dropped on
+ * return). Returns the taken message, or an ERR_PTR; with -EMSGSIZE, *needed is set.
+ */
+static struct dvk_kmsg *receive_locked(struct dvk_endpoint *ep, const struct dvk_receive *args,
+				       u32 *needed)
+	__releases(&ep->dc->lock)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_call call = {
+		.kind = DVK_RECEIVE,
+		.ep = ep,
+		.state = DVK_WAITING,
+		.from = args->from,
+		.from_gen = args->from_gen,
+		.capacity = args->msg.size,
+	};
+	struct dvk_kmsg *m;
+	int ret;
+
+	m = take(ep, args->from, args->from_gen, args->msg.size, needed);
+	if (m)
+		goto out;
+	if (!source_may_come(dc, args->from, args->from_gen)) {
+		m = ERR_PTR(-ENOENT);
+		goto out;
+	}
+	if (args->flags & DVK_CALL_NONBLOCK) {
+		m = ERR_PTR(-EAGAIN);
+		goto out;
+	}
+	if (deadline_passed(args->deadline_ns)) {
+		m = ERR_PTR(-ETIMEDOUT);
+		goto out;
+	}
+	list_add_tail(&call.link, &ep->receivers);
+	spin_unlock(&dc->lock);
+
+	ret = wait_call(ep, &call, args->deadline_ns);
+
+	spin_lock(&dc->lock);
+	if (call.state == DVK_DONE) {
+		m = call.result ? ERR_PTR(call.result) : call.msg;
+		*needed = call.needed;
+	} else {
+		list_del(&call.link);
+		m = ERR_PTR(ret);
+	}
+out:
+	spin_unlock(&dc->lock);
+	return m;
+}
+
+/* Writes back the size a receive needed, after EMSGSIZE. */
+static int report_needed(struct dvk_msg __user *uout, u32 needed)
+{
+	if (put_user(needed, &uout->size))
+		return -EFAULT;
+	return -EMSGSIZE;
+}
+
+static int receive_into(struct dvk_endpoint *ep, struct dvk_receive *args,
+			struct dvk_receive __user *uargs)
+	__releases(&ep->dc->lock)
+{
+	struct dvk_kmsg *m;
+	u32 needed = 0;
+
+	m = receive_locked(ep, args, &needed);
+	if (IS_ERR(m)) {
+		if (PTR_ERR(m) == -EMSGSIZE)
+			return report_needed(&uargs->msg, needed);
+		return PTR_ERR(m);
+	}
+	return deliver(ep, m, &args->msg, &uargs->msg);
+}
+
+int dvk_receive(struct dvk_endpoint *ep, struct dvk_receive *args,
+		struct dvk_receive __user *uargs)
+{
+	spin_lock(&ep->dc->lock);
+	return receive_into(ep, args, uargs);
+}
+
+/* --- sendrec ------------------------------------------------------------------------------- */
+
+static struct dvk_call *call_alloc(struct dvk_endpoint *ep)
+{
+	struct dvk_call *call = kzalloc(sizeof(*call), GFP_KERNEL_ACCOUNT);
+
+	if (!call)
+		return NULL;
+	call->kind = DVK_SENDREC;
+	call->ep = ep;
+	INIT_LIST_HEAD(&call->link);
+	atomic_long_inc(&dvk_stats.calls);
+	return call;
+}
+
+static void call_free(struct dvk_call *call)
+{
+	atomic_long_dec(&dvk_stats.calls);
+	kfree(call);
+}
+
+/*
+ * The caller gives up on a sendrec: a request the server has not received is taken back and
+ * never runs; a received one stays owed by the server, whose reply will be dropped. The call
+ * leaves ep->calls; its reply, if one came, goes to @garbage. The caller frees the call.
+ */
+static void abandon(struct dvk_call *call, struct list_head *garbage)
+{
+	struct dvk_kmsg *m = call->msg;
+
+	switch (call->state) {
+	case DVK_HELD:
+		unhold(call->peer, m);
+		list_add(&m->link, garbage);
+		break;
+	case DVK_QUEUED:
+		queue_del(call->peer, m);
+		pump(call->peer);
+		list_add(&m->link, garbage);
+		break;
+	case DVK_TAKING:
+	case DVK_RECEIVED:
+		m->call = NULL;
+		break;
+	case DVK_DONE:
+		if (m)
+			list_add(&m->link, garbage);
+		break;
+	case DVK_WAITING:
+		break;
+	}
+	call->msg = NULL;
+	if (call->parked)
+		call->ep->nr_parked--;
+	list_del_init(&call->link);
+}
+
+static struct dvk_call *find_parked(struct dvk_endpoint *ep, u64 id)
+{
+	struct dvk_call *call;
+
+	list_for_each_entry(call, &ep->calls, link) {
+		if (call->parked && call->id == id)
+			return call;
+	}
+	return NULL;
+}
+
+/* Keeps an interrupted sendrec for resumption; gives up the oldest beyond DVK_PARKED_MAX. */
+static void park(struct dvk_endpoint *ep, struct dvk_call *call, struct list_head *garbage,
+		 struct list_head *evicted)
+{
+	struct dvk_call *c;
+
+	if (ep->nr_parked >= DVK_PARKED_MAX) {
+		list_for_each_entry(c, &ep->calls, link) {
+			if (c->parked) {
+				abandon(c, garbage);
+				list_add(&c->link, evicted);
+				break;
+			}
+		}
+	}
+	call->parked = true;
+	ep->nr_parked++;
+	/* Parked calls go last, so the first parked one in the list is the oldest. */
+	list_move_tail(&call->link, &ep->calls);
+}
+
+static void free_evicted(struct list_head *evicted)
+{
+	struct dvk_call *c, *next;
+
+	list_for_each_entry_safe(c, next, evicted, link) {
+		list_del(&c->link);
+		call_free(c);
+	}
+}
+
+/* Sends the request of a new sendrec; returns the call waiting for its reply. */
+static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_sendrec *args)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_endpoint *dst;
+	struct dvk_call *call;
+	struct dvk_kmsg *m;
+	int ret;
+
+	m = kmsg_from_user(ep, &args->request, DVK_MSG_REQUEST);
+	if (IS_ERR(m))
+		return ERR_CAST(m);
+	call = call_alloc(ep);
+	if (!call) {
+		kmsg_free(m);
+		return ERR_PTR(-ENOMEM);
+	}
+
+	spin_lock(&dc->lock);
+	dst = lookup(dc, args->request.peer, args->request.peer_gen);
+	if (!dst) {
+		ret = -ENOENT;
+		goto fail;
+	}
+	m->request_id = ++ep->next_request_id;
+	m->call = call;
+	call->id = m->request_id;
+	call->peer = dst;
+	call->msg = m;
+	call->state = DVK_HELD;
+	/* The caller sleeps next: a sync wake-up lets the server run on this CPU. */
+	if (!admit(dst, m, true)) {
+		if (deadline_passed(args->deadline_ns)) {
+			ret = -ETIMEDOUT;
+			goto fail;
+		}
+		list_add_tail(&m->link, &dst->held);
+	}
+	list_add(&call->link, &ep->calls);
+	ep->sent++;
+	wake(dst, false);
+	spin_unlock(&dc->lock);
+	return call;
+fail:
+	spin_unlock(&dc->lock);
+	kmsg_free(m);
+	call_free(call);
+	return ERR_PTR(ret);
+}
+
+/* Hands a finished sendrec's reply to the caller; see DVK_CALL_RESUME for what may be kept. */
+static int sendrec_deliver(struct dvk_endpoint *ep, struct dvk_call *call,
+			   struct dvk_sendrec *args, struct dvk_sendrec __user *uargs)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_kmsg *m = call->msg;
+	struct dvk_msg *out = &args->reply;
+	LIST_HEAD(garbage);
+	LIST_HEAD(evicted);
+	int ret;
+
+	if (call->result) {
+		ret = call->result;
+		goto done;
+	}
+	if (m->size > out->size) {
+		ret = -EMSGSIZE;
+		if (put_user(m->size, &uargs->reply.size))
+			ret = -EFAULT;
+		goto keep;
+	}
+	out->peer = m->src;
+	out->peer_gen = m->src_gen;
+	out->type = m->type;
+	out->flags = m->flags;
+	out->request_id = m->request_id;
+	out->size = m->size;
+	out->bits = 0;
+	if (copy_to_user(u64_to_user_ptr(out->payload), m->data, m->size) ||
+	    copy_to_user(&uargs->reply, out, sizeof(*out))) {
+		ret = -EFAULT;
+		goto keep;
+	}
+	ret = 0;
+	goto done;
+keep:
+	/* The reply is not lost: the caller can resume the call with a fitting buffer. */
+	if (!put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) &&
+	    !put_user(call->id, &uargs->call)) {
+		spin_lock(&dc->lock);
+		park(ep, call, &garbage, &evicted);
+		spin_unlock(&dc->lock);
+		kmsg_free_list(&garbage);
+		free_evicted(&evicted);
+		return ret;
+	}
+	ret = -EFAULT;
+done:
+	spin_lock(&dc->lock);
+	abandon(call, &garbage);
+	spin_unlock(&dc->lock);
+	kmsg_free_list(&garbage);
+	call_free(call);
+	return ret;
+}
+
+int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
+		struct dvk_sendrec __user *uargs)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_call *call;
+	LIST_HEAD(garbage);
+	LIST_HEAD(evicted);
+	bool resumed = false;
+	int ret;
+
+	if (args->flags & DVK_CALL_RESUME) {
+		spin_lock(&dc->lock);
+		call = find_parked(ep, args->call);
+		if (call) {
+			call->parked = false;
+			ep->nr_parked--;
+			list_move(&call->link, &ep->calls);
+		}
+		spin_unlock(&dc->lock);
+		if (!call)
+			return -EINVAL;
+		resumed = true;
+	} else {
+		call = sendrec_start(ep, args);
+		if (IS_ERR(call))
+			return PTR_ERR(call);
+	}
+
+	ret = wait_call(ep, call, args->deadline_ns);
+
+	spin_lock(&dc->lock);
+	if (call->state == DVK_DONE) {
+		spin_unlock(&dc->lock);
+		return sendrec_deliver(ep, call, args, uargs);
+	}
+	if (ret == -ERESTARTSYS && !fatal_signal_pending(current) &&
+	    (resumed || call->state == DVK_TAKING || call->state == DVK_RECEIVED)) {
+		/* The server has the request: running it again would run it twice. */
+		park(ep, call, &garbage, &evicted);
+		spin_unlock(&dc->lock);
+		kmsg_free_list(&garbage);
+		free_evicted(&evicted);
+		if (put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) ||
+		    put_user(call->id, &uargs->call)) {
+			spin_lock(&dc->lock);
+			abandon(call, &garbage);
+			spin_unlock(&dc->lock);
+			kmsg_free_list(&garbage);
+			call_free(call);
+			return -EFAULT;
+		}
+		return -ERESTARTSYS;
+	}
+	/* Timed out, or interrupted before the server took the request: undo it. */
+	abandon(call, &garbage);
+	spin_unlock(&dc->lock);
+	kmsg_free_list(&garbage);
+	call_free(call);
+	return ret;
+}
+
+/* --- reply and notify ---------------------------------------------------------------------- */
+
+/* @sync: the server receives (and sleeps) next, so the caller may run on this CPU. */
+static int reply(struct dvk_endpoint *ep, const struct dvk_reply *args, bool sync)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_kmsg *m, *req, *found = NULL;
+	struct dvk_call *call;
+
+	m = kmsg_from_user(ep, &args->msg, DVK_MSG_REPLY);
+	if (IS_ERR(m))
+		return PTR_ERR(m);
+	m->request_id = args->msg.request_id;
+
+	spin_lock(&dc->lock);
+	list_for_each_entry(req, &ep->owed, link) {
+		if (req->src == args->msg.peer && req->src_gen == args->msg.peer_gen &&
+		    req->request_id == args->msg.request_id) {
+			found = req;
+			break;
+		}
+	}
+	if (!found) {
+		spin_unlock(&dc->lock);
+		kmsg_free(m);
+		return -EINVAL;
+	}
+	list_del_init(&found->link);
+	ep->replies++;
+	call = found->call;
+	if (call && call->state == DVK_RECEIVED) {
+		call->msg = m;
+		call->result = 0;
+		WRITE_ONCE(call->state, DVK_DONE);
+		wake(call->ep, sync);
+		m = NULL;
+	} else {
+		ep->replies_dropped++;
+	}
+	spin_unlock(&dc->lock);
+	kmsg_free(found);
+	kmsg_free(m);
+	return 0;
+}
+
+int dvk_reply(struct dvk_endpoint *ep, const struct dvk_reply *args)
+{
+	return reply(ep, args, false);
+}
+
+int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_endpoint *dst;
+	struct dvk_kmsg *note, *n;
+	struct dvk_call *r;
+
+	note = kmsg_alloc(0);
+	if (!note)
+		return -ENOMEM;
+	note->src = ep->nr;
+	note->src_gen = ep->gen;
+	note->flags = DVK_MSG_NOTIFY;
+	note->bits = args->bits;
+	atomic_long_inc(&dvk_stats.notes);
+
+	spin_lock(&dc->lock);
+	dst = lookup(dc, args->peer, args->peer_gen);
+	if (!dst) {
+		spin_unlock(&dc->lock);
+		kmsg_free(note);
+		return -ENOENT;
+	}
+	ep->notified++;
+	list_for_each_entry(n, &dst->notes, link) {
+		if (same_sender(n, note)) {
+			n->bits |= note->bits;
+			spin_unlock(&dc->lock);
+			kmsg_free(note);
+			return 0;
+		}
+	}
+	list_for_each_entry(r, &dst->receivers, link) {
+		if (matches(r->from, r->from_gen, note)) {
+			list_del_init(&r->link);
+			dst->received++;
+			r->msg = note;
+			finish(r, 0, false);
+			spin_unlock(&dc->lock);
+			return 0;
+		}
+	}
+	list_add_tail(&note->link, &dst->notes);
+	wake(dst, false);
+	spin_unlock(&dc->lock);
+	return 0;
+}
+
+/* --- reply-and-receive, poll, unbind ------------------------------------------------------- */
+
+int dvk_reply_receive(struct dvk_endpoint *ep, struct dvk_reply_receive *args,
+		      struct dvk_reply_receive __user *uargs)
+{
+	int ret = reply(ep, &args->reply, true);
+
+	if (ret)
+		return ret;
+	spin_lock(&ep->dc->lock);
+	return receive_into(ep, &args->receive, &uargs->receive);
+}
+
+__poll_t dvk_poll_mask(struct dvk_endpoint *ep)
+{
+	struct dvk_dc *dc = dvk_ep_dc(ep);
+	struct dvk_call *call;
+	__poll_t mask = 0;
+
+	if (!dc)
+		return 0;
+	spin_lock(&dc->lock);
+	if (!list_empty(&ep->notes) || !list_empty(&ep->queue))
+		mask = EPOLLIN | EPOLLRDNORM;
+	list_for_each_entry(call, &ep->calls, link) {
+		if (call->parked && call->state == DVK_DONE)
+			mask = EPOLLIN | EPOLLRDNORM;
+	}
+	spin_unlock(&dc->lock);
+	return mask;
+}
+
+void dvk_endpoint_init(struct dvk_endpoint *ep)
+{
+	mutex_init(&ep->bind_lock);
+	init_waitqueue_head(&ep->wait);
+	INIT_LIST_HEAD(&ep->queue);
+	INIT_LIST_HEAD(&ep->held);
+	INIT_LIST_HEAD(&ep->notes);
+	INIT_LIST_HEAD(&ep->receivers);
+	INIT_LIST_HEAD(&ep->owed);
+	INIT_LIST_HEAD(&ep->calls);
+}
+
+/* Ends every receive in the DC that waits for exactly the incarnation that is going. */
+static void end_receives_from(struct dvk_dc *dc, struct dvk_endpoint *gone)
+{
+	struct dvk_call *r, *next;
+	u32 i;
+
+	for (i = 0; i < dc->slots; i++) {
+		struct dvk_endpoint *ep = dc->bound[i];
+
+		if (!ep)
+			continue;
+		list_for_each_entry_safe(r, next, &ep->receivers, link) {
+			if (r->from == gone->nr && r->from_gen == gone->gen) {
+				list_del_init(&r->link);
+				finish(r, -ESRCH, false);
+			}
+		}
+	}
+}
+
+/* Fails the call waiting on a message of an endpoint that is going away. */
+static void fail_waiter(struct dvk_kmsg *m)
+{
+	struct dvk_call *call = m->call;
+
+	if (!call)
+		return;
+	m->call = NULL;
+	if (call->kind == DVK_SENDREC)
+		call->msg = NULL;
+	finish(call, -ESRCH, false);
+}
+
+/*
+ * Unbinds a file's endpoint (release). No call of this file is blocked now, so its only calls
+ * are parked sendrecs. Callers waiting on it get ESRCH; its queued messages are discarded;
+ * what it sent to others stays there.
+ */
+void dvk_unbind(struct dvk_endpoint *ep)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_call *call, *next_call;
+	struct dvk_kmsg *m, *next;
+	LIST_HEAD(garbage);
+	LIST_HEAD(calls);
+
+	if (!dc)
+		return;
+	spin_lock(&dc->lock);
+	dc->bound[ep->nr] = NULL;
+	dc->nr_bound--;
+	list_for_each_entry_safe(call, next_call, &ep->calls, link) {
+		abandon(call, &garbage);
+		list_add(&call->link, &calls);
+	}
+	list_for_each_entry_safe(m, next, &ep->held, link) {
+		list_move(&m->link, &garbage);
+		fail_waiter(m);
+	}
+	list_for_each_entry_safe(m, next, &ep->queue, link) {
+		list_move(&m->link, &garbage);
+		fail_waiter(m);
+	}
+	ep->queued = 0;
+	ep->queued_bytes = 0;
+	list_for_each_entry_safe(m, next, &ep->owed, link) {
+		list_move(&m->link, &garbage);
+		if (m->call && m->call->state == DVK_RECEIVED)
+			fail_waiter(m);
+	}
+	list_splice_init(&ep->notes, &garbage);
+	end_receives_from(dc, ep);
+	spin_unlock(&dc->lock);
+
+	kmsg_free_list(&garbage);
+	list_for_each_entry_safe(call, next_call, &calls, link) {
+		list_del(&call->link);
+		call_free(call);
+	}
+	atomic_long_dec(&dvk_stats.endpoints);
+}
