@@ -58,17 +58,10 @@ static bool outgoing_valid(const struct dvk_msg *msg)
 	return !msg->flags && !msg->bits && msg->peer != DVK_ANY;
 }
 
-/* A receive buffer: only payload and size (the capacity) are the caller's. */
-static bool incoming_valid(const struct dvk_msg *msg)
-{
-	return !msg->peer && !msg->peer_gen && !msg->type && !msg->flags && !msg->request_id &&
-	       !msg->bits;
-}
-
 static bool receive_valid(const struct dvk_receive *r)
 {
 	return !(r->flags & ~DVK_CALL_NONBLOCK) && !r->reserved && deadline_valid(r->deadline_ns) &&
-	       (r->from != DVK_ANY || !r->from_gen) && incoming_valid(&r->msg);
+	       (r->from != DVK_ANY || !r->from_gen);
 }
 
 static bool reply_valid(const struct dvk_reply *r)
@@ -83,8 +76,7 @@ static bool sendrec_valid(const struct dvk_sendrec *s)
 		return false;
 	if (s->flags & DVK_CALL_RESUME)
 		return s->call != 0;
-	return !s->call && outgoing_valid(&s->request) && !s->request.request_id &&
-	       incoming_valid(&s->reply);
+	return !s->call && outgoing_valid(&s->request) && !s->request.request_id;
 }
 
 static long ioctl_version(void __user *uarg)

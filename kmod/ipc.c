@@ -780,6 +780,10 @@ keep:
 	}
 	ret = -EFAULT;
 done:
+	/* A resumed call is over: the structure is ready for the next call. */
+	if ((args->flags & DVK_CALL_RESUME) &&
+	    (put_user(args->flags & ~DVK_CALL_RESUME, &uargs->flags) || put_user(0, &uargs->call)))
+		ret = -EFAULT;
 	spin_lock(&dc->lock);
 	abandon(call, &garbage);
 	spin_unlock(&dc->lock);

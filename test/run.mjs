@@ -2,6 +2,7 @@
 // `npm test`: build, type-check, lint and format-check, then every ava suite. Ends with the line
 // `tests: N passed, N failed` that CI reads. Extra arguments go to ava (e.g. a file glob).
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 
 function run(command, args, { capture = false } = {}) {
   return new Promise((resolve) => {
@@ -15,6 +16,13 @@ function run(command, args, { capture = false } = {}) {
     });
     child.on('close', (code, signal) => resolve({ code: code ?? 128, signal, out }));
   });
+}
+
+/** Whether kmod/vm/setup has prepared a kernel to boot (see kmod/vm/run). */
+function vmPrepared() {
+  const cache = process.env.DVK_VM_CACHE ?? '.cache/vm';
+  if (!existsSync(cache)) return false;
+  return readdirSync(cache).some((v) => existsSync(`${cache}/${v}/boot/vmlinuz-${v}`));
 }
 
 const npx = 'npx';
@@ -46,5 +54,25 @@ for (const line of ava.out.split('\n')) {
 // A crash outside any test (an uncaught exception in a test file) fails the run too.
 if (ava.code !== 0 && failed === 0) failed = 1;
 if (skipped) process.stdout.write(`skipped: ${skipped}\n`);
+
+// The kernel module's tests need the QEMU test VM (kmod/vm/setup, apt and root). Where it is
+// not prepared they are skipped, loudly; DVK_KERNEL_TESTS=require (CI) makes that a failure,
+// and DVK_KERNEL_TESTS=off leaves them out on purpose.
+const kernelMode = process.env.DVK_KERNEL_TESTS ?? 'auto';
+if (kernelMode === 'off') {
+  process.stdout.write('\n== kernel tests: off (DVK_KERNEL_TESTS=off)\n');
+} else if (kernelMode === 'require' || vmPrepared()) {
+  process.stdout.write('\n== kernel tests (dvk.ko in a QEMU guest: npm run test:kernel)\n');
+  const kernel = await run('bash', ['kmod/vm/test'], { capture: true });
+  const m = /^kernel: (\d+) passed, (\d+) failed$/m.exec(kernel.out);
+  passed += m ? Number(m[1]) : 0;
+  failed += m ? Number(m[2]) : 1;
+  if (kernel.code !== 0 && (!m || m[2] === '0')) failed++;
+} else {
+  process.stdout.write(
+    '\n== kernel tests: SKIPPED. The test VM is not prepared here; run `npm run setup:vm` once' +
+      ' (root, apt), or set DVK_KERNEL_TESTS=require to make this a failure.\n',
+  );
+}
 process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);

@@ -28,8 +28,11 @@
  * Arguments
  *   Every structure has a fixed layout, the same for 32- and 64-bit processes. Pointers are
  *   __u64. Fields named reserved, and flags this header does not define, must be zero: anything
- *   else fails with EINVAL, so that later versions can give them meaning. Unknown ioctls fail
- *   with ENOTTY. DVK_IOC_VERSION reports the ABI version and a mask of features.
+ *   else fails with EINVAL, so that later versions can give them meaning. Fields the kernel
+ *   sets (flags, request_id and bits of an out-going message) must be zero too. In a message
+ *   the kernel fills in (a receive's msg, a sendrec's reply) only payload and size are read,
+ *   so one structure can be reused call after call. Unknown ioctls fail with ENOTTY.
+ *   DVK_IOC_VERSION reports the ABI version and a mask of features.
  *
  * Waiting
  *   deadline_ns is an absolute CLOCK_MONOTONIC time in nanoseconds; 0 means no deadline.
@@ -42,7 +45,8 @@
  *   server has already received. The kernel then keeps the call, writes its id to
  *   dvk_sendrec.call and sets DVK_CALL_RESUME in dvk_sendrec.flags before returning; the
  *   restarted ioctl (the same arguments) waits for that call's reply instead of sending again,
- *   so a request never runs twice. A process that gets EINTR may do the same. At most
+ *   so a request never runs twice. A process that gets EINTR may do the same. Once a resumed
+ *   call returns for good, the kernel clears DVK_CALL_RESUME and dvk_sendrec.call again. At most
  *   DVK_PARKED_MAX such calls are kept per file; beyond that the oldest is given up (its reply
  *   will be dropped).
  *
