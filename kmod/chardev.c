@@ -29,6 +29,7 @@ static int dvk_release(struct inode *inode, struct file *file)
 	struct dvk_endpoint *ep = file->private_data;
 
 	dvk_unbind(ep);
+	put_pid(ep->pid);
 	kfree(ep);
 	atomic_long_dec(&dvk_stats.files);
 	return 0;
@@ -44,7 +45,8 @@ static __poll_t dvk_poll(struct file *file, poll_table *wait)
 
 static bool may_manage(void)
 {
-	return capable(CAP_SYS_ADMIN) || capable(CAP_NET_ADMIN);
+	/* Without audit first, so that a holder of CAP_NET_ADMIN alone logs no denial. */
+	return ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN) || capable(CAP_NET_ADMIN);
 }
 
 static bool deadline_valid(u64 deadline_ns)

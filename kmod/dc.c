@@ -3,6 +3,7 @@
  * The endpoint table: DCs, their slots and generations, and binding a file to an endpoint.
  */
 #include <linux/ctype.h>
+#include <linux/pid.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -21,7 +22,9 @@ bool dvk_name_valid(const char *name)
 	if (len == 0 || len == DVK_NAME_MAX)
 		return false;
 	for (i = 0; i < len; i++) {
-		if (!isalnum(name[i]) && name[i] != '_' && name[i] != '.' && name[i] != '-')
+		/* The kernel's isalnum() also accepts Latin-1 letters. */
+		if (!(isascii(name[i]) && isalnum(name[i])) && name[i] != '_' && name[i] != '.' &&
+		    name[i] != '-')
 			return false;
 	}
 	for (; i < DVK_NAME_MAX; i++) {
@@ -181,7 +184,7 @@ int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args)
 		*gen = *gen == U32_MAX ? 1 : *gen + 1;
 		ep->nr = args->endpoint;
 		ep->gen = *gen;
-		ep->pid = task_tgid_vnr(current);
+		ep->pid = get_pid(task_tgid(current));
 		dc->bound[ep->nr] = ep;
 		dc->nr_bound++;
 	}

@@ -40,7 +40,7 @@ struct dvk_endpoint {
 	struct dvk_dc *dc;		/* published once by bind (release/acquire); NULL: unbound */
 	u32 nr;
 	u32 gen;
-	pid_t pid;			/* the process that bound it */
+	struct pid *pid;		/* the process that bound it (a reference) */
 	wait_queue_head_t wait;		/* its blocked calls, and poll() */
 
 	/* Everything below is under dc->lock. */
@@ -52,6 +52,7 @@ struct dvk_endpoint {
 	struct list_head receivers;	/* dvk_call of waiting receives, call order */
 	struct list_head owed;		/* dvk_kmsg requests received and not answered */
 	struct list_head calls;		/* dvk_call of its own sendrecs not yet returned */
+	bool unbinding;			/* set first by dvk_unbind: admit no held sender now */
 	u32 nr_parked;
 	u64 next_request_id;
 	u64 sent;

@@ -189,7 +189,8 @@ static bool has_room(struct dvk_endpoint *ep, const struct dvk_kmsg *m)
 {
 	if (!ep->queued)
 		return true;
-	return ep->queued < dvk_queue_length && ep->queued_bytes + m->size <= dvk_queue_bytes;
+	return ep->queued < dvk_queue_length && ep->queued_bytes <= dvk_queue_bytes &&
+	       m->size <= dvk_queue_bytes - ep->queued_bytes;
 }
 
 static void queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head)
@@ -214,7 +215,7 @@ static void hand_over(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 {
 	ep->received++;
 	if ((m->flags & DVK_MSG_REQUEST) && m->call)
-		m->call->state = DVK_TAKING;
+		WRITE_ONCE(m->call->state, DVK_TAKING);
 }
 
 /*
@@ -222,7 +223,7 @@ static void hand_over(struct dvk_endpoint *ep, struct dvk_kmsg *m)
  * matches. A matching receive whose buffer is too small ends with EMSGSIZE (it learns the
  * size it needs) and the message goes on to the next one, or to the queue.
  */
-static void enqueue(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
+static void enqueue_at(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync, bool at_head)
 {
 	struct dvk_call *r, *next;
 
@@ -241,8 +242,13 @@ static void enqueue(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
 		return;
 	}
 	if ((m->flags & DVK_MSG_REQUEST) && m->call)
-		m->call->state = DVK_QUEUED;
-	queue_add(ep, m, false);
+		WRITE_ONCE(m->call->state, DVK_QUEUED);
+	queue_add(ep, m, at_head);
+}
+
+static void enqueue(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
+{
+	enqueue_at(ep, m, sync, false);
 }
 
 /*
@@ -258,7 +264,7 @@ static bool admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
 	bool wanted = false;
 
 	list_for_each_entry(r, &ep->receivers, link) {
-		if (matches(r->from, r->from_gen, m)) {
+		if (matches(r->from, r->from_gen, m) && m->size <= r->capacity) {
 			wanted = true;
 			break;
 		}
@@ -288,18 +294,23 @@ static void admitted(struct dvk_kmsg *m)
 	}
 }
 
-/* Admits held senders, in order, while @ep has room. */
+/* Admits held senders, in order, while @ep has room and is not being unbound. */
 static void pump(struct dvk_endpoint *ep)
 {
-	while (!list_empty(&ep->held)) {
+	bool moved = false;
+
+	while (!ep->unbinding && !list_empty(&ep->held)) {
 		struct dvk_kmsg *head = list_first_entry(&ep->held, struct dvk_kmsg, link);
 
 		if (!has_room(ep, head))
-			return;
+			break;
 		list_del_init(&head->link);
 		admitted(head);
 		enqueue(ep, head, false);
+		moved = true;
 	}
+	if (moved)
+		wake(ep, false);
 }
 
 /* Removes a held message; refills the queue if it was the head that blocked the others. */
@@ -365,32 +376,56 @@ too_big:
 }
 
 /*
+ * Adds a notification at @ep: its bits join a note pending from the same source incarnation,
+ * or it goes to the first waiting receive it matches, or it waits in ep->notes. Returns false
+ * if it was merged (the caller frees it).
+ */
+static bool post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
+{
+	struct dvk_kmsg *n;
+	struct dvk_call *r;
+
+	list_for_each_entry(n, &ep->notes, link) {
+		if (same_sender(n, note)) {
+			n->bits |= note->bits;
+			return false;
+		}
+	}
+	list_for_each_entry(r, &ep->receivers, link) {
+		if (matches(r->from, r->from_gen, note)) {
+			list_del_init(&r->link);
+			ep->received++;
+			r->msg = note;
+			finish(r, 0, false);
+			return true;
+		}
+	}
+	if (at_head)
+		list_add(&note->link, &ep->notes);
+	else
+		list_add_tail(&note->link, &ep->notes);
+	wake(ep, false);
+	return true;
+}
+
+/*
  * Puts a taken message back where receive found it, because it could not be copied out. A
  * request whose caller gave up meanwhile is dropped instead: nobody waits for its reply.
  */
 static void untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage)
 {
-	struct dvk_kmsg *n;
-
 	ep->received--;
 	if (m->flags & DVK_MSG_NOTIFY) {
-		list_for_each_entry(n, &ep->notes, link) {
-			if (same_sender(n, m)) {
-				n->bits |= m->bits;
-				list_add(&m->link, garbage);
-				return;
-			}
-		}
-		list_add(&m->link, &ep->notes);
+		if (!post_note(ep, m, true))
+			list_add(&m->link, garbage);
 		return;
 	}
 	if ((m->flags & DVK_MSG_REQUEST) && !m->call) {
 		list_add(&m->link, garbage);
 		return;
 	}
-	if (m->call)
-		m->call->state = DVK_QUEUED;
-	queue_add(ep, m, true);
+	/* Another receive may have started waiting meanwhile: it gets the message first. */
+	enqueue_at(ep, m, false, true);
 }
 
 /*
@@ -402,6 +437,7 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 		   struct dvk_msg __user *uout)
 {
 	struct dvk_dc *dc = ep->dc;
+	struct dvk_kmsg *owed;
 	LIST_HEAD(garbage);
 
 	out->peer = m->src;
@@ -415,6 +451,7 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 	    copy_to_user(uout, out, sizeof(*out))) {
 		spin_lock(&dc->lock);
 		untake(ep, m, &garbage);
+		wake(ep, false);
 		spin_unlock(&dc->lock);
 		kmsg_free_list(&garbage);
 		return -EFAULT;
@@ -423,11 +460,28 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 		kmsg_free(m);
 		return 0;
 	}
+	/*
+	 * The obligation needs the request's header, not its payload: keep a header-only copy,
+	 * so that requests a server has not answered yet hold no payload memory.
+	 */
+	owed = kmsg_alloc(0);
 	spin_lock(&dc->lock);
+	if (owed) {
+		owed->src = m->src;
+		owed->src_gen = m->src_gen;
+		owed->type = m->type;
+		owed->flags = m->flags;
+		owed->request_id = m->request_id;
+		owed->call = m->call;
+		if (m->call)
+			m->call->msg = owed;
+		swap(owed, m);
+	}
 	if (m->call)
-		m->call->state = DVK_RECEIVED;
+		WRITE_ONCE(m->call->state, DVK_RECEIVED);
 	list_add_tail(&m->link, &ep->owed);
 	spin_unlock(&dc->lock);
+	kmsg_free(owed);
 	return 0;
 }
 
@@ -670,6 +724,17 @@ static void park(struct dvk_endpoint *ep, struct dvk_call *call, struct list_hea
 	ep->nr_parked++;
 	/* Parked calls go last, so the first parked one in the list is the oldest. */
 	list_move_tail(&call->link, &ep->calls);
+	/* A parked call with its reply makes the file readable (see dvk_poll_mask). */
+	if (call->state == DVK_DONE)
+		wake(ep, false);
+}
+
+/* A resumed call is over: ready the caller's structure for its next call. */
+static int clear_resume(const struct dvk_sendrec *args, struct dvk_sendrec __user *uargs)
+{
+	if (put_user(args->flags & ~DVK_CALL_RESUME, &uargs->flags) || put_user(0, &uargs->call))
+		return -EFAULT;
+	return 0;
 }
 
 static void free_evicted(struct list_head *evicted)
@@ -711,7 +776,7 @@ static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_
 	call->id = m->request_id;
 	call->peer = dst;
 	call->msg = m;
-	call->state = DVK_HELD;
+	WRITE_ONCE(call->state, DVK_HELD);
 	/* The caller sleeps next: a sync wake-up lets the server run on this CPU. */
 	if (!admit(dst, m, true)) {
 		if (deadline_passed(args->deadline_ns)) {
@@ -780,9 +845,7 @@ keep:
 	}
 	ret = -EFAULT;
 done:
-	/* A resumed call is over: the structure is ready for the next call. */
-	if ((args->flags & DVK_CALL_RESUME) &&
-	    (put_user(args->flags & ~DVK_CALL_RESUME, &uargs->flags) || put_user(0, &uargs->call)))
+	if ((args->flags & DVK_CALL_RESUME) && clear_resume(args, uargs))
 		ret = -EFAULT;
 	spin_lock(&dc->lock);
 	abandon(call, &garbage);
@@ -829,27 +892,31 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 	}
 	if (ret == -ERESTARTSYS && !fatal_signal_pending(current) &&
 	    (resumed || call->state == DVK_TAKING || call->state == DVK_RECEIVED)) {
-		/* The server has the request: running it again would run it twice. */
-		park(ep, call, &garbage, &evicted);
+		/*
+		 * The server has the request: running it again would run it twice, so the call is
+		 * kept. Until it is parked no other thread can reach it, so the restart is
+		 * recorded in the caller's arguments first.
+		 */
 		spin_unlock(&dc->lock);
-		kmsg_free_list(&garbage);
-		free_evicted(&evicted);
-		if (put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) ||
-		    put_user(call->id, &uargs->call)) {
+		if (!put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) &&
+		    !put_user(call->id, &uargs->call)) {
 			spin_lock(&dc->lock);
-			abandon(call, &garbage);
+			park(ep, call, &garbage, &evicted);
 			spin_unlock(&dc->lock);
 			kmsg_free_list(&garbage);
-			call_free(call);
-			return -EFAULT;
+			free_evicted(&evicted);
+			return -ERESTARTSYS;
 		}
-		return -ERESTARTSYS;
+		ret = -EFAULT;
+		spin_lock(&dc->lock);
 	}
 	/* Timed out, or interrupted before the server took the request: undo it. */
 	abandon(call, &garbage);
 	spin_unlock(&dc->lock);
 	kmsg_free_list(&garbage);
 	call_free(call);
+	if (resumed && clear_resume(args, uargs))
+		ret = -EFAULT;
 	return ret;
 }
 
@@ -907,8 +974,7 @@ int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
 {
 	struct dvk_dc *dc = ep->dc;
 	struct dvk_endpoint *dst;
-	struct dvk_kmsg *note, *n;
-	struct dvk_call *r;
+	struct dvk_kmsg *note;
 
 	note = kmsg_alloc(0);
 	if (!note)
@@ -927,27 +993,10 @@ int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
 		return -ENOENT;
 	}
 	ep->notified++;
-	list_for_each_entry(n, &dst->notes, link) {
-		if (same_sender(n, note)) {
-			n->bits |= note->bits;
-			spin_unlock(&dc->lock);
-			kmsg_free(note);
-			return 0;
-		}
-	}
-	list_for_each_entry(r, &dst->receivers, link) {
-		if (matches(r->from, r->from_gen, note)) {
-			list_del_init(&r->link);
-			dst->received++;
-			r->msg = note;
-			finish(r, 0, false);
-			spin_unlock(&dc->lock);
-			return 0;
-		}
-	}
-	list_add_tail(&note->link, &dst->notes);
-	wake(dst, false);
+	if (post_note(dst, note, false))
+		note = NULL;
 	spin_unlock(&dc->lock);
+	kmsg_free(note);
 	return 0;
 }
 
@@ -1044,6 +1093,7 @@ void dvk_unbind(struct dvk_endpoint *ep)
 	if (!dc)
 		return;
 	spin_lock(&dc->lock);
+	ep->unbinding = true;
 	dc->bound[ep->nr] = NULL;
 	dc->nr_bound--;
 	list_for_each_entry_safe(call, next_call, &ep->calls, link) {

@@ -3,6 +3,8 @@
  * dvk.ko: endpoint IPC for DVK, the distributed virtualization kernel for services.
  * Module parameters, and bringing the parts up and down in order.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 
@@ -28,7 +30,7 @@ static int __init dvk_init(void)
 
 	if (dvk_max_payload < 65536 || dvk_max_payload > DVK_PAYLOAD_LIMIT ||
 	    dvk_queue_length < 1 || dvk_queue_length > 65536 || dvk_queue_bytes < 1) {
-		pr_err("dvk: bad parameters: max_payload %u, queue_length %u, queue_bytes %u\n",
+		pr_err("bad parameters: max_payload %u, queue_length %u, queue_bytes %u\n",
 		       dvk_max_payload, dvk_queue_length, dvk_queue_bytes);
 		return -EINVAL;
 	}

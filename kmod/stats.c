@@ -68,8 +68,10 @@ static int endpoints_show(struct seq_file *s, void *unused)
 
 			if (!ep)
 				continue;
+			/* The pid as the reader's pid namespace sees it (0: not visible there). */
 			seq_printf(s, "%u %u %u %d %u %u %u %u %u %u %u %llu %llu %llu %llu %llu\n",
-				   dc->id, ep->nr, ep->gen, ep->pid, ep->queued, ep->queued_bytes,
+				   dc->id, ep->nr, ep->gen, pid_vnr(ep->pid), ep->queued,
+				   ep->queued_bytes,
 				   count(&ep->held), count(&ep->notes), count(&ep->receivers),
 				   count(&ep->owed), count(&ep->calls), ep->sent, ep->received,
 				   ep->replies, ep->replies_dropped, ep->notified);
