@@ -28,7 +28,9 @@ static int dvk_release(struct inode *inode, struct file *file)
 {
 	struct dvk_endpoint *ep = file->private_data;
 
-	dvk_unbind(ep);
+	if (ep->proxy)
+		dvk_proxy_detach(ep);
+	dvk_unbind(ep, -ESRCH);
 	put_pid(ep->pid);
 	kfree(ep);
 	atomic_long_dec(&dvk_stats.files);
@@ -86,7 +88,7 @@ static long ioctl_version(void __user *uarg)
 	struct dvk_version v = {
 		.abi = DVK_ABI_VERSION,
 		.max_payload = dvk_max_payload,
-		.features = DVK_FEATURE_IPC | DVK_FEATURE_REPLY_RECEIVE,
+		.features = DVK_FEATURE_IPC | DVK_FEATURE_REPLY_RECEIVE | DVK_FEATURE_PROXY,
 		.queue_length = dvk_queue_length,
 		.queue_bytes = dvk_queue_bytes,
 	};
@@ -170,6 +172,51 @@ static long ioctl_ipc(struct dvk_endpoint *ep, unsigned int cmd, void __user *ua
 	return -ENOTTY;
 }
 
+/* The proxy's calls; only on the file attached as the proxy. */
+static long ioctl_proxy(struct dvk_endpoint *ep, unsigned int cmd, void __user *uarg)
+{
+	struct dvk_proxy *px = smp_load_acquire(&ep->proxy);
+	union {
+		struct dvk_remote remote;
+		struct dvk_proxy_batch batch;
+	} a;
+	int ret;
+
+	if (!px)
+		return -EPERM;
+	if (copy_from_user(&a, uarg, _IOC_SIZE(cmd)))
+		return -EFAULT;
+	switch (cmd) {
+	case DVK_IOC_REMOTE_ADD:
+		return dvk_remote_add(px, &a.remote);
+	case DVK_IOC_REMOTE_DEL:
+		return dvk_remote_del(px, &a.remote);
+	case DVK_IOC_PROXY_DRAIN:
+		ret = dvk_proxy_drain(px, &a.batch);
+		break;
+	case DVK_IOC_PROXY_INJECT:
+		ret = dvk_proxy_inject(px, &a.batch);
+		break;
+	default:
+		return -ENOTTY;
+	}
+	/* Drain reports the size it needs with EMSGSIZE; inject reports how far it got. */
+	if ((!ret || ret == -EMSGSIZE) && copy_to_user(uarg, &a.batch, sizeof(a.batch)))
+		return -EFAULT;
+	return ret;
+}
+
+static long ioctl_attach(struct dvk_endpoint *ep, void __user *uarg)
+{
+	struct dvk_proxy_attach args;
+
+	if (!may_manage())
+		return -EPERM;
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	return dvk_proxy_attach(ep, &args);
+}
+
 static long dvk_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct dvk_endpoint *ep = file->private_data;
@@ -192,6 +239,13 @@ static long dvk_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (!dvk_ep_dc(ep))
 			return -ENOTCONN;
 		return ioctl_ipc(ep, cmd, uarg);
+	case DVK_IOC_PROXY_ATTACH:
+		return ioctl_attach(ep, uarg);
+	case DVK_IOC_REMOTE_ADD:
+	case DVK_IOC_REMOTE_DEL:
+	case DVK_IOC_PROXY_DRAIN:
+	case DVK_IOC_PROXY_INJECT:
+		return ioctl_proxy(ep, cmd, uarg);
 	}
 	return -ENOTTY;
 }

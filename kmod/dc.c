@@ -34,7 +34,7 @@ bool dvk_name_valid(const char *name)
 	return true;
 }
 
-static struct dvk_dc *find_by_id(u32 id)
+struct dvk_dc *dvk_dc_find(u32 id)
 {
 	struct dvk_dc *dc;
 
@@ -88,7 +88,7 @@ int dvk_dc_create(const struct dvk_dc_config *config)
 	}
 
 	mutex_lock(&dvk_dcs_lock);
-	if (find_by_id(dc->id) || find_by_name(dc->name))
+	if (dvk_dc_find(dc->id) || find_by_name(dc->name))
 		ret = -EEXIST;
 	else
 		list_add_tail(&dc->node, &dvk_dcs);
@@ -107,7 +107,7 @@ int dvk_dc_destroy(u32 id)
 	int ret = 0;
 
 	mutex_lock(&dvk_dcs_lock);
-	dc = find_by_id(id);
+	dc = dvk_dc_find(id);
 	if (!dc) {
 		ret = -ENOENT;
 	} else {
@@ -157,7 +157,7 @@ int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args)
 	}
 
 	mutex_lock(&ep->bind_lock);
-	if (ep->dc) {
+	if (ep->dc || ep->proxy) {
 		ret = -EISCONN;
 		goto out;
 	}
@@ -165,7 +165,7 @@ int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args)
 	if (args->flags & DVK_BIND_BY_NAME)
 		dc = find_by_name(args->dc_name);
 	else
-		dc = find_by_id(args->dc);
+		dc = dvk_dc_find(args->dc);
 	if (!dc) {
 		ret = -ENOENT;
 		goto out_dcs;

@@ -20,6 +20,8 @@ extern unsigned int dvk_max_payload;
 extern unsigned int dvk_queue_length;
 extern unsigned int dvk_queue_bytes;
 
+struct dvk_proxy;
+
 struct dvk_dc {
 	struct list_head node;		/* in dvk_dcs, under dvk_dcs_lock */
 	u32 id;
@@ -34,10 +36,18 @@ struct dvk_dc {
 /*
  * One open file of /dev/dvk, and the endpoint it binds. Lives as long as the file; release()
  * is the only place it is unbound and freed, and no ioctl on the file runs then.
+ *
+ * A remote endpoint (an endpoint of another node, registered by the proxy) is the same
+ * structure with no file: remote_of is set, its queue and notes hold what waits for the
+ * proxy to drain, and its owed list the requests in flight to it. proxy.c owns its lifetime.
  */
 struct dvk_endpoint {
 	struct mutex bind_lock;		/* serialises DVK_IOC_BIND on this file */
 	struct dvk_dc *dc;		/* published once by bind (release/acquire); NULL: unbound */
+	struct dvk_proxy *proxy;	/* set once if this file is the node's proxy (bind_lock) */
+	struct dvk_proxy *remote_of;	/* a remote endpoint: the proxy that registered it */
+	struct list_head remote_link;	/* in remote_of->remotes */
+	u32 node;			/* a remote endpoint's node */
 	u32 nr;
 	u32 gen;
 	struct pid *pid;		/* the process that bound it (a reference) */
@@ -72,8 +82,21 @@ struct dvk_kmsg {
 	u32 flags;			/* DVK_MSG_* */
 	u64 request_id;
 	u32 bits;
+	int status;			/* DVK_KMSG_FAIL: the negative errno */
 	u32 size;
 	u8 data[];
+};
+
+/* A failed remote request, on its way back to the caller's node (dvk_kmsg.flags, internal). */
+#define DVK_KMSG_FAIL		(1U << 31)
+
+/* The node's proxy: the agent's file with the proxy role (proxy.c). */
+struct dvk_proxy {
+	struct mutex lock;		/* serialises drain, inject, REMOTE_ADD/DEL and detach */
+	struct dvk_endpoint *ep;	/* the proxy's file: its wait queue, for drain and poll */
+	u32 node;
+	struct list_head remotes;	/* registered remote endpoints, under lock */
+	atomic_t outbound;		/* records waiting in remote endpoints' queues and notes */
 };
 
 enum dvk_call_kind { DVK_SEND, DVK_RECEIVE, DVK_SENDREC };
@@ -113,6 +136,7 @@ struct dvk_stats {
 	atomic_long_t calls;
 	atomic_long_t notes;
 	atomic_long_t bytes;
+	atomic_long_t remotes;
 };
 extern struct dvk_stats dvk_stats;
 
@@ -123,11 +147,12 @@ int dvk_dc_create(const struct dvk_dc_config *config);
 int dvk_dc_destroy(u32 id);
 void dvk_dc_destroy_all(void);
 int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args);
+struct dvk_dc *dvk_dc_find(u32 id);	/* dvk_dcs_lock held */
 bool dvk_name_valid(const char *name);
 
 /* ipc.c: queues and calls. */
 void dvk_endpoint_init(struct dvk_endpoint *ep);
-void dvk_unbind(struct dvk_endpoint *ep);
+void dvk_unbind(struct dvk_endpoint *ep, int error);
 int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args);
 int dvk_receive(struct dvk_endpoint *ep, struct dvk_receive *args,
 		struct dvk_receive __user *uargs);
@@ -138,6 +163,29 @@ int dvk_reply_receive(struct dvk_endpoint *ep, struct dvk_reply_receive *args,
 		      struct dvk_reply_receive __user *uargs);
 int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args);
 __poll_t dvk_poll_mask(struct dvk_endpoint *ep);
+
+/* ipc.c, for proxy.c: the queue machinery, under the DC lock unless said otherwise. */
+struct dvk_kmsg *dvk_kmsg_alloc(u32 size);		/* no lock */
+void dvk_kmsg_free(struct dvk_kmsg *m);			/* no lock */
+void dvk_kmsg_free_list(struct list_head *garbage);	/* no lock */
+struct dvk_endpoint *dvk_lookup(struct dvk_dc *dc, u32 nr, u32 gen);
+bool dvk_admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync);
+void dvk_queue_del(struct dvk_endpoint *ep, struct dvk_kmsg *m);
+void dvk_queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head);
+void dvk_pump(struct dvk_endpoint *ep);
+void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m);		/* takes the lock */
+bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head);
+bool dvk_complete_call(struct dvk_kmsg *owed, struct dvk_kmsg *reply, int error, bool sync);
+void dvk_wake(struct dvk_endpoint *ep, bool sync);
+int dvk_wait_event(struct dvk_endpoint *ep, atomic_t *count, u64 deadline);	/* no lock */
+
+/* proxy.c: the proxy role. */
+int dvk_proxy_attach(struct dvk_endpoint *ep, const struct dvk_proxy_attach *args);
+void dvk_proxy_detach(struct dvk_endpoint *ep);
+int dvk_remote_add(struct dvk_proxy *px, const struct dvk_remote *args);
+int dvk_remote_del(struct dvk_proxy *px, const struct dvk_remote *args);
+int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args);
+int dvk_proxy_inject(struct dvk_proxy *px, struct dvk_proxy_batch *args);
 
 /* chardev.c: /dev/dvk. */
 int dvk_chardev_init(void);

@@ -41,7 +41,7 @@
 
 /* --- messages ------------------------------------------------------------------------------ */
 
-static struct dvk_kmsg *kmsg_alloc(u32 size)
+struct dvk_kmsg *dvk_kmsg_alloc(u32 size)
 {
 	struct dvk_kmsg *m = kvmalloc(struct_size(m, data, size), GFP_KERNEL_ACCOUNT);
 
@@ -55,7 +55,7 @@ static struct dvk_kmsg *kmsg_alloc(u32 size)
 	return m;
 }
 
-static void kmsg_free(struct dvk_kmsg *m)
+void dvk_kmsg_free(struct dvk_kmsg *m)
 {
 	if (!m)
 		return;
@@ -67,13 +67,13 @@ static void kmsg_free(struct dvk_kmsg *m)
 }
 
 /* Frees messages collected under the DC lock, once it is dropped. */
-static void kmsg_free_list(struct list_head *garbage)
+void dvk_kmsg_free_list(struct list_head *garbage)
 {
 	struct dvk_kmsg *m, *next;
 
 	list_for_each_entry_safe(m, next, garbage, link) {
 		list_del(&m->link);
-		kmsg_free(m);
+		dvk_kmsg_free(m);
 	}
 }
 
@@ -85,11 +85,11 @@ static struct dvk_kmsg *kmsg_from_user(struct dvk_endpoint *ep, const struct dvk
 
 	if (msg->size > dvk_max_payload)
 		return ERR_PTR(-EMSGSIZE);
-	m = kmsg_alloc(msg->size);
+	m = dvk_kmsg_alloc(msg->size);
 	if (!m)
 		return ERR_PTR(-ENOMEM);
 	if (copy_from_user(m->data, u64_to_user_ptr(msg->payload), msg->size)) {
-		kmsg_free(m);
+		dvk_kmsg_free(m);
 		return ERR_PTR(-EFAULT);
 	}
 	m->src = ep->nr;
@@ -106,7 +106,7 @@ static struct dvk_kmsg *kmsg_from_user(struct dvk_endpoint *ep, const struct dvk
  * itself (sendrec, reply-and-receive): the scheduler may then run the woken task on this CPU,
  * a hand-off instead of a cross-CPU wake-up.
  */
-static void wake(struct dvk_endpoint *ep, bool sync)
+void dvk_wake(struct dvk_endpoint *ep, bool sync)
 {
 	if (sync)
 		wake_up_interruptible_sync_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
@@ -118,7 +118,7 @@ static void finish(struct dvk_call *call, int result, bool sync)
 {
 	call->result = result;
 	WRITE_ONCE(call->state, DVK_DONE);
-	wake(call->ep, sync);
+	dvk_wake(call->ep, sync);
 }
 
 static bool deadline_passed(u64 deadline)
@@ -127,11 +127,12 @@ static bool deadline_passed(u64 deadline)
 }
 
 /*
- * Sleeps until @call is done, the absolute CLOCK_MONOTONIC @deadline (0: none) passes, or a
- * signal arrives. Returns 0, -ETIMEDOUT or -ERESTARTSYS; the caller then decides under the DC
- * lock, since the call may have finished meanwhile.
+ * Sleeps on @ep until @ready(@arg) holds, the absolute CLOCK_MONOTONIC @deadline (0: none)
+ * passes, or a signal arrives. Returns 0, -ETIMEDOUT or -ERESTARTSYS. @ready runs without
+ * the DC lock: callers decide under the lock afterwards, since things may change meanwhile.
  */
-static int wait_call(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadline)
+static int wait_until(struct dvk_endpoint *ep, bool (*ready)(const void *), const void *arg,
+		      u64 deadline)
 {
 	ktime_t expires = ns_to_ktime(deadline);
 	DEFINE_WAIT(wait);
@@ -139,7 +140,7 @@ static int wait_call(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadlin
 
 	for (;;) {
 		prepare_to_wait(&ep->wait, &wait, TASK_INTERRUPTIBLE);
-		if (READ_ONCE(call->state) == DVK_DONE)
+		if (ready(arg))
 			break;
 		if (signal_pending(current)) {
 			ret = -ERESTARTSYS;
@@ -158,6 +159,27 @@ static int wait_call(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadlin
 	return ret;
 }
 
+static bool call_done(const void *call)
+{
+	return READ_ONCE(((const struct dvk_call *)call)->state) == DVK_DONE;
+}
+
+static int wait_call(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadline)
+{
+	return wait_until(ep, call_done, call, deadline);
+}
+
+static bool positive(const void *count)
+{
+	return atomic_read(count) > 0;
+}
+
+/* Sleeps on @ep until @count is positive; see wait_until. */
+int dvk_wait_event(struct dvk_endpoint *ep, atomic_t *count, u64 deadline)
+{
+	return wait_until(ep, positive, count, deadline);
+}
+
 /* --- queues -------------------------------------------------------------------------------- */
 
 static bool matches(u32 from, u32 from_gen, const struct dvk_kmsg *m)
@@ -173,7 +195,7 @@ static bool same_sender(const struct dvk_kmsg *a, const struct dvk_kmsg *b)
 }
 
 /* The endpoint bound at @nr in @dc, if its generation is @gen (0: any). */
-static struct dvk_endpoint *lookup(struct dvk_dc *dc, u32 nr, u32 gen)
+struct dvk_endpoint *dvk_lookup(struct dvk_dc *dc, u32 nr, u32 gen)
 {
 	struct dvk_endpoint *ep;
 
@@ -193,7 +215,16 @@ static bool has_room(struct dvk_endpoint *ep, const struct dvk_kmsg *m)
 	       m->size <= dvk_queue_bytes - ep->queued_bytes;
 }
 
-static void queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head)
+/* A record now waits at a remote endpoint: the proxy has something to drain. */
+static void outbound_add(struct dvk_endpoint *ep)
+{
+	if (ep->remote_of) {
+		atomic_inc(&ep->remote_of->outbound);
+		dvk_wake(ep->remote_of->ep, false);
+	}
+}
+
+void dvk_queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head)
 {
 	if (at_head)
 		list_add(&m->link, &ep->queue);
@@ -201,13 +232,16 @@ static void queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head)
 		list_add_tail(&m->link, &ep->queue);
 	ep->queued++;
 	ep->queued_bytes += m->size;
+	outbound_add(ep);
 }
 
-static void queue_del(struct dvk_endpoint *ep, struct dvk_kmsg *m)
+void dvk_queue_del(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 {
 	list_del_init(&m->link);
 	ep->queued--;
 	ep->queued_bytes -= m->size;
+	if (ep->remote_of)
+		atomic_dec(&ep->remote_of->outbound);
 }
 
 /* A received message's request, if any, now waits in transit to the receiver. */
@@ -243,7 +277,7 @@ static void enqueue_at(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync, b
 	}
 	if ((m->flags & DVK_MSG_REQUEST) && m->call)
 		WRITE_ONCE(m->call->state, DVK_QUEUED);
-	queue_add(ep, m, at_head);
+	dvk_queue_add(ep, m, at_head);
 }
 
 static void enqueue(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
@@ -257,7 +291,7 @@ static void enqueue(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
  * waiting for this very sender takes the message even when the queue is full, unless the
  * sender has older messages held.
  */
-static bool admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
+bool dvk_admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
 {
 	struct dvk_kmsg *h;
 	struct dvk_call *r;
@@ -295,7 +329,7 @@ static void admitted(struct dvk_kmsg *m)
 }
 
 /* Admits held senders, in order, while @ep has room and is not being unbound. */
-static void pump(struct dvk_endpoint *ep)
+void dvk_pump(struct dvk_endpoint *ep)
 {
 	bool moved = false;
 
@@ -310,7 +344,7 @@ static void pump(struct dvk_endpoint *ep)
 		moved = true;
 	}
 	if (moved)
-		wake(ep, false);
+		dvk_wake(ep, false);
 }
 
 /* Removes a held message; refills the queue if it was the head that blocked the others. */
@@ -320,7 +354,7 @@ static void unhold(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 
 	list_del_init(&m->link);
 	if (was_head)
-		pump(ep);
+		dvk_pump(ep);
 }
 
 /*
@@ -346,9 +380,9 @@ static struct dvk_kmsg *take(struct dvk_endpoint *ep, u32 from, u32 from_gen, u3
 			continue;
 		if (m->size > capacity)
 			goto too_big;
-		queue_del(ep, m);
+		dvk_queue_del(ep, m);
 		hand_over(ep, m);
-		pump(ep);
+		dvk_pump(ep);
 		return m;
 	}
 	/*
@@ -366,7 +400,7 @@ static struct dvk_kmsg *take(struct dvk_endpoint *ep, u32 from, u32 from_gen, u3
 		admitted(m);
 		hand_over(ep, m);
 		if (first)
-			pump(ep);
+			dvk_pump(ep);
 		return m;
 	}
 	return NULL;
@@ -380,7 +414,7 @@ too_big:
  * or it goes to the first waiting receive it matches, or it waits in ep->notes. Returns false
  * if it was merged (the caller frees it).
  */
-static bool post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
+bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
 {
 	struct dvk_kmsg *n;
 	struct dvk_call *r;
@@ -404,7 +438,8 @@ static bool post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_he
 		list_add(&note->link, &ep->notes);
 	else
 		list_add_tail(&note->link, &ep->notes);
-	wake(ep, false);
+	dvk_wake(ep, false);
+	outbound_add(ep);
 	return true;
 }
 
@@ -416,7 +451,7 @@ static void untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head
 {
 	ep->received--;
 	if (m->flags & DVK_MSG_NOTIFY) {
-		if (!post_note(ep, m, true))
+		if (!dvk_post_note(ep, m, true))
 			list_add(&m->link, garbage);
 		return;
 	}
@@ -437,7 +472,6 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 		   struct dvk_msg __user *uout)
 {
 	struct dvk_dc *dc = ep->dc;
-	struct dvk_kmsg *owed;
 	LIST_HEAD(garbage);
 
 	out->peer = m->src;
@@ -451,21 +485,29 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 	    copy_to_user(uout, out, sizeof(*out))) {
 		spin_lock(&dc->lock);
 		untake(ep, m, &garbage);
-		wake(ep, false);
+		dvk_wake(ep, false);
 		spin_unlock(&dc->lock);
-		kmsg_free_list(&garbage);
+		dvk_kmsg_free_list(&garbage);
 		return -EFAULT;
 	}
-	if (!(m->flags & DVK_MSG_REQUEST)) {
-		kmsg_free(m);
-		return 0;
-	}
-	/*
-	 * The obligation needs the request's header, not its payload: keep a header-only copy,
-	 * so that requests a server has not answered yet hold no payload memory.
-	 */
-	owed = kmsg_alloc(0);
-	spin_lock(&dc->lock);
+	if (m->flags & DVK_MSG_REQUEST)
+		dvk_owe(ep, m);
+	else
+		dvk_kmsg_free(m);
+	return 0;
+}
+
+/*
+ * A taken request has reached its server (a local receiver, or the proxy for a remote one):
+ * the server now owes a reply. The obligation needs the request's header, not its payload,
+ * so a header-only copy is kept and requests not answered yet hold no payload memory. Takes
+ * the DC lock.
+ */
+void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m)
+{
+	struct dvk_kmsg *owed = dvk_kmsg_alloc(0);
+
+	spin_lock(&ep->dc->lock);
 	if (owed) {
 		owed->src = m->src;
 		owed->src_gen = m->src_gen;
@@ -480,9 +522,8 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 	if (m->call)
 		WRITE_ONCE(m->call->state, DVK_RECEIVED);
 	list_add_tail(&m->link, &ep->owed);
-	spin_unlock(&dc->lock);
-	kmsg_free(owed);
-	return 0;
+	spin_unlock(&ep->dc->lock);
+	dvk_kmsg_free(owed);
 }
 
 /* --- send ---------------------------------------------------------------------------------- */
@@ -500,14 +541,14 @@ int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
 		return PTR_ERR(m);
 
 	spin_lock(&dc->lock);
-	dst = lookup(dc, args->msg.peer, args->msg.peer_gen);
+	dst = dvk_lookup(dc, args->msg.peer, args->msg.peer_gen);
 	if (!dst) {
 		ret = -ENOENT;
 		goto out_free;
 	}
-	if (admit(dst, m, false)) {
+	if (dvk_admit(dst, m, false)) {
 		ep->sent++;
-		wake(dst, false);
+		dvk_wake(dst, false);
 		spin_unlock(&dc->lock);
 		return 0;
 	}
@@ -538,7 +579,7 @@ int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
 	unhold(dst, m);
 out_free:
 	spin_unlock(&dc->lock);
-	kmsg_free(m);
+	dvk_kmsg_free(m);
 	return ret;
 }
 
@@ -550,7 +591,7 @@ out_free:
  */
 static bool source_may_come(struct dvk_dc *dc, u32 from, u32 from_gen)
 {
-	return from == DVK_ANY || !from_gen || lookup(dc, from, from_gen);
+	return from == DVK_ANY || !from_gen || dvk_lookup(dc, from, from_gen);
 }
 
 /*
@@ -673,8 +714,8 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 		list_add(&m->link, garbage);
 		break;
 	case DVK_QUEUED:
-		queue_del(call->peer, m);
-		pump(call->peer);
+		dvk_queue_del(call->peer, m);
+		dvk_pump(call->peer);
 		list_add(&m->link, garbage);
 		break;
 	case DVK_TAKING:
@@ -726,7 +767,7 @@ static void park(struct dvk_endpoint *ep, struct dvk_call *call, struct list_hea
 	list_move_tail(&call->link, &ep->calls);
 	/* A parked call with its reply makes the file readable (see dvk_poll_mask). */
 	if (call->state == DVK_DONE)
-		wake(ep, false);
+		dvk_wake(ep, false);
 }
 
 /* A resumed call is over: ready the caller's structure for its next call. */
@@ -761,12 +802,12 @@ static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_
 		return ERR_CAST(m);
 	call = call_alloc(ep);
 	if (!call) {
-		kmsg_free(m);
+		dvk_kmsg_free(m);
 		return ERR_PTR(-ENOMEM);
 	}
 
 	spin_lock(&dc->lock);
-	dst = lookup(dc, args->request.peer, args->request.peer_gen);
+	dst = dvk_lookup(dc, args->request.peer, args->request.peer_gen);
 	if (!dst) {
 		ret = -ENOENT;
 		goto fail;
@@ -778,7 +819,7 @@ static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_
 	call->msg = m;
 	WRITE_ONCE(call->state, DVK_HELD);
 	/* The caller sleeps next: a sync wake-up lets the server run on this CPU. */
-	if (!admit(dst, m, true)) {
+	if (!dvk_admit(dst, m, true)) {
 		if (deadline_passed(args->deadline_ns)) {
 			ret = -ETIMEDOUT;
 			goto fail;
@@ -787,12 +828,12 @@ static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_
 	}
 	list_add(&call->link, &ep->calls);
 	ep->sent++;
-	wake(dst, false);
+	dvk_wake(dst, false);
 	spin_unlock(&dc->lock);
 	return call;
 fail:
 	spin_unlock(&dc->lock);
-	kmsg_free(m);
+	dvk_kmsg_free(m);
 	call_free(call);
 	return ERR_PTR(ret);
 }
@@ -839,7 +880,7 @@ keep:
 		spin_lock(&dc->lock);
 		park(ep, call, &garbage, &evicted);
 		spin_unlock(&dc->lock);
-		kmsg_free_list(&garbage);
+		dvk_kmsg_free_list(&garbage);
 		free_evicted(&evicted);
 		return ret;
 	}
@@ -850,7 +891,7 @@ done:
 	spin_lock(&dc->lock);
 	abandon(call, &garbage);
 	spin_unlock(&dc->lock);
-	kmsg_free_list(&garbage);
+	dvk_kmsg_free_list(&garbage);
 	call_free(call);
 	return ret;
 }
@@ -903,7 +944,7 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 			spin_lock(&dc->lock);
 			park(ep, call, &garbage, &evicted);
 			spin_unlock(&dc->lock);
-			kmsg_free_list(&garbage);
+			dvk_kmsg_free_list(&garbage);
 			free_evicted(&evicted);
 			return -ERESTARTSYS;
 		}
@@ -913,7 +954,7 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 	/* Timed out, or interrupted before the server took the request: undo it. */
 	abandon(call, &garbage);
 	spin_unlock(&dc->lock);
-	kmsg_free_list(&garbage);
+	dvk_kmsg_free_list(&garbage);
 	call_free(call);
 	if (resumed && clear_resume(args, uargs))
 		ret = -EFAULT;
@@ -922,12 +963,30 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 
 /* --- reply and notify ---------------------------------------------------------------------- */
 
+/*
+ * Ends the sendrec an owed record stands for, with @reply (0) or @error. Returns false if no
+ * call waits for it any more; @reply then stays the caller's.
+ */
+bool dvk_complete_call(struct dvk_kmsg *owed, struct dvk_kmsg *reply, int error, bool sync)
+{
+	struct dvk_call *call = owed->call;
+
+	if (!call || call->state != DVK_RECEIVED)
+		return false;
+	owed->call = NULL;
+	call->msg = reply;
+	call->result = error;
+	WRITE_ONCE(call->state, DVK_DONE);
+	dvk_wake(call->ep, sync);
+	return true;
+}
+
 /* @sync: the server receives (and sleeps) next, so the caller may run on this CPU. */
 static int reply(struct dvk_endpoint *ep, const struct dvk_reply *args, bool sync)
 {
 	struct dvk_dc *dc = ep->dc;
 	struct dvk_kmsg *m, *req, *found = NULL;
-	struct dvk_call *call;
+	struct dvk_endpoint *caller;
 
 	m = kmsg_from_user(ep, &args->msg, DVK_MSG_REPLY);
 	if (IS_ERR(m))
@@ -944,24 +1003,24 @@ static int reply(struct dvk_endpoint *ep, const struct dvk_reply *args, bool syn
 	}
 	if (!found) {
 		spin_unlock(&dc->lock);
-		kmsg_free(m);
+		dvk_kmsg_free(m);
 		return -EINVAL;
 	}
 	list_del_init(&found->link);
 	ep->replies++;
-	call = found->call;
-	if (call && call->state == DVK_RECEIVED) {
-		call->msg = m;
-		call->result = 0;
-		WRITE_ONCE(call->state, DVK_DONE);
-		wake(call->ep, sync);
+	caller = dvk_lookup(dc, found->src, found->src_gen);
+	if (dvk_complete_call(found, m, 0, sync)) {
+		m = NULL;
+	} else if (!found->call && caller && caller->remote_of) {
+		/* A remote caller: the reply goes out through the proxy, whatever the queue holds. */
+		dvk_queue_add(caller, m, false);
 		m = NULL;
 	} else {
 		ep->replies_dropped++;
 	}
 	spin_unlock(&dc->lock);
-	kmsg_free(found);
-	kmsg_free(m);
+	dvk_kmsg_free(found);
+	dvk_kmsg_free(m);
 	return 0;
 }
 
@@ -976,7 +1035,7 @@ int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
 	struct dvk_endpoint *dst;
 	struct dvk_kmsg *note;
 
-	note = kmsg_alloc(0);
+	note = dvk_kmsg_alloc(0);
 	if (!note)
 		return -ENOMEM;
 	note->src = ep->nr;
@@ -986,17 +1045,17 @@ int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
 	atomic_long_inc(&dvk_stats.notes);
 
 	spin_lock(&dc->lock);
-	dst = lookup(dc, args->peer, args->peer_gen);
+	dst = dvk_lookup(dc, args->peer, args->peer_gen);
 	if (!dst) {
 		spin_unlock(&dc->lock);
-		kmsg_free(note);
+		dvk_kmsg_free(note);
 		return -ENOENT;
 	}
 	ep->notified++;
-	if (post_note(dst, note, false))
+	if (dvk_post_note(dst, note, false))
 		note = NULL;
 	spin_unlock(&dc->lock);
-	kmsg_free(note);
+	dvk_kmsg_free(note);
 	return 0;
 }
 
@@ -1015,10 +1074,13 @@ int dvk_reply_receive(struct dvk_endpoint *ep, struct dvk_reply_receive *args,
 
 __poll_t dvk_poll_mask(struct dvk_endpoint *ep)
 {
+	struct dvk_proxy *px = READ_ONCE(ep->proxy);
 	struct dvk_dc *dc = dvk_ep_dc(ep);
 	struct dvk_call *call;
 	__poll_t mask = 0;
 
+	if (px)
+		return atomic_read(&px->outbound) > 0 ? EPOLLIN | EPOLLRDNORM : 0;
 	if (!dc)
 		return 0;
 	spin_lock(&dc->lock);
@@ -1045,7 +1107,7 @@ void dvk_endpoint_init(struct dvk_endpoint *ep)
 }
 
 /* Ends every receive in the DC that waits for exactly the incarnation that is going. */
-static void end_receives_from(struct dvk_dc *dc, struct dvk_endpoint *gone)
+static void end_receives_from(struct dvk_dc *dc, struct dvk_endpoint *gone, int error)
 {
 	struct dvk_call *r, *next;
 	u32 i;
@@ -1058,35 +1120,55 @@ static void end_receives_from(struct dvk_dc *dc, struct dvk_endpoint *gone)
 		list_for_each_entry_safe(r, next, &ep->receivers, link) {
 			if (r->from == gone->nr && r->from_gen == gone->gen) {
 				list_del_init(&r->link);
-				finish(r, -ESRCH, false);
+				finish(r, error, false);
 			}
 		}
 	}
 }
 
-/* Fails the call waiting on a message of an endpoint that is going away. */
-static void fail_waiter(struct dvk_kmsg *m)
+/*
+ * Ends what waits on a message of an endpoint that is going away: the local call, with
+ * @error, or for a request from a remote caller a DVK_PROXY_FAIL record back through the
+ * proxy. The message leaves its list; it goes to @garbage unless it became that record.
+ */
+static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error,
+			struct list_head *garbage)
 {
 	struct dvk_call *call = m->call;
+	struct dvk_endpoint *caller;
 
-	if (!call)
-		return;
-	m->call = NULL;
-	if (call->kind == DVK_SENDREC)
-		call->msg = NULL;
-	finish(call, -ESRCH, false);
+	list_del_init(&m->link);
+	if (call) {
+		m->call = NULL;
+		if (call->kind == DVK_SENDREC)
+			call->msg = NULL;
+		finish(call, error, false);
+	} else if (m->flags & DVK_MSG_REQUEST) {
+		caller = dvk_lookup(gone->dc, m->src, m->src_gen);
+		if (caller && caller->remote_of) {
+			m->flags = DVK_KMSG_FAIL;
+			m->status = error;
+			m->src = gone->nr;
+			m->src_gen = gone->gen;
+			dvk_queue_add(caller, m, false);
+			return;
+		}
+	}
+	list_add(&m->link, garbage);
 }
 
 /*
- * Unbinds a file's endpoint (release). No call of this file is blocked now, so its only calls
- * are parked sendrecs. Callers waiting on it get ESRCH; its queued messages are discarded;
- * what it sent to others stays there.
+ * Unbinds an endpoint: a file's at release, or a remote endpoint the proxy unregisters. No
+ * call of a file is blocked at release, so its only calls are parked sendrecs. Calls waiting
+ * on the endpoint end with @error (ESRCH, or EHOSTUNREACH for a node that is down); its
+ * queued messages are discarded; what it sent to others stays there.
  */
-void dvk_unbind(struct dvk_endpoint *ep)
+void dvk_unbind(struct dvk_endpoint *ep, int error)
 {
 	struct dvk_dc *dc = ep->dc;
 	struct dvk_call *call, *next_call;
 	struct dvk_kmsg *m, *next;
+	unsigned int records = 0;
 	LIST_HEAD(garbage);
 	LIST_HEAD(calls);
 
@@ -1100,29 +1182,28 @@ void dvk_unbind(struct dvk_endpoint *ep)
 		abandon(call, &garbage);
 		list_add(&call->link, &calls);
 	}
-	list_for_each_entry_safe(m, next, &ep->held, link) {
-		list_move(&m->link, &garbage);
-		fail_waiter(m);
-	}
-	list_for_each_entry_safe(m, next, &ep->queue, link) {
-		list_move(&m->link, &garbage);
-		fail_waiter(m);
-	}
+	list_for_each_entry_safe(m, next, &ep->held, link)
+		fail_waiter(ep, m, error, &garbage);
+	records = ep->queued;
+	list_for_each_entry_safe(m, next, &ep->queue, link)
+		fail_waiter(ep, m, error, &garbage);
 	ep->queued = 0;
 	ep->queued_bytes = 0;
-	list_for_each_entry_safe(m, next, &ep->owed, link) {
+	list_for_each_entry_safe(m, next, &ep->owed, link)
+		fail_waiter(ep, m, error, &garbage);
+	list_for_each_entry_safe(m, next, &ep->notes, link) {
 		list_move(&m->link, &garbage);
-		if (m->call && m->call->state == DVK_RECEIVED)
-			fail_waiter(m);
+		records++;
 	}
-	list_splice_init(&ep->notes, &garbage);
-	end_receives_from(dc, ep);
+	if (ep->remote_of)
+		atomic_sub(records, &ep->remote_of->outbound);
+	end_receives_from(dc, ep, error);
 	spin_unlock(&dc->lock);
 
-	kmsg_free_list(&garbage);
+	dvk_kmsg_free_list(&garbage);
 	list_for_each_entry_safe(call, next_call, &calls, link) {
 		list_del(&call->link);
 		call_free(call);
 	}
-	atomic_long_dec(&dvk_stats.endpoints);
+	atomic_long_dec(ep->remote_of ? &dvk_stats.remotes : &dvk_stats.endpoints);
 }

@@ -25,6 +25,7 @@ static int stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "calls %ld\n", atomic_long_read(&dvk_stats.calls));
 	seq_printf(s, "notes %ld\n", atomic_long_read(&dvk_stats.notes));
 	seq_printf(s, "bytes %ld\n", atomic_long_read(&dvk_stats.bytes));
+	seq_printf(s, "remotes %ld\n", atomic_long_read(&dvk_stats.remotes));
 	return 0;
 }
 
@@ -59,7 +60,7 @@ static int endpoints_show(struct seq_file *s, void *unused)
 	u32 i;
 
 	seq_puts(s, "dc endpoint generation pid queued bytes held notes receivers owed calls "
-		    "sent received replies replies_dropped notified\n");
+		    "sent received replies replies_dropped notified node\n");
 	mutex_lock(&dvk_dcs_lock);
 	list_for_each_entry(dc, &dvk_dcs, node) {
 		spin_lock(&dc->lock);
@@ -68,13 +69,18 @@ static int endpoints_show(struct seq_file *s, void *unused)
 
 			if (!ep)
 				continue;
-			/* The pid as the reader's pid namespace sees it (0: not visible there). */
-			seq_printf(s, "%u %u %u %d %u %u %u %u %u %u %u %llu %llu %llu %llu %llu\n",
+			/*
+			 * The pid as the reader's pid namespace sees it (0: not visible there, or a
+			 * remote endpoint); node: where a remote endpoint lives, -1 for local ones.
+			 */
+			seq_printf(s,
+				   "%u %u %u %d %u %u %u %u %u %u %u %llu %llu %llu %llu %llu %lld\n",
 				   dc->id, ep->nr, ep->gen, pid_vnr(ep->pid), ep->queued,
 				   ep->queued_bytes,
 				   count(&ep->held), count(&ep->notes), count(&ep->receivers),
 				   count(&ep->owed), count(&ep->calls), ep->sent, ep->received,
-				   ep->replies, ep->replies_dropped, ep->notified);
+				   ep->replies, ep->replies_dropped, ep->notified,
+				   ep->remote_of ? (long long)ep->node : -1LL);
 		}
 		spin_unlock(&dc->lock);
 	}

@@ -80,7 +80,7 @@ static inline void tap_diag_at(const char *file, int line, const char *fmt, ...)
 /* The symbolic name of an errno value, for messages. */
 static inline const char *errname(int e)
 {
-	static __thread char other[16];
+	static __thread char other[32];
 
 	switch (e) {
 	case 0: return "0";

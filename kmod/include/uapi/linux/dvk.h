@@ -59,6 +59,31 @@
  *   naming the request's source, source generation and request id; a reply to a caller that
  *   gave up is accepted and dropped.
  *
+ * The proxy role
+ *   The node agent carries messages between nodes. It opens /dev/dvk and attaches the file as
+ *   the node's one proxy (DVK_IOC_PROXY_ATTACH, privileged). It registers each endpoint that
+ *   lives on another node, in its DC and slot, with that incarnation's generation
+ *   (DVK_IOC_REMOTE_ADD); local processes then address it like any endpoint. Everything sent
+ *   to a remote endpoint waits in its queue, with the usual bounds and backpressure, until the
+ *   proxy drains it (DVK_IOC_PROXY_DRAIN, many records per call). A plain send to a remote
+ *   endpoint completes once it is in that queue, in the node's custody; a sendrec waits for the
+ *   reply, or for a failure, that the proxy injects. The proxy injects what arrives from other
+ *   nodes (DVK_IOC_PROXY_INJECT, many records per call): messages, requests and notifications
+ *   from registered remote endpoints to local ones, and replies and failures for local
+ *   callers. A request from a remote caller that can no longer be answered here (its server
+ *   unbound) comes out of the drain as a DVK_PROXY_FAIL record. Unregistering a remote
+ *   endpoint (DVK_IOC_REMOTE_DEL), or closing the proxy file, ends every call waiting on it:
+ *   with ESRCH, or with EHOSTUNREACH when the node is down (DVK_REMOTE_NODE_DOWN, and always
+ *   when the proxy closes).
+ *   Batches are sequences of records: a struct dvk_proxy_msg, then its payload, then zeros up
+ *   to a multiple of 8 bytes. A drain buffer should hold at least one largest record
+ *   (sizeof(struct dvk_proxy_msg) + max_payload); a smaller one fails with EMSGSIZE when the
+ *   next record does not fit, and dvk_proxy_batch.size gives the size needed. An inject takes
+ *   records in order and stops at the first it cannot take: dvk_proxy_batch.count and .size
+ *   say how many records and bytes it took, and .error why it stopped (0: it took them all).
+ *   EAGAIN there means the destination already holds queue_length injected messages that wait
+ *   for room: inject the rest later.
+ *
  * Errors (errno)
  *   ENOENT     no such DC, destination not bound, or not that generation.
  *   EADDRINUSE the endpoint is bound already.     EISCONN  this file is bound already.
@@ -66,8 +91,11 @@
  *   EMSGSIZE   payload above max_payload, or a receive buffer too small.
  *   ESRCH      the destination unbound while the call waited on it.
  *   ETIMEDOUT  the deadline passed.               EAGAIN   DVK_CALL_NONBLOCK would wait.
- *   EPERM      DC management without the capability.
- *   EBUSY      destroying a DC with endpoints bound.  EEXIST  a DC id or name in use.
+ *   EPERM      DC management or the proxy role without the capability, or a proxy ioctl
+ *              on a file that is not the proxy.
+ *   EHOSTUNREACH the node of a remote destination is down, or the proxy went away.
+ *   EBUSY      destroying a DC with endpoints bound, or a second proxy.
+ *   EEXIST     a DC id or name in use.
  *   EFAULT     a bad pointer.                      ENOTTY   an unknown ioctl.
  */
 #ifndef _UAPI_LINUX_DVK_H
@@ -81,6 +109,7 @@
 /* DVK_IOC_VERSION features. */
 #define DVK_FEATURE_IPC		(1ULL << 0)	/* the calls above */
 #define DVK_FEATURE_REPLY_RECEIVE (1ULL << 1)	/* DVK_IOC_REPLY_RECEIVE */
+#define DVK_FEATURE_PROXY	(1ULL << 2)	/* the proxy role and its batch ioctls */
 
 /* A DC name: 1..63 characters of [A-Za-z0-9_.-], NUL-terminated, zero-filled after. */
 #define DVK_NAME_MAX		64
@@ -187,6 +216,56 @@ struct dvk_notify {
 	__u32 reserved;
 };
 
+struct dvk_proxy_attach {
+	__u32 node;		/* this node's id, as the cluster knows it */
+	__u32 flags;		/* none defined: zero */
+	__u64 reserved[2];
+};
+
+/* DVK_IOC_REMOTE_DEL flags. */
+#define DVK_REMOTE_NODE_DOWN	(1U << 0)	/* calls waiting on it get EHOSTUNREACH */
+
+struct dvk_remote {
+	__u32 dc;
+	__u32 endpoint;
+	__u32 generation;	/* the incarnation, as its node numbered it: >= 1 */
+	__u32 node;		/* the node it lives on (ADD); ignored by DEL */
+	__u32 flags;		/* DEL: DVK_REMOTE_*; ADD: zero */
+	__u32 reserved;
+};
+
+/* dvk_proxy_msg.kind */
+#define DVK_PROXY_MESSAGE	1	/* a plain message */
+#define DVK_PROXY_REQUEST	2	/* a sendrec's request; request_id is the caller's */
+#define DVK_PROXY_REPLY		3	/* the reply to request_id; dst is the caller */
+#define DVK_PROXY_NOTIFY	4	/* notification bits */
+#define DVK_PROXY_FAIL		5	/* request_id of caller dst failed at src with status */
+
+/* One record of a proxy batch: the header, then size payload bytes, then padding to 8. */
+struct dvk_proxy_msg {
+	__u32 kind;		/* DVK_PROXY_* */
+	__u32 dc;
+	__u32 dst;		/* destination endpoint and generation (never 0 in a record) */
+	__u32 dst_gen;
+	__u32 src;		/* source endpoint and generation */
+	__u32 src_gen;
+	__s32 type;
+	__u32 bits;		/* DVK_PROXY_NOTIFY */
+	__u64 request_id;	/* REQUEST, REPLY, FAIL */
+	__u32 size;		/* payload bytes that follow (0 for NOTIFY and FAIL) */
+	__s32 status;		/* DVK_PROXY_FAIL: a negative errno; otherwise 0 */
+};
+
+struct dvk_proxy_batch {
+	__u64 buffer;		/* pointer to the records */
+	__u32 size;		/* in: buffer bytes; out: bytes written (drain) or taken (inject) */
+	__u32 count;		/* out: records written or taken */
+	__u64 deadline_ns;	/* drain: how long to wait for a first record; inject: zero */
+	__u32 flags;		/* drain: DVK_CALL_NONBLOCK; inject: zero */
+	__s32 error;		/* inject, out: why it stopped (0, or a negative errno) */
+	__u64 reserved;
+};
+
 #define DVK_IOC_MAGIC 0xD5
 
 #define DVK_IOC_VERSION		_IOR(DVK_IOC_MAGIC, 0x00, struct dvk_version)
@@ -199,5 +278,10 @@ struct dvk_notify {
 #define DVK_IOC_REPLY		_IOW(DVK_IOC_MAGIC, 0x13, struct dvk_reply)
 #define DVK_IOC_REPLY_RECEIVE	_IOWR(DVK_IOC_MAGIC, 0x14, struct dvk_reply_receive)
 #define DVK_IOC_NOTIFY		_IOW(DVK_IOC_MAGIC, 0x15, struct dvk_notify)
+#define DVK_IOC_PROXY_ATTACH	_IOW(DVK_IOC_MAGIC, 0x20, struct dvk_proxy_attach)
+#define DVK_IOC_REMOTE_ADD	_IOW(DVK_IOC_MAGIC, 0x21, struct dvk_remote)
+#define DVK_IOC_REMOTE_DEL	_IOW(DVK_IOC_MAGIC, 0x22, struct dvk_remote)
+#define DVK_IOC_PROXY_DRAIN	_IOWR(DVK_IOC_MAGIC, 0x23, struct dvk_proxy_batch)
+#define DVK_IOC_PROXY_INJECT	_IOWR(DVK_IOC_MAGIC, 0x24, struct dvk_proxy_batch)
 
 #endif /* _UAPI_LINUX_DVK_H */

@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The proxy role: the node agent's file, through which everything to and from endpoints on
+ * other nodes passes, many records per call. The uAPI header describes the protocol.
+ *
+ * A remote endpoint is a struct dvk_endpoint without a file, in its DC's slot like a local
+ * one, so local calls address it with no special case: what they send waits in its queue
+ * (bounded, with backpressure) and its notes until DVK_IOC_PROXY_DRAIN takes it; requests
+ * drained wait in its owed list for the reply or failure DVK_IOC_PROXY_INJECT brings back.
+ *
+ * Locking: dvk_proxy.lock (a mutex) serialises the proxy's own calls and the list of remote
+ * endpoints; it is taken before dvk_dcs_lock and the DC locks. A remote endpoint lives from
+ * REMOTE_ADD to REMOTE_DEL (or the proxy's release), always under the proxy lock, so while it
+ * is held the remote endpoints on the list, and the DCs they are bound in, stay put.
+ */
+#include <linux/capability.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "dvk.h"
+
+/* The node's one proxy, under dvk_dcs_lock. */
+static struct dvk_proxy *dvk_the_proxy;
+
+#define RECORD_HEADER sizeof(struct dvk_proxy_msg)
+
+int dvk_proxy_attach(struct dvk_endpoint *ep, const struct dvk_proxy_attach *args)
+{
+	struct dvk_proxy *px;
+	int ret = 0;
+
+	if (args->flags || args->reserved[0] || args->reserved[1])
+		return -EINVAL;
+	px = kzalloc(sizeof(*px), GFP_KERNEL_ACCOUNT);
+	if (!px)
+		return -ENOMEM;
+	mutex_init(&px->lock);
+	INIT_LIST_HEAD(&px->remotes);
+	px->ep = ep;
+	px->node = args->node;
+
+	mutex_lock(&ep->bind_lock);
+	if (ep->dc || ep->proxy) {
+		ret = -EISCONN;
+	} else {
+		mutex_lock(&dvk_dcs_lock);
+		if (dvk_the_proxy)
+			ret = -EBUSY;
+		else
+			dvk_the_proxy = px;
+		mutex_unlock(&dvk_dcs_lock);
+	}
+	if (!ret)
+		smp_store_release(&ep->proxy, px);
+	mutex_unlock(&ep->bind_lock);
+	if (ret)
+		kfree(px);
+	return ret;
+}
+
+static void remote_remove(struct dvk_endpoint *r, int error)
+{
+	list_del(&r->remote_link);
+	dvk_unbind(r, error);
+	kfree(r);
+}
+
+/* The proxy's file is released: every remote endpoint goes, its callers get EHOSTUNREACH. */
+void dvk_proxy_detach(struct dvk_endpoint *ep)
+{
+	struct dvk_proxy *px = ep->proxy;
+	struct dvk_endpoint *r, *next;
+
+	mutex_lock(&px->lock);
+	list_for_each_entry_safe(r, next, &px->remotes, remote_link)
+		remote_remove(r, -EHOSTUNREACH);
+	mutex_unlock(&px->lock);
+	WARN_ON(atomic_read(&px->outbound));
+	mutex_lock(&dvk_dcs_lock);
+	dvk_the_proxy = NULL;
+	mutex_unlock(&dvk_dcs_lock);
+	kfree(px);
+}
+
+int dvk_remote_add(struct dvk_proxy *px, const struct dvk_remote *args)
+{
+	struct dvk_endpoint *r;
+	struct dvk_dc *dc;
+	int ret = 0;
+
+	if (args->flags || args->reserved || !args->generation || args->endpoint == DVK_ANY)
+		return -EINVAL;
+	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	if (!r)
+		return -ENOMEM;
+	dvk_endpoint_init(r);
+	r->remote_of = px;
+	r->node = args->node;
+	r->nr = args->endpoint;
+	r->gen = args->generation;
+
+	mutex_lock(&px->lock);
+	mutex_lock(&dvk_dcs_lock);
+	dc = dvk_dc_find(args->dc);
+	if (!dc) {
+		ret = -ENOENT;
+	} else if (r->nr >= dc->slots) {
+		ret = -EINVAL;
+	} else {
+		spin_lock(&dc->lock);
+		if (dc->bound[r->nr]) {
+			ret = -EADDRINUSE;
+		} else {
+			r->dc = dc;
+			dc->bound[r->nr] = r;
+			dc->nr_bound++;
+			/* A later local bind of the number must not reuse a remote generation. */
+			dc->generation[r->nr] = max(dc->generation[r->nr], r->gen);
+		}
+		spin_unlock(&dc->lock);
+	}
+	mutex_unlock(&dvk_dcs_lock);
+	if (!ret) {
+		list_add_tail(&r->remote_link, &px->remotes);
+		atomic_long_inc(&dvk_stats.remotes);
+	}
+	mutex_unlock(&px->lock);
+	if (ret)
+		kfree(r);
+	return ret;
+}
+
+static struct dvk_endpoint *find_remote(struct dvk_proxy *px, u32 dc, u32 nr, u32 gen)
+{
+	struct dvk_endpoint *r;
+
+	list_for_each_entry(r, &px->remotes, remote_link) {
+		if (r->dc->id == dc && r->nr == nr && (!gen || r->gen == gen))
+			return r;
+	}
+	return NULL;
+}
+
+int dvk_remote_del(struct dvk_proxy *px, const struct dvk_remote *args)
+{
+	struct dvk_endpoint *r;
+
+	if (args->flags & ~DVK_REMOTE_NODE_DOWN || args->reserved || args->endpoint == DVK_ANY)
+		return -EINVAL;
+	mutex_lock(&px->lock);
+	r = find_remote(px, args->dc, args->endpoint, args->generation);
+	if (r)
+		remote_remove(r, args->flags & DVK_REMOTE_NODE_DOWN ? -EHOSTUNREACH : -ESRCH);
+	mutex_unlock(&px->lock);
+	return r ? 0 : -ENOENT;
+}
+
+/* --- drain --------------------------------------------------------------------------------- */
+
+static u32 record_payload(const struct dvk_kmsg *m)
+{
+	return m->flags & DVK_KMSG_FAIL ? 0 : m->size;
+}
+
+static size_t record_size(const struct dvk_kmsg *m)
+{
+	return RECORD_HEADER + ALIGN(record_payload(m), 8);
+}
+
+static u32 record_kind(const struct dvk_kmsg *m)
+{
+	if (m->flags & DVK_KMSG_FAIL)
+		return DVK_PROXY_FAIL;
+	if (m->flags & DVK_MSG_REQUEST)
+		return DVK_PROXY_REQUEST;
+	if (m->flags & DVK_MSG_REPLY)
+		return DVK_PROXY_REPLY;
+	if (m->flags & DVK_MSG_NOTIFY)
+		return DVK_PROXY_NOTIFY;
+	return DVK_PROXY_MESSAGE;
+}
+
+static int put_record(struct dvk_endpoint *r, const struct dvk_kmsg *m, u8 __user *at)
+{
+	struct dvk_proxy_msg rec = {
+		.kind = record_kind(m),
+		.dc = r->dc->id,
+		.dst = r->nr,
+		.dst_gen = r->gen,
+		.src = m->src,
+		.src_gen = m->src_gen,
+		.type = m->type,
+		.bits = m->bits,
+		.request_id = m->request_id,
+		.size = record_payload(m),
+		.status = m->flags & DVK_KMSG_FAIL ? m->status : 0,
+	};
+	size_t pad = ALIGN(rec.size, 8) - rec.size;
+
+	if (copy_to_user(at, &rec, sizeof(rec)) ||
+	    copy_to_user(at + sizeof(rec), m->data, rec.size) ||
+	    clear_user(at + sizeof(rec) + rec.size, pad))
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * Takes what waits at remote endpoint @r, oldest first, notifications before messages, while
+ * it fits in @room bytes. Returns the bytes taken; with nothing taken because the first
+ * record is larger than @room, sets *needed.
+ */
+static size_t take_outbound(struct dvk_endpoint *r, size_t room, struct list_head *taken,
+			    size_t *needed)
+{
+	struct dvk_kmsg *m, *next;
+	bool from_queue = false;
+	size_t used = 0;
+
+	spin_lock(&r->dc->lock);
+	list_for_each_entry_safe(m, next, &r->notes, link) {
+		if (used + record_size(m) > room)
+			goto full;
+		list_move_tail(&m->link, taken);
+		atomic_dec(&r->remote_of->outbound);
+		used += record_size(m);
+	}
+	list_for_each_entry_safe(m, next, &r->queue, link) {
+		if (used + record_size(m) > room)
+			goto full;
+		dvk_queue_del(r, m);
+		list_add_tail(&m->link, taken);
+		if ((m->flags & DVK_MSG_REQUEST) && m->call)
+			WRITE_ONCE(m->call->state, DVK_TAKING);
+		used += record_size(m);
+		from_queue = true;
+	}
+	goto out;
+full:
+	if (!used)
+		*needed = record_size(m);
+out:
+	if (from_queue)
+		dvk_pump(r);
+	spin_unlock(&r->dc->lock);
+	return used;
+}
+
+/* Puts taken records back at the head of @r's queue and notes, in their order. */
+static void untake_outbound(struct dvk_endpoint *r, struct list_head *taken)
+{
+	struct dvk_kmsg *m, *prev;
+	LIST_HEAD(garbage);
+
+	spin_lock(&r->dc->lock);
+	list_for_each_entry_safe_reverse(m, prev, taken, link) {
+		list_del_init(&m->link);
+		if (m->flags & DVK_MSG_NOTIFY) {
+			if (!dvk_post_note(r, m, true))
+				list_add(&m->link, &garbage);
+			continue;
+		}
+		/* A request whose caller gave up meanwhile is dropped, as a local receive does. */
+		if ((m->flags & DVK_MSG_REQUEST) && !m->call) {
+			list_add(&m->link, &garbage);
+			continue;
+		}
+		if (m->call)
+			WRITE_ONCE(m->call->state, DVK_QUEUED);
+		dvk_queue_add(r, m, true);
+	}
+	spin_unlock(&r->dc->lock);
+	dvk_kmsg_free_list(&garbage);
+}
+
+/* Copies one remote endpoint's records out at @at; returns the bytes written or -EFAULT. */
+static ssize_t drain_remote(struct dvk_endpoint *r, u8 __user *at, size_t room, u32 *count,
+			    size_t *needed)
+{
+	struct dvk_kmsg *m, *next;
+	LIST_HEAD(taken);
+	size_t used, off = 0;
+
+	used = take_outbound(r, room, &taken, needed);
+	list_for_each_entry(m, &taken, link) {
+		if (put_record(r, m, at + off)) {
+			untake_outbound(r, &taken);
+			return -EFAULT;
+		}
+		off += record_size(m);
+	}
+	list_for_each_entry_safe(m, next, &taken, link) {
+		list_del_init(&m->link);
+		(*count)++;
+		/* A drained request is in flight: its reply or failure comes back by inject. */
+		if (m->flags & DVK_MSG_REQUEST)
+			dvk_owe(r, m);
+		else
+			dvk_kmsg_free(m);
+	}
+	return used;
+}
+
+int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args)
+{
+	u8 __user *buf = u64_to_user_ptr(args->buffer);
+	struct dvk_endpoint *r;
+	size_t used, needed = 0;
+	ssize_t n = 0;
+	u32 count;
+	int ret;
+
+	if (args->flags & ~DVK_CALL_NONBLOCK || args->reserved || args->error || args->count ||
+	    args->deadline_ns > KTIME_MAX)
+		return -EINVAL;
+	do {
+		if (!atomic_read(&px->outbound)) {
+			if (args->flags & DVK_CALL_NONBLOCK)
+				return -EAGAIN;
+			ret = dvk_wait_event(px->ep, &px->outbound, args->deadline_ns);
+			if (ret)
+				return ret;
+		}
+		used = 0;
+		count = 0;
+		mutex_lock(&px->lock);
+		list_for_each_entry(r, &px->remotes, remote_link) {
+			n = drain_remote(r, buf + used, args->size - used, &count, &needed);
+			if (n < 0 || needed)
+				break;
+			used += n;
+		}
+		/* Start with the next remote endpoint next time, so none is starved. */
+		if (!list_empty(&px->remotes))
+			list_rotate_left(&px->remotes);
+		mutex_unlock(&px->lock);
+		if (n < 0 && !count)
+			return n;
+		if (needed && !count) {
+			args->size = needed;	/* written back with EMSGSIZE */
+			return -EMSGSIZE;
+		}
+		/* Another drain may have taken everything meanwhile: then wait again. */
+	} while (!count);
+	args->size = used;
+	args->count = count;
+	return 0;
+}
+
+/* --- inject -------------------------------------------------------------------------------- */
+
+static bool record_valid(const struct dvk_proxy_msg *rec)
+{
+	if (!rec->src_gen || rec->dst == DVK_ANY || rec->src == DVK_ANY)
+		return false;
+	switch (rec->kind) {
+	case DVK_PROXY_MESSAGE:
+		return !rec->bits && !rec->request_id && !rec->status;
+	case DVK_PROXY_REQUEST:
+		return !rec->bits && !rec->status;
+	case DVK_PROXY_REPLY:
+		return rec->dst_gen && !rec->bits && !rec->status;
+	case DVK_PROXY_NOTIFY:
+		return rec->bits && !rec->size && !rec->type && !rec->request_id && !rec->status;
+	case DVK_PROXY_FAIL:
+		return rec->dst_gen && !rec->size && !rec->type && !rec->bits &&
+		       rec->status < 0 && rec->status > -MAX_ERRNO;
+	}
+	return false;
+}
+
+/* Injected messages waiting at @ep for room (local senders' held messages have a call). */
+static unsigned int injected_held(struct dvk_endpoint *ep)
+{
+	struct dvk_kmsg *m;
+	unsigned int n = 0;
+
+	list_for_each_entry(m, &ep->held, link) {
+		if (!m->call)
+			n++;
+	}
+	return n;
+}
+
+/* A message, request or notification from remote endpoint @src to a local one. */
+static int inject_to_local(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
+			   struct dvk_kmsg *m)
+{
+	struct dvk_endpoint *dst = dvk_lookup(dc, rec->dst, rec->dst_gen);
+
+	if (!dst || dst->remote_of)
+		return -ENOENT;
+	if (rec->kind == DVK_PROXY_NOTIFY) {
+		if (!dvk_post_note(dst, m, false))
+			return 1;	/* merged: the caller frees it */
+		return 0;
+	}
+	if (dvk_admit(dst, m, false)) {
+		dvk_wake(dst, false);
+		return 0;
+	}
+	if (injected_held(dst) >= dvk_queue_length)
+		return -EAGAIN;
+	list_add_tail(&m->link, &dst->held);
+	return 0;
+}
+
+/* A reply or failure from remote endpoint @src for a local caller's sendrec. */
+static void inject_answer(struct dvk_endpoint *src, const struct dvk_proxy_msg *rec,
+			  struct dvk_kmsg **m, struct list_head *garbage)
+{
+	struct dvk_kmsg *owed;
+
+	list_for_each_entry(owed, &src->owed, link) {
+		if (owed->src != rec->dst || owed->src_gen != rec->dst_gen ||
+		    owed->request_id != rec->request_id)
+			continue;
+		list_move(&owed->link, garbage);
+		if (rec->kind == DVK_PROXY_FAIL) {
+			dvk_complete_call(owed, NULL, rec->status, false);
+		} else if (dvk_complete_call(owed, *m, 0, false)) {
+			*m = NULL;
+		}
+		return;
+	}
+	/* No call waits (a duplicate, or the caller unbound): nothing to answer. */
+}
+
+static int inject_one(struct dvk_proxy *px, const struct dvk_proxy_msg *rec,
+		      const u8 __user *payload)
+{
+	struct dvk_endpoint *src;
+	struct dvk_kmsg *m;
+	struct dvk_dc *dc;
+	LIST_HEAD(garbage);
+	int ret = 0;
+
+	if (!record_valid(rec))
+		return -EINVAL;
+	if (rec->size > dvk_max_payload)
+		return -EMSGSIZE;
+	/* The source must be one of this proxy's remote endpoints, which also pins its DC. */
+	src = find_remote(px, rec->dc, rec->src, rec->src_gen);
+	if (!src)
+		return -EADDRNOTAVAIL;
+	dc = src->dc;
+
+	m = dvk_kmsg_alloc(rec->size);
+	if (!m)
+		return -ENOMEM;
+	if (copy_from_user(m->data, payload, rec->size)) {
+		dvk_kmsg_free(m);
+		return -EFAULT;
+	}
+	m->src = rec->src;
+	m->src_gen = rec->src_gen;
+	m->type = rec->type;
+	m->request_id = rec->request_id;
+	m->bits = rec->bits;
+	switch (rec->kind) {
+	case DVK_PROXY_REQUEST:
+		m->flags = DVK_MSG_REQUEST;
+		break;
+	case DVK_PROXY_REPLY:
+		m->flags = DVK_MSG_REPLY;
+		break;
+	case DVK_PROXY_NOTIFY:
+		m->flags = DVK_MSG_NOTIFY;
+		atomic_long_inc(&dvk_stats.notes);
+		break;
+	}
+
+	spin_lock(&dc->lock);
+	if (rec->kind == DVK_PROXY_REPLY || rec->kind == DVK_PROXY_FAIL) {
+		inject_answer(src, rec, &m, &garbage);
+	} else {
+		ret = inject_to_local(dc, rec, m);
+		if (!ret)
+			m = NULL;
+		else if (ret > 0)
+			ret = 0;
+	}
+	spin_unlock(&dc->lock);
+	dvk_kmsg_free_list(&garbage);
+	dvk_kmsg_free(m);
+	return ret;
+}
+
+int dvk_proxy_inject(struct dvk_proxy *px, struct dvk_proxy_batch *args)
+{
+	const u8 __user *buf = u64_to_user_ptr(args->buffer);
+	struct dvk_proxy_msg rec;
+	size_t off = 0, size;
+	u32 count = 0;
+	int error = 0;
+
+	if (args->flags || args->reserved || args->error || args->count || args->deadline_ns)
+		return -EINVAL;
+	mutex_lock(&px->lock);
+	while (off < args->size) {
+		if (args->size - off < RECORD_HEADER) {
+			error = -EINVAL;	/* a truncated record */
+			break;
+		}
+		if (copy_from_user(&rec, buf + off, sizeof(rec))) {
+			error = -EFAULT;
+			break;
+		}
+		size = RECORD_HEADER + ALIGN((size_t)rec.size, 8);
+		if (size > args->size - off) {
+			error = -EINVAL;
+			break;
+		}
+		error = inject_one(px, &rec, buf + off + RECORD_HEADER);
+		if (error)
+			break;
+		off += size;
+		count++;
+	}
+	mutex_unlock(&px->lock);
+	args->size = off;
+	args->count = count;
+	args->error = error;
+	return 0;
+}

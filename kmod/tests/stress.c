@@ -1,0 +1,1110 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * stress: random ioctls against /dev/dvk from several processes at once.
+ *
+ *   stress [CALLS [PROCS [SEED]]]     defaults: 100000 calls, 4 processes, seed from the clock
+ *
+ * The parent (root) creates a few small DCs and starts PROCS workers. Each worker opens files,
+ * binds them, and issues random calls until CALLS calls have been made in all: valid traffic
+ * (send, receive, sendrec, reply, notify, poll) with NONBLOCK or deadlines of at most ~20 ms,
+ * structures with plausible but wrong values, structures of random bytes, NULL and bad
+ * pointers, known command numbers and near misses, random closes and reopens, and DC creates
+ * and destroys. Some workers run two threads on the same files. Meanwhile the parent
+ * interrupts workers with a signal (with and without SA_RESTART) and kills some with SIGKILL,
+ * starting new ones in their place.
+ *
+ * Nothing may hang: every call that can wait has a short deadline, and the parent fails the
+ * run if a call stays in the kernel for more than HANG_MS. Workers check what they can
+ * (unknown commands fail with ENOTTY, errors are ones the header documents, received
+ * messages are well-formed) and count anything else as an anomaly. At the end the parent
+ * kills everything, destroys the DCs and checks that /proc/dvk/stats is back to zero.
+ */
+#include "tap.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define MAX_PROCS 64
+#define MAX_THREADS 2
+#define N_DCS 8			/* ids DC_FIRST .. DC_FIRST + N_DCS - 1 are the run's */
+#define N_START_DCS 3		/* created at the start: 4, 8 and 2 endpoints */
+#define DC_FIRST 0x5d0000u
+#define HANG_MS 10000		/* a call this long in the kernel is a hang */
+#define MAX_DIAGS 40		/* anomaly lines printed, in all */
+#define INTR_SIG SIGURG		/* ignored by default, so an early signal kills no one */
+
+/* State the parent and all workers share (MAP_SHARED). */
+struct shared {
+	_Atomic uint64_t calls;		/* calls begun */
+	_Atomic uint64_t anomalies;
+	_Atomic int diags;
+	_Atomic int stop;
+	_Atomic uint64_t ok[16];		/* successes per known command (index in known_cmds) */
+	_Atomic uint64_t err[160];		/* failures per errno */
+	_Atomic uint64_t kills, interrupts, restarts;
+	struct {
+		_Atomic uint64_t busy_since[MAX_THREADS]; /* 0: not in a call */
+		_Atomic int ready;
+	} worker[MAX_PROCS];
+};
+
+static struct shared *sh;
+static uint64_t total_calls;
+static uint32_t max_payload;
+
+/* ---- a small PRNG (splitmix64), one per thread ---- */
+
+struct rng {
+	uint64_t s;
+};
+
+static uint64_t rnd64(struct rng *r)
+{
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* A number in 0..n-1. */
+static uint32_t rnd(struct rng *r, uint32_t n)
+{
+	return n ? (uint32_t)(rnd64(r) % n) : 0;
+}
+
+static bool chance(struct rng *r, unsigned percent)
+{
+	return rnd(r, 100) < percent;
+}
+
+/* ---- the commands ---- */
+
+static const unsigned long known_cmds[] = {
+	DVK_IOC_VERSION, DVK_IOC_DC_CREATE, DVK_IOC_DC_DESTROY, DVK_IOC_BIND, DVK_IOC_SEND,
+	DVK_IOC_RECEIVE, DVK_IOC_SENDREC, DVK_IOC_REPLY, DVK_IOC_REPLY_RECEIVE, DVK_IOC_NOTIFY,
+};
+static const char *const known_names[] = {
+	"VERSION", "DC_CREATE", "DC_DESTROY", "BIND", "SEND",
+	"RECEIVE", "SENDREC", "REPLY", "REPLY_RECEIVE", "NOTIFY",
+};
+#define N_KNOWN (sizeof(known_cmds) / sizeof(known_cmds[0]))
+
+static int known_index(unsigned long cmd)
+{
+	for (size_t i = 0; i < N_KNOWN; i++)
+		if (known_cmds[i] == cmd)
+			return (int)i;
+	return -1;
+}
+
+static bool is_known(unsigned long cmd)
+{
+	return known_index(cmd) >= 0;
+}
+
+/* ---- anomalies ---- */
+
+static void anomaly(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void anomaly(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	atomic_fetch_add(&sh->anomalies, 1);
+	if (atomic_fetch_add(&sh->diags, 1) >= MAX_DIAGS)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	tap_diag("anomaly [pid %d]: %s", (int)getpid(), msg);
+}
+
+/* The errors the header documents, and EBADF for a file another thread just closed. */
+static bool documented(int e)
+{
+	switch (e) {
+	case ENOENT: case EADDRINUSE: case EISCONN: case ENOTCONN: case EINVAL: case EMSGSIZE:
+	case ESRCH: case ETIMEDOUT: case EAGAIN: case EPERM: case EBUSY: case EEXIST:
+	case EFAULT: case ENOTTY: case EINTR: case EBADF:
+		return true;
+	}
+	return false;
+}
+
+/* ---- one worker process ---- */
+
+struct slot {
+	int fd;			/* -1: free */
+	bool bound;
+};
+
+struct request {
+	int fd;			/* the file that received it: only its endpoint may reply */
+	uint32_t peer, gen;
+	uint64_t id;
+};
+
+#define SLOTS 6
+#define REQUESTS 32
+
+struct worker {
+	pthread_mutex_t mu;	/* guards slots and requests */
+	struct slot slot[SLOTS];
+	struct request req[REQUESTS];
+	int nreq;
+	int index, nthreads;
+	unsigned char *out;	/* max_payload + 64 bytes of data to send */
+	unsigned char *in;	/* max_payload bytes, then an inaccessible page */
+	void *none;		/* an inaccessible page */
+};
+
+static struct worker w;
+
+struct thread {
+	pthread_t tid;
+	int n;
+	struct rng r;
+};
+
+/*
+ * A random open file (fd -1 if none), with what is known about it: a bound one if `bound`
+ * and there is one, an unbound one if !bound and there is one, else any.
+ */
+static struct slot pick_file(struct rng *r, bool bound)
+{
+	struct slot s = { .fd = -1 };
+	int start = rnd(r, SLOTS);
+
+	pthread_mutex_lock(&w.mu);
+	for (int i = 0; i < SLOTS; i++) {
+		struct slot *c = &w.slot[(start + i) % SLOTS];
+
+		if (c->fd >= 0 && (s.fd < 0 || (c->bound == bound && s.bound != bound)))
+			s = *c;
+	}
+	pthread_mutex_unlock(&w.mu);
+	return s;
+}
+
+/* Mostly a bound file: the calls that need one should mostly get past ENOTCONN. */
+static struct slot pick(struct rng *r)
+{
+	return pick_file(r, chance(r, 90));
+}
+
+static void set_bound(int fd)
+{
+	pthread_mutex_lock(&w.mu);
+	for (int i = 0; i < SLOTS; i++)
+		if (w.slot[i].fd == fd)
+			w.slot[i].bound = true;
+	pthread_mutex_unlock(&w.mu);
+}
+
+static void remember_request(int fd, const struct dvk_msg *m)
+{
+	pthread_mutex_lock(&w.mu);
+	w.req[w.nreq < REQUESTS ? w.nreq++ : (int)(m->request_id % REQUESTS)] =
+		(struct request){ fd, m->peer, m->peer_gen, m->request_id };
+	pthread_mutex_unlock(&w.mu);
+}
+
+/* Takes a remembered request (or makes one up); false if there is none. */
+static bool take_request(struct rng *r, struct request *q)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&w.mu);
+	if (w.nreq > 0) {
+		int i = rnd(r, w.nreq);
+
+		*q = w.req[i];
+		w.req[i] = w.req[--w.nreq];
+		got = true;
+	}
+	pthread_mutex_unlock(&w.mu);
+	if (!got && chance(r, 30)) {
+		*q = (struct request){ -1, rnd(r, 8), rnd(r, 4), rnd64(r) % 50 };
+		got = true;
+	}
+	return got;
+}
+
+/* A known call, timed for the hang check; returns 0 or -errno and checks the errno. */
+static int call(struct thread *t, int fd, unsigned long cmd, void *arg)
+{
+	int rc;
+
+	atomic_store(&sh->worker[w.index].busy_since[t->n], now_ns());
+	rc = dvk_ioctl(fd, cmd, arg);
+	atomic_store(&sh->worker[w.index].busy_since[t->n], 0);
+	if (rc == 0 && known_index(cmd) >= 0)
+		atomic_fetch_add(&sh->ok[known_index(cmd)], 1);
+	else if (rc && -rc < 160)
+		atomic_fetch_add(&sh->err[-rc], 1);
+	if (rc && !documented(-rc))
+		anomaly("cmd 0x%lx failed with %s, which the header does not document", cmd,
+			errname(-rc));
+	return rc;
+}
+
+/* ---- plausible arguments ---- */
+
+/* Mostly 0..7, where the run's endpoints are; sometimes out of range or DVK_ANY. */
+static uint32_t some_endpoint(struct rng *r)
+{
+	switch (rnd(r, 20)) {
+	case 0: return DVK_ANY;
+	case 1: return 8 + rnd(r, 10);
+	case 2: return (uint32_t)rnd64(r);
+	default: return rnd(r, 8);
+	}
+}
+
+static uint32_t some_generation(struct rng *r)
+{
+	return chance(r, 70) ? 0 : rnd(r, 5);
+}
+
+/* How a call may wait: never without a deadline, and never for more than ~20 ms. */
+static void some_wait(struct rng *r, __u32 *flags, __u64 *deadline)
+{
+	uint32_t p = rnd(r, 100);
+
+	*flags = 0;
+	if (p < 40) {
+		*flags = DVK_CALL_NONBLOCK;
+		*deadline = chance(r, 50) ? 0 : in_ms(rnd(r, 20));
+	} else if (p < 80) {
+		*deadline = now_ns() + rnd(r, 2000000);
+	} else if (p < 95) {
+		*deadline = now_ns() + rnd(r, 20000000);
+	} else {
+		*deadline = chance(r, 50) ? 1 : now_ns() - rnd(r, 1000000000);
+	}
+}
+
+/* An out-going payload: mostly small, sometimes large, rarely too large or bad. */
+static void some_payload(struct rng *r, struct dvk_msg *m)
+{
+	uint32_t p = rnd(r, 100);
+
+	m->payload = (uintptr_t)w.out;
+	if (p < 60)
+		m->size = rnd(r, 65);
+	else if (p < 90)
+		m->size = rnd(r, 4097 < max_payload ? 4097 : max_payload + 1);
+	else if (p < 96)
+		m->size = rnd(r, max_payload + 1);
+	else if (p < 98)
+		m->size = max_payload + 1 + rnd(r, 100);
+	else {
+		m->payload = chance(r, 50) ? 0 : (uintptr_t)w.none;
+		m->size = 1 + rnd(r, 64);
+	}
+	if (m->size > max_payload + 64 && m->payload == (uintptr_t)w.out)
+		m->size = max_payload + 1; /* never read past the buffer: EMSGSIZE comes first */
+}
+
+/* A buffer to receive into: mostly all of `in`, sometimes small, NULL, bad or near a hole. */
+static void some_buffer(struct rng *r, struct dvk_msg *m)
+{
+	uint32_t p = rnd(r, 100);
+
+	memset(m, 0, sizeof(*m));
+	m->payload = (uintptr_t)w.in;
+	m->size = max_payload;
+	if (p < 15) {
+		m->size = rnd(r, 64);
+	} else if (p < 20) {
+		m->payload = 0;
+		m->size = chance(r, 50) ? 0 : 64;
+	} else if (p < 25) {
+		m->payload = (uintptr_t)w.none;
+	} else if (p < 30) {
+		/* The last bytes before the inaccessible page, with a capacity beyond it. */
+		uint32_t room = rnd(r, 64);
+
+		m->payload = (uintptr_t)(w.in + max_payload - room);
+		m->size = room + rnd(r, 256);
+	}
+}
+
+/* What a received message must look like. */
+static void check_received(const struct dvk_msg *m, uint32_t cap, const char *what)
+{
+	if (m->size > cap)
+		anomaly("%s: size %u above the capacity %u", what, m->size, cap);
+	if (m->flags == DVK_MSG_NOTIFY) {
+		if (m->bits == 0 || m->size != 0 || m->request_id != 0)
+			anomaly("%s: notification with bits 0x%x, size %u", what, m->bits, m->size);
+	} else if (m->flags == DVK_MSG_REQUEST) {
+		if (m->request_id == 0 || m->bits != 0)
+			anomaly("%s: request with id 0 or bits", what);
+	} else if (m->flags == 0) {
+		if (m->request_id != 0 || m->bits != 0)
+			anomaly("%s: plain message with request id or bits", what);
+	} else {
+		anomaly("%s: flags 0x%x", what, m->flags);
+	}
+	if (m->peer >= DVK_SLOTS_MAX || m->peer_gen == 0)
+		anomaly("%s: source %u generation %u", what, m->peer, m->peer_gen);
+}
+
+/* ---- the operations ---- */
+
+static void op_open(struct thread *t)
+{
+	int fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
+
+	(void)t;
+	if (fd < 0) {
+		anomaly("open: %s", errname(errno));
+		return;
+	}
+	pthread_mutex_lock(&w.mu);
+	for (int i = 0; i < SLOTS && fd >= 0; i++) {
+		if (w.slot[i].fd < 0) {
+			w.slot[i] = (struct slot){ .fd = fd };
+			fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&w.mu);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void op_close(struct thread *t)
+{
+	int i = rnd(&t->r, SLOTS), fd;
+
+	pthread_mutex_lock(&w.mu);
+	fd = w.slot[i].fd;
+	w.slot[i] = (struct slot){ .fd = -1 };
+	pthread_mutex_unlock(&w.mu);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void op_bind(struct thread *t)
+{
+	struct slot s = pick_file(&t->r, chance(&t->r, 10));
+	struct dvk_bind b = { 0 };
+	uint32_t p = rnd(&t->r, 100);
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	/* Mostly the DCs the run starts with, sometimes the others of its range. */
+	if (p < 80)
+		b.dc = DC_FIRST + rnd(&t->r, N_START_DCS);
+	else if (p < 95)
+		b.dc = DC_FIRST + rnd(&t->r, N_DCS);
+	else
+		b.dc = (uint32_t)rnd64(&t->r);
+	b.endpoint = chance(&t->r, 60) ? rnd(&t->r, 4) : some_endpoint(&t->r);
+	if (chance(&t->r, 20)) {
+		b.flags = DVK_BIND_BY_NAME;
+		snprintf(b.dc_name, sizeof(b.dc_name), "stress-%u", b.dc);
+		b.dc = 0;
+	}
+	if (chance(&t->r, 5))
+		b.reserved[rnd(&t->r, 2)] = rnd64(&t->r);
+	if (chance(&t->r, 5))
+		b.flags |= 1u << rnd(&t->r, 32);
+	rc = call(t, s.fd, DVK_IOC_BIND, &b);
+	if (rc == 0) {
+		if (b.generation == 0)
+			anomaly("bind: generation 0");
+		set_bound(s.fd);
+	}
+}
+
+static void op_send(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_send x = { 0 };
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	x.msg.peer = some_endpoint(&t->r);
+	x.msg.peer_gen = some_generation(&t->r);
+	x.msg.type = (int32_t)rnd64(&t->r);
+	some_payload(&t->r, &x.msg);
+	some_wait(&t->r, &x.flags, &x.deadline_ns);
+	if (chance(&t->r, 3))
+		x.reserved = 1;
+	if (chance(&t->r, 3))
+		x.msg.flags = 1u << rnd(&t->r, 32);
+	rc = call(t, s.fd, DVK_IOC_SEND, &x);
+	if (rc == 0 && (x.msg.size > max_payload || x.reserved || x.msg.flags))
+		anomaly("send of %u bytes, reserved %u, flags 0x%x succeeded", x.msg.size,
+			x.reserved, x.msg.flags);
+}
+
+/* A request just received: mostly answered at once, sometimes kept to answer late or never. */
+static void answer_or_keep(struct thread *t, int fd, const struct dvk_msg *m)
+{
+	struct dvk_reply x = { 0 };
+
+	if (chance(&t->r, 35)) {
+		remember_request(fd, m);
+		return;
+	}
+	x.msg = (struct dvk_msg){ .peer = m->peer, .peer_gen = m->peer_gen,
+				  .request_id = m->request_id, .type = m->type };
+	some_payload(&t->r, &x.msg);
+	call(t, fd, DVK_IOC_REPLY, &x);
+}
+
+static void op_receive(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_receive x = { 0 };
+	uint32_t cap;
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	x.from = chance(&t->r, 60) ? DVK_ANY : some_endpoint(&t->r);
+	x.from_gen = x.from == DVK_ANY ? 0 : some_generation(&t->r);
+	some_wait(&t->r, &x.flags, &x.deadline_ns);
+	some_buffer(&t->r, &x.msg);
+	cap = x.msg.size;
+	rc = call(t, s.fd, DVK_IOC_RECEIVE, &x);
+	if (rc == 0) {
+		check_received(&x.msg, cap, "receive");
+		if (x.msg.flags == DVK_MSG_REQUEST)
+			answer_or_keep(t, s.fd, &x.msg);
+	}
+}
+
+static void op_reply(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct request q;
+	struct dvk_reply x = { 0 };
+
+	if (s.fd < 0 || !take_request(&t->r, &q))
+		return;
+	x.msg = (struct dvk_msg){ .peer = q.peer, .peer_gen = q.gen, .request_id = q.id,
+				  .type = (int32_t)rnd64(&t->r) };
+	some_payload(&t->r, &x.msg);
+	/* The file that took it (it may be closed, or reused, by now), or any. */
+	call(t, q.fd >= 0 && chance(&t->r, 90) ? q.fd : s.fd, DVK_IOC_REPLY, &x);
+}
+
+static void op_reply_receive(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct request q = { .fd = -1 };
+	struct dvk_reply_receive x;
+	uint32_t cap;
+
+	if (s.fd < 0)
+		return;
+	/* Answer a kept request from the file that took it, mostly; or fail on a made-up one. */
+	take_request(&t->r, &q);
+	if (q.fd >= 0 && chance(&t->r, 90))
+		s.fd = q.fd;
+	memset(&x, 0, sizeof(x));
+	x.reply.msg = (struct dvk_msg){ .peer = q.peer, .peer_gen = q.gen, .request_id = q.id };
+	some_payload(&t->r, &x.reply.msg);
+	x.receive.from = DVK_ANY;
+	some_wait(&t->r, &x.receive.flags, &x.receive.deadline_ns);
+	some_buffer(&t->r, &x.receive.msg);
+	cap = x.receive.msg.size;
+	if (call(t, s.fd, DVK_IOC_REPLY_RECEIVE, &x) == 0) {
+		check_received(&x.receive.msg, cap, "reply_receive");
+		if (x.receive.msg.flags == DVK_MSG_REQUEST)
+			answer_or_keep(t, s.fd, &x.receive.msg);
+	}
+}
+
+static void op_sendrec(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_sendrec x;
+	uint32_t cap, ignored;
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	memset(&x, 0, sizeof(x));
+	x.request.peer = some_endpoint(&t->r);
+	x.request.peer_gen = some_generation(&t->r);
+	x.request.type = (int32_t)rnd64(&t->r);
+	some_payload(&t->r, &x.request);
+	some_buffer(&t->r, &x.reply);
+	cap = x.reply.size;
+	some_wait(&t->r, &ignored, &x.deadline_ns);
+	if (x.deadline_ns == 0)
+		x.deadline_ns = in_ms(rnd(&t->r, 20));
+	if (chance(&t->r, 3)) {
+		/* Resume a call that does not exist. */
+		x.flags = DVK_CALL_RESUME;
+		x.call = rnd64(&t->r) % 100;
+	}
+	rc = call(t, s.fd, DVK_IOC_SENDREC, &x);
+	/* Interrupted after the server took it: resume it at once, now and then. */
+	while (rc == -EINTR && (x.flags & DVK_CALL_RESUME) && chance(&t->r, 60))
+		rc = call(t, s.fd, DVK_IOC_SENDREC, &x);
+	if (rc == 0) {
+		if (x.reply.flags != DVK_MSG_REPLY || x.reply.request_id == 0)
+			anomaly("sendrec reply with flags 0x%x, request id %llu", x.reply.flags,
+				(unsigned long long)x.reply.request_id);
+		if (x.reply.size > cap)
+			anomaly("sendrec reply of %u bytes in %u", x.reply.size, cap);
+	}
+}
+
+static void op_notify(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_notify x = { 0 };
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	x.peer = some_endpoint(&t->r);
+	x.peer_gen = some_generation(&t->r);
+	x.bits = chance(&t->r, 10) ? 0 : (uint32_t)rnd64(&t->r) | 1;
+	if (chance(&t->r, 3))
+		x.reserved = 1;
+	rc = call(t, s.fd, DVK_IOC_NOTIFY, &x);
+	if (rc == 0 && (x.bits == 0 || x.reserved))
+		anomaly("notify with bits 0x%x, reserved %u succeeded", x.bits, x.reserved);
+}
+
+static void op_poll(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct pollfd p;
+
+	if (s.fd < 0)
+		return;
+	p = (struct pollfd){ .fd = s.fd, .events = POLLIN | POLLOUT };
+	atomic_store(&sh->worker[w.index].busy_since[t->n], now_ns());
+	if (poll(&p, 1, rnd(&t->r, 6)) < 0 && errno != EINTR)
+		anomaly("poll: %s", errname(errno));
+	atomic_store(&sh->worker[w.index].busy_since[t->n], 0);
+}
+
+static void op_dc(struct thread *t)
+{
+	struct dvk_dc_config c = { .id = DC_FIRST + rnd(&t->r, N_DCS) };
+	struct slot s = pick(&t->r);
+	uint32_t id = c.id;
+
+	if (s.fd < 0)
+		return;
+	if (chance(&t->r, 30)) {
+		call(t, s.fd, DVK_IOC_DC_DESTROY, &id);
+		return;
+	}
+	c.slots = chance(&t->r, 90) ? 1 + rnd(&t->r, 16) : (uint32_t)rnd64(&t->r);
+	snprintf(c.name, sizeof(c.name), chance(&t->r, 90) ? "stress-%u" : "bad name %u", c.id);
+	call(t, s.fd, DVK_IOC_DC_CREATE, &c);
+}
+
+/* ---- raw ioctls: any command, any argument ---- */
+
+
+/* A known command changed in one part: direction, size, number or magic. */
+static unsigned long near_miss(struct rng *r)
+{
+	unsigned long c = known_cmds[rnd(r, N_KNOWN)];
+	unsigned dir = _IOC_DIR(c), type = _IOC_TYPE(c), nr = _IOC_NR(c), size = _IOC_SIZE(c);
+	static const int dsize[] = { -8, -4, 4, 8, 16 };
+
+	switch (rnd(r, 4)) {
+	case 0: dir = (dir + 1 + rnd(r, 3)) & 3; break;
+	case 1: size = (size + dsize[rnd(r, 5)]) & _IOC_SIZEMASK; break;
+	case 2: nr = chance(r, 50) ? 0x04 + rnd(r, 12) : 0x16 + rnd(r, 0xe9); break;
+	default: type = chance(r, 50) ? DVK_IOC_MAGIC + 1 : DVK_IOC_MAGIC - 1; break;
+	}
+	return _IOC(dir, type, nr, size);
+}
+
+/*
+ * Fills the argument of a known command with random bytes, then makes it safe for this
+ * process: a deadline the call cannot wait past, and out-going payload pointers that are
+ * either ours or certainly invalid (the kernel writes there).
+ */
+static void randomize(struct rng *r, unsigned long cmd, unsigned char *arg, size_t len)
+{
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t v = rnd64(r);
+
+		memcpy(arg + i, &v, len - i < 8 ? len - i : 8);
+	}
+	if (chance(r, 50)) /* often zero the reserved-looking tail, to get past the checks */
+		memset(arg + len / 2, 0, len - len / 2);
+	switch (cmd) {
+	case DVK_IOC_DC_CREATE:
+		((struct dvk_dc_config *)arg)->id = DC_FIRST + rnd(r, N_DCS);
+		break;
+	case DVK_IOC_DC_DESTROY:
+		*(uint32_t *)arg = DC_FIRST + rnd(r, N_DCS + 2);
+		break;
+	case DVK_IOC_RECEIVE: {
+		struct dvk_receive *x = (void *)arg;
+
+		some_wait(r, &x->flags, &x->deadline_ns);
+		some_buffer(r, &x->msg);
+		break;
+	}
+	case DVK_IOC_SENDREC: {
+		struct dvk_sendrec *x = (void *)arg;
+		uint32_t ignored;
+
+		some_wait(r, &ignored, &x->deadline_ns);
+		if (x->deadline_ns == 0)
+			x->deadline_ns = in_ms(5);
+		some_buffer(r, &x->reply);
+		break;
+	}
+	case DVK_IOC_REPLY_RECEIVE: {
+		struct dvk_reply_receive *x = (void *)arg;
+
+		some_wait(r, &x->receive.flags, &x->receive.deadline_ns);
+		some_buffer(r, &x->receive.msg);
+		break;
+	}
+	case DVK_IOC_SEND: {
+		struct dvk_send *x = (void *)arg;
+		uint32_t flags;
+
+		some_wait(r, &flags, &x->deadline_ns);
+		x->flags = (x->flags & ~DVK_CALL_NONBLOCK) | flags;
+		break;
+	}
+	}
+}
+
+static void op_raw(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	static __thread unsigned char buf[4096] __attribute__((aligned(8)));
+	unsigned long cmd;
+	bool known;
+	void *arg;
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	/*
+	 * Known commands, near misses, and anything with our magic. Other magics are left out:
+	 * the VFS acts on some of them (FIOCLEX, FIONBIO...) whatever the device.
+	 */
+	switch (rnd(&t->r, 10)) {
+	case 0 ... 4:
+		cmd = known_cmds[rnd(&t->r, N_KNOWN)];
+		break;
+	case 5 ... 8:
+		cmd = near_miss(&t->r);
+		break;
+	default:
+		cmd = _IOC(rnd(&t->r, 4), DVK_IOC_MAGIC, rnd(&t->r, 256), rnd(&t->r, 512));
+		break;
+	}
+	known = is_known(cmd);
+
+	switch (rnd(&t->r, 8)) {
+	case 0: arg = NULL; break;
+	case 1: arg = w.none; break;
+	case 2: arg = (void *)0xffff888000000000ull; break;
+	case 3: arg = w.in + max_payload - rnd(&t->r, 16); break; /* runs into the hole */
+	default:
+		arg = buf;
+		if (known)
+			randomize(&t->r, cmd, buf, _IOC_SIZE(cmd));
+		else
+			memset(buf, 0, sizeof(buf));
+		break;
+	}
+	rc = call(t, s.fd, cmd, arg);
+	if (!known && rc != -ENOTTY && rc != -EBADF)
+		anomaly("unknown cmd 0x%lx gave %s, not ENOTTY", cmd, rcname(rc));
+	if (known && rc == 0 && arg != buf)
+		anomaly("cmd 0x%lx with argument %p succeeded", cmd, arg);
+}
+
+static void op_version(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_version v;
+
+	if (s.fd >= 0 && call(t, s.fd, DVK_IOC_VERSION, &v) == 0 &&
+	    (v.abi != DVK_ABI_VERSION || v.max_payload != max_payload))
+		anomaly("version: abi %u, max_payload %u", v.abi, v.max_payload);
+}
+
+/* One random operation, by weight. */
+static void one_op(struct thread *t)
+{
+	uint32_t p = rnd(&t->r, 1000);
+
+	if (p < 30)
+		op_open(t);
+	else if (p < 50)
+		op_close(t);
+	else if (p < 110)
+		op_bind(t);
+	else if (p < 290)
+		op_send(t);
+	else if (p < 520)
+		op_receive(t);
+	else if (p < 630)
+		op_sendrec(t);
+	else if (p < 660)
+		op_reply(t);
+	else if (p < 710)
+		op_reply_receive(t);
+	else if (p < 770)
+		op_notify(t);
+	else if (p < 800)
+		op_poll(t);
+	else if (p < 805)
+		op_dc(t);
+	else if (p < 815)
+		op_version(t);
+	else
+		op_raw(t);
+}
+
+static void *worker_thread(void *p)
+{
+	struct thread *t = p;
+
+	while (!atomic_load(&sh->stop) && atomic_fetch_add(&sh->calls, 1) < total_calls)
+		one_op(t);
+	return NULL;
+}
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+}
+
+static void *map(size_t len, int prot)
+{
+	void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	REQUIRE(p != MAP_FAILED);
+	return p;
+}
+
+/* A worker process: runs until the calls are used up or the parent says stop. */
+static void worker_main(int index, uint64_t seed)
+{
+	struct rng r = { seed };
+	struct thread t[MAX_THREADS];
+	struct sigaction sa;
+	size_t in_len = ((size_t)max_payload + 4095) / 4096 * 4096;
+
+	setpgid(0, 0);
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.mu, NULL);
+	w.index = index;
+	w.nthreads = chance(&r, 40) ? 2 : 1;
+	for (int i = 0; i < SLOTS; i++)
+		w.slot[i].fd = -1;
+	w.out = map(max_payload + 64, PROT_READ | PROT_WRITE);
+	for (size_t i = 0; i < max_payload + 64; i++)
+		w.out[i] = (unsigned char)i;
+	/* `in` ends where an inaccessible page begins. */
+	w.in = map(in_len + 4096, PROT_READ | PROT_WRITE);
+	REQUIRE(mprotect(w.in + in_len, 4096, PROT_NONE) == 0);
+	w.in += in_len - max_payload;
+	w.none = map(4096, PROT_NONE);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sa.sa_flags = chance(&r, 50) ? SA_RESTART : 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(INTR_SIG, &sa, NULL);
+	atomic_store(&sh->worker[index].ready, 1);
+
+	for (int i = 0; i < 2; i++)
+		op_open(&(struct thread){ .r = r });
+	for (int i = 0; i < w.nthreads; i++) {
+		t[i] = (struct thread){ .n = i, .r = { rnd64(&r) } };
+		if (i > 0)
+			REQUIRE(pthread_create(&t[i].tid, NULL, worker_thread, &t[i]) == 0);
+	}
+	worker_thread(&t[0]);
+	for (int i = 1; i < w.nthreads; i++)
+		pthread_join(t[i].tid, NULL);
+	_exit(0);
+}
+
+/* ---- the parent ---- */
+
+struct proc {
+	pid_t pid;
+	bool killed;	/* by us, with SIGKILL */
+	int restarts;
+};
+
+static uint64_t seed;
+static int nprocs;
+static struct proc procs[MAX_PROCS];
+
+static void start_worker(int i)
+{
+	uint64_t s = seed ^ (0x9e3779b97f4a7c15ull * (i + 1)) ^ ((uint64_t)procs[i].restarts << 40);
+	pid_t pid;
+
+	atomic_store(&sh->worker[i].ready, 0);
+	for (int k = 0; k < MAX_THREADS; k++)
+		atomic_store(&sh->worker[i].busy_since[k], 0);
+	fflush(stdout);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		worker_main(i, s);
+	setpgid(pid, pid);
+	procs[i].pid = pid;
+	procs[i].killed = false;
+}
+
+/* Reaps ended workers; unexpected deaths are failures. Returns how many are still running. */
+static int reap_workers(bool restart, bool *failed)
+{
+	int running = 0;
+
+	for (int i = 0; i < nprocs; i++) {
+		int st;
+
+		if (procs[i].pid == 0)
+			continue;
+		if (waitpid(procs[i].pid, &st, WNOHANG) != procs[i].pid) {
+			running++;
+			continue;
+		}
+		kill(-procs[i].pid, SIGKILL); /* anything it left in its group */
+		if (WIFSIGNALED(st) && !(procs[i].killed && WTERMSIG(st) == SIGKILL)) {
+			tap_diag("worker %d (pid %d) died of signal %d (%s)", i, (int)procs[i].pid,
+				 WTERMSIG(st), strsignal(WTERMSIG(st)));
+			*failed = true;
+		} else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+			tap_diag("worker %d (pid %d) exited with %d", i, (int)procs[i].pid,
+				 WEXITSTATUS(st));
+			*failed = true;
+		}
+		procs[i].pid = 0;
+		if (restart && atomic_load(&sh->calls) < total_calls) {
+			procs[i].restarts++;
+			sh->restarts++;
+			start_worker(i);
+			running++;
+		}
+	}
+	return running;
+}
+
+/* True if a worker thread has been inside one call for more than HANG_MS. */
+static bool hung(void)
+{
+	uint64_t now = now_ns();
+
+	for (int i = 0; i < nprocs; i++) {
+		for (int k = 0; k < MAX_THREADS; k++) {
+			uint64_t since = atomic_load(&sh->worker[i].busy_since[k]);
+
+			if (procs[i].pid && since && now > since + HANG_MS * 1000000ull) {
+				tap_diag("worker %d thread %d has been in one call for %" PRIu64
+					 " ms", i, k, (now - since) / 1000000);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static int admin_ioctl(unsigned long cmd, void *arg)
+{
+	int fd = open(DVK_DEV, O_RDWR | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = dvk_ioctl(fd, cmd, arg);
+	close(fd);
+	return rc;
+}
+
+static void create_dcs(void)
+{
+	static const uint32_t slots[N_START_DCS] = { 4, 8, 2 };
+
+	for (uint32_t i = 0; i < N_START_DCS; i++) {
+		struct dvk_dc_config c = { .id = DC_FIRST + i, .slots = slots[i] };
+		int rc;
+
+		snprintf(c.name, sizeof(c.name), "stress-%u", c.id);
+		rc = admin_ioctl(DVK_IOC_DC_CREATE, &c);
+		if (rc)
+			tap_diag("creating DC %u: %s", c.id, errname(-rc));
+	}
+}
+
+/* Destroys every DC of the run, waiting while endpoints still unbind; false on failure. */
+static bool destroy_dcs(void)
+{
+	bool ok = true;
+
+	for (uint32_t id = DC_FIRST; id < DC_FIRST + N_DCS; id++) {
+		uint64_t end = in_ms(5000);
+		int rc;
+
+		while ((rc = admin_ioctl(DVK_IOC_DC_DESTROY, &id)) == -EBUSY && now_ns() < end)
+			sleep_ms(10);
+		if (rc && rc != -ENOENT) {
+			tap_diag("destroying DC %u: %s", id, errname(-rc));
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+/* Runs the workers, interrupting and killing some, until the calls are used up. */
+static bool run(void)
+{
+	struct rng r = { seed ^ 0x5eed };
+	uint64_t limit = in_ms(300000 + total_calls / 1000 * 1000);
+	bool failed = false;
+
+	for (int i = 0; i < nprocs; i++)
+		start_worker(i);
+	while (atomic_load(&sh->calls) < total_calls) {
+		int i = rnd(&r, nprocs);
+
+		sleep_ms(2);
+		if (procs[i].pid && atomic_load(&sh->worker[i].ready) && chance(&r, 60)) {
+			kill(procs[i].pid, INTR_SIG);
+			sh->interrupts++;
+		}
+		if (procs[i].pid && !procs[i].killed && chance(&r, 1)) {
+			procs[i].killed = true;
+			kill(procs[i].pid, SIGKILL);
+			sh->kills++;
+		}
+		reap_workers(true, &failed);
+		if (hung() || now_ns() > limit) {
+			if (now_ns() > limit)
+				tap_diag("the run took too long");
+			failed = true;
+			break;
+		}
+	}
+	/* Let the workers finish their last calls, then end them all. */
+	atomic_store(&sh->stop, 1);
+	for (uint64_t end = in_ms(HANG_MS); reap_workers(false, &failed) > 0;) {
+		if (hung() || now_ns() > end) {
+			failed = true;
+			break;
+		}
+		sleep_ms(5);
+	}
+	for (int i = 0; i < nprocs; i++) {
+		if (procs[i].pid) {
+			procs[i].killed = true;
+			kill(-procs[i].pid, SIGKILL);
+		}
+	}
+	while (reap_workers(false, &failed) > 0)
+		sleep_ms(5);
+	return !failed;
+}
+
+/* What the run did: successes per command, failures per errno, kills and signals. */
+static void report(void)
+{
+	char line[1024];
+	size_t off = 0;
+
+	for (size_t i = 0; i < N_KNOWN; i++)
+		off += snprintf(line + off, sizeof(line) - off, "%s %" PRIu64 " ", known_names[i],
+				(uint64_t)atomic_load(&sh->ok[i]));
+	tap_diag("succeeded: %s", line);
+	off = 0;
+	for (int e = 1; e < 160; e++)
+		if (atomic_load(&sh->err[e]) && off < sizeof(line))
+			off += snprintf(line + off, sizeof(line) - off, "%s %" PRIu64 " ",
+					errname(e), (uint64_t)atomic_load(&sh->err[e]));
+	tap_diag("failed: %s", line);
+	tap_diag("workers killed %" PRIu64 ", restarted %" PRIu64 ", signals sent %" PRIu64,
+		 (uint64_t)sh->kills, (uint64_t)sh->restarts, (uint64_t)sh->interrupts);
+}
+
+int main(int argc, char **argv)
+{
+	struct dvk_stats before, after;
+	struct dvk_version v;
+	char why[512];
+	bool ok, clean, zero_before = true;
+	uint64_t calls;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	total_calls = argc > 1 ? strtoull(argv[1], NULL, 0) : 100000;
+	nprocs = argc > 2 ? atoi(argv[2]) : 4;
+	seed = argc > 3 ? strtoull(argv[3], NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	if (nprocs < 1 || nprocs > MAX_PROCS) {
+		fprintf(stderr, "usage: stress [CALLS [PROCS (1..%d) [SEED]]]\n", MAX_PROCS);
+		return 2;
+	}
+	printf("1..2\n# seed %" PRIu64 "\n", seed);
+	if (admin_ioctl(DVK_IOC_VERSION, &v) != 0 || stats_read(&before) != 0) {
+		printf("Bail out! %s or %s not usable\n", DVK_DEV, DVK_STATS);
+		return 1;
+	}
+	max_payload = v.max_payload;
+	for (int i = 0; i < before.n; i++)
+		zero_before &= before.value[i] == 0;
+	if (!zero_before)
+		tap_diag("the counters were not zero before the run; checking against their values");
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+
+	/* The last resort if the parent itself gets stuck in the kernel. */
+	alarm(360 + total_calls / 1000 + 60);
+	create_dcs();
+	ok = run();
+	calls = atomic_load(&sh->calls);
+	if (calls > total_calls)
+		calls = total_calls;
+	if (atomic_load(&sh->anomalies)) {
+		tap_diag("%" PRIu64 " anomalies", (uint64_t)atomic_load(&sh->anomalies));
+		ok = false;
+	}
+	report();
+	printf("%s 1 - stress: %" PRIu64 " calls in %d processes, seed %" PRIu64 "\n",
+	       ok ? "ok" : "not ok", calls, nprocs, seed);
+
+	clean = destroy_dcs();
+	{
+		uint64_t end = in_ms(5000);
+		bool same;
+
+		do {
+			REQUIRE(stats_read(&after) == 0);
+			same = stats_same(&before, &after, why, sizeof(why));
+			if (!same)
+				sleep_ms(10);
+		} while (!same && now_ns() < end);
+		if (!same) {
+			tap_diag("counters not back: %s", why);
+			clean = false;
+		}
+	}
+	printf("%s 2 - counters back to zero\n", clean ? "ok" : "not ok");
+	return ok && clean ? 0 : 1;
+}
