@@ -60,6 +60,9 @@ export class Session {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.throttle());
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    // The client's FIN (its close()) unbinds at once, before the agent's own FIN goes back:
+    // a client's close() resolves on that FIN, so its endpoint is free by then.
+    socket.on('end', () => this.onClose());
     socket.on('close', () => this.onClose());
   }
 

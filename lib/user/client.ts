@@ -3,6 +3,7 @@
  * Calls are frames tagged with a per-connection number; the agent answers each tag exactly once,
  * also after a CANCEL, so a call's outcome is always the agent's verdict and never a guess.
  */
+import { once } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import type { Backend, BoundEndpoint, CallControl, NodeStatus } from '../backend.js';
 import { DvkError } from '../errors.js';
@@ -150,15 +151,17 @@ class Connection {
       for (const tag of [...this.pending.keys()].reverse()) {
         this.write(frame({ op: Op.CANCEL, tag: this.takeTag(), arg: BigInt(tag) }));
       }
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([settled, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
+      await atMost(settled, graceMs);
     }
     const reason = new DvkError('ECANCELED', 'endpoint closed');
     this.ended ??= reason;
+    // The agent unbinds when it reads our FIN and answers with its own: once the socket has
+    // closed, the endpoint number is free to bind again (bounded, should the agent hang).
+    const closed = this.socket.closed ? Promise.resolve() : once(this.socket, 'close');
     this.socket.end();
     for (const p of this.pending.values()) p.reject(reason);
     this.pending.clear();
+    await atMost(closed, graceMs);
   }
 
   /** Ends the connection at once: every pending call rejects with `reason`. */
@@ -344,4 +347,14 @@ export class UserBackend implements Backend {
       conn.end(new DvkError('ECANCELED', 'status read'), false);
     }
   }
+}
+
+/** Waits for `promise` to settle, or `ms` at most. */
+async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([promise.catch(() => {}), elapsed]);
+  clearTimeout(timer);
 }
