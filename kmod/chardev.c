@@ -37,6 +37,12 @@ static int dvk_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+static int dvk_flush_file(struct file *file, fl_owner_t id)
+{
+	dvk_flush(file->private_data, id);
+	return 0;
+}
+
 static __poll_t dvk_poll(struct file *file, poll_table *wait)
 {
 	struct dvk_endpoint *ep = file->private_data;
@@ -253,6 +259,7 @@ static long dvk_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 static const struct file_operations dvk_fops = {
 	.owner = THIS_MODULE,
 	.open = dvk_open,
+	.flush = dvk_flush_file,
 	.release = dvk_release,
 	.poll = dvk_poll,
 	.unlocked_ioctl = dvk_ioctl,

@@ -52,6 +52,8 @@ struct dvk_endpoint {
 	u32 gen;
 	struct pid *pid;		/* the process that bound it (a reference) */
 	wait_queue_head_t wait;		/* its blocked calls, and poll() */
+	spinlock_t sleepers_lock;	/* innermost: protects sleepers */
+	struct list_head sleepers;	/* threads sleeping in calls on this file (ipc.c) */
 
 	/* Everything below is under dc->lock. */
 	struct list_head queue;		/* dvk_kmsg, arrival order */
@@ -153,6 +155,7 @@ bool dvk_name_valid(const char *name);
 /* ipc.c: queues and calls. */
 void dvk_endpoint_init(struct dvk_endpoint *ep);
 void dvk_unbind(struct dvk_endpoint *ep, int error);
+void dvk_flush(struct dvk_endpoint *ep, struct files_struct *files);
 int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args);
 int dvk_receive(struct dvk_endpoint *ep, struct dvk_receive *args,
 		struct dvk_receive __user *uargs);

@@ -126,22 +126,38 @@ static bool deadline_passed(u64 deadline)
 	return deadline && ktime_get_ns() >= deadline;
 }
 
+/* A thread sleeping in a call on a file; dvk_flush() ends it. */
+struct dvk_sleeper {
+	struct list_head link;		/* in ep->sleepers, under ep->sleepers_lock */
+	struct files_struct *files;	/* the sleeping thread's descriptor table */
+	bool closed;			/* its process closed the file: stop with EBADF */
+};
+
 /*
  * Sleeps on @ep until @ready(@arg) holds, the absolute CLOCK_MONOTONIC @deadline (0: none)
- * passes, or a signal arrives. Returns 0, -ETIMEDOUT or -ERESTARTSYS. @ready runs without
- * the DC lock: callers decide under the lock afterwards, since things may change meanwhile.
+ * passes, a signal arrives, or the sleeping process closes the file. Returns 0, -ETIMEDOUT,
+ * -ERESTARTSYS or -EBADF. @ready runs without the DC lock: callers decide under the lock
+ * afterwards, since things may change meanwhile.
  */
 static int wait_until(struct dvk_endpoint *ep, bool (*ready)(const void *), const void *arg,
 		      u64 deadline)
 {
+	struct dvk_sleeper me = { .files = current->files };
 	ktime_t expires = ns_to_ktime(deadline);
 	DEFINE_WAIT(wait);
 	int ret = 0;
 
+	spin_lock(&ep->sleepers_lock);
+	list_add(&me.link, &ep->sleepers);
+	spin_unlock(&ep->sleepers_lock);
 	for (;;) {
 		prepare_to_wait(&ep->wait, &wait, TASK_INTERRUPTIBLE);
 		if (ready(arg))
 			break;
+		if (READ_ONCE(me.closed)) {
+			ret = -EBADF;
+			break;
+		}
 		if (signal_pending(current)) {
 			ret = -ERESTARTSYS;
 			break;
@@ -156,7 +172,32 @@ static int wait_until(struct dvk_endpoint *ep, bool (*ready)(const void *), cons
 			schedule();
 	}
 	finish_wait(&ep->wait, &wait);
+	spin_lock(&ep->sleepers_lock);
+	list_del(&me.link);
+	spin_unlock(&ep->sleepers_lock);
 	return ret;
+}
+
+/*
+ * close() of a descriptor of @ep's file by a process (@files is its descriptor table): its
+ * threads sleeping in calls on the file stop with EBADF, each call undone as for a timeout.
+ * Other processes sharing the file (after fork) keep theirs.
+ */
+void dvk_flush(struct dvk_endpoint *ep, struct files_struct *files)
+{
+	struct dvk_sleeper *s;
+	bool any = false;
+
+	spin_lock(&ep->sleepers_lock);
+	list_for_each_entry(s, &ep->sleepers, link) {
+		if (s->files == files) {
+			WRITE_ONCE(s->closed, true);
+			any = true;
+		}
+	}
+	spin_unlock(&ep->sleepers_lock);
+	if (any)
+		wake_up_interruptible_all(&ep->wait);
 }
 
 static bool call_done(const void *call)
@@ -1098,6 +1139,8 @@ void dvk_endpoint_init(struct dvk_endpoint *ep)
 {
 	mutex_init(&ep->bind_lock);
 	init_waitqueue_head(&ep->wait);
+	spin_lock_init(&ep->sleepers_lock);
+	INIT_LIST_HEAD(&ep->sleepers);
 	INIT_LIST_HEAD(&ep->queue);
 	INIT_LIST_HEAD(&ep->held);
 	INIT_LIST_HEAD(&ep->notes);

@@ -3189,6 +3189,47 @@ struct test_case {
 
 #define T(f, n, ...) { .fn = f, .name = n, __VA_ARGS__ }
 
+/* --- close() while a thread waits ------------------------------------------------------- */
+
+struct close_arg {
+	int fd;
+	int rc;
+};
+
+static void *close_receiver(void *p)
+{
+	struct close_arg *a = p;
+	uint64_t n;
+
+	a->rc = recv_num(a->fd, DVK_ANY, 0, 0, SOON, &n, NULL);
+	return NULL;
+}
+
+static void t_close_wakes_waiters(void)
+{
+	uint32_t dc = dc_new(4);
+	struct close_arg a = { .fd = ep_open(dc, 0, NULL), .rc = 1 };
+	pthread_t th;
+	pid_t pid;
+	int status;
+
+	CHECK(pthread_create(&th, NULL, close_receiver, &a) == 0);
+	WAIT_EP(dc, 0, "receivers", 1);
+	/* A child sharing the file closes its copy: the parent's receive keeps waiting. */
+	pid = fork();
+	if (!pid) {
+		close(a.fd);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	WAIT_EP(dc, 0, "receivers", 1);
+	CHECK_EQ(a.rc, 1);
+	/* The process itself closes it: the waiting thread stops at once with EBADF. */
+	CHECK(close(a.fd) == 0);
+	CHECK(pthread_join(th, NULL) == 0);
+	CHECK_RC(a.rc, -EBADF);
+}
+
 static const struct test_case cases[] = {
 	T(t_version, "VERSION reports the ABI, features and the module parameters"),
 	T(t_unknown_ioctl, "unknown numbers, sizes, directions and magics fail with ENOTTY"),
@@ -3213,6 +3254,7 @@ static const struct test_case cases[] = {
 	T(t_bind_einval, "binding outside 0..slots-1 or DVK_ANY fails with EINVAL"),
 	T(t_bind_enoent, "binding in an unknown DC fails with ENOENT"),
 	T(t_enotconn, "calls on an unbound file fail with ENOTCONN"),
+	T(t_close_wakes_waiters, "close() by the process wakes its thread waiting on the file with EBADF"),
 	T(t_payload_empty, "an empty payload round-trips, even without a buffer"),
 	T(t_payload_max, "a payload of exactly max_payload bytes round-trips byte-exact"),
 	T(t_payload_too_big, "a payload above max_payload fails with EMSGSIZE"),

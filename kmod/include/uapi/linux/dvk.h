@@ -49,6 +49,9 @@
  *   call returns for good, the kernel clears DVK_CALL_RESUME and dvk_sendrec.call again. At most
  *   DVK_PARKED_MAX such calls are kept per file; beyond that the oldest is given up (its reply
  *   will be dropped).
+ *   A process that closes a descriptor of the file ends its own threads' waits on it with
+ *   EBADF, each call undone as for a timeout. Other processes sharing the file (after fork)
+ *   are not affected; the endpoint unbinds when the last descriptor is closed.
  *
  * Messages
  *   Payloads are 0..max_payload bytes (a module parameter, reported by DVK_IOC_VERSION). A
@@ -97,6 +100,7 @@
  *   EBUSY      destroying a DC with endpoints bound, or a second proxy.
  *   EEXIST     a DC id or name in use.
  *   EFAULT     a bad pointer.                      ENOTTY   an unknown ioctl.
+ *   EBADF      the calling process closed the file while the call waited.
  */
 #ifndef _UAPI_LINUX_DVK_H
 #define _UAPI_LINUX_DVK_H
