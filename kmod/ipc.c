@@ -1191,6 +1191,8 @@ static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error
 		if (caller && caller->remote_of) {
 			m->flags = DVK_KMSG_FAIL;
 			m->status = error;
+			m->type = 0;
+			m->bits = 0;
 			m->src = gone->nr;
 			m->src_gen = gone->gen;
 			dvk_queue_add(caller, m, false);

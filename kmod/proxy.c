@@ -309,8 +309,7 @@ int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args)
 	u32 count;
 	int ret;
 
-	if (args->flags & ~DVK_CALL_NONBLOCK || args->reserved || args->error || args->count ||
-	    args->deadline_ns > KTIME_MAX)
+	if (args->flags & ~DVK_CALL_NONBLOCK || args->reserved || args->deadline_ns > KTIME_MAX)
 		return -EINVAL;
 	do {
 		if (!atomic_read(&px->outbound)) {
@@ -329,8 +328,11 @@ int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args)
 				break;
 			used += n;
 		}
-		/* Start with the next remote endpoint next time, so none is starved. */
-		if (!list_empty(&px->remotes))
+		/*
+		 * Start with the next remote endpoint next time, so none is starved; but not
+		 * after taking nothing, so that the size EMSGSIZE reports is the one needed.
+		 */
+		if (count)
 			list_rotate_left(&px->remotes);
 		mutex_unlock(&px->lock);
 		if (n < 0 && !count)
@@ -356,14 +358,15 @@ static bool record_valid(const struct dvk_proxy_msg *rec)
 	case DVK_PROXY_MESSAGE:
 		return !rec->bits && !rec->request_id && !rec->status;
 	case DVK_PROXY_REQUEST:
-		return !rec->bits && !rec->status;
+		return rec->request_id && !rec->bits && !rec->status;
 	case DVK_PROXY_REPLY:
 		return rec->dst_gen && !rec->bits && !rec->status;
 	case DVK_PROXY_NOTIFY:
 		return rec->bits && !rec->size && !rec->type && !rec->request_id && !rec->status;
 	case DVK_PROXY_FAIL:
+		/* An errno a caller may see: never a kernel-internal code such as -ERESTARTSYS. */
 		return rec->dst_gen && !rec->size && !rec->type && !rec->bits &&
-		       rec->status < 0 && rec->status > -MAX_ERRNO;
+		       rec->status < 0 && rec->status > -ERESTARTSYS;
 	}
 	return false;
 }
@@ -493,7 +496,7 @@ int dvk_proxy_inject(struct dvk_proxy *px, struct dvk_proxy_batch *args)
 	u32 count = 0;
 	int error = 0;
 
-	if (args->flags || args->reserved || args->error || args->count || args->deadline_ns)
+	if (args->flags || args->reserved || args->deadline_ns)
 		return -EINVAL;
 	mutex_lock(&px->lock);
 	while (off < args->size) {

@@ -10,6 +10,7 @@ check() { # description, then a command that must succeed
 stats_zero() { ! grep -qv ' 0$' /proc/dvk/stats; }
 
 ./uapi || status=1
+./proxy || status=1
 ./stress "${DVK_STRESS_CALLS:-100000}" 4 || status=1
 check "after all tests, /proc/dvk/stats is all zeros" stats_zero
 [ "$status" -eq 0 ] || cat /proc/dvk/stats

@@ -9,14 +9,20 @@
  * (send, receive, sendrec, reply, notify, poll) with NONBLOCK or deadlines of at most ~20 ms,
  * structures with plausible but wrong values, structures of random bytes, NULL and bad
  * pointers, known command numbers and near misses, random closes and reopens, and DC creates
- * and destroys. Some workers run two threads on the same files. Meanwhile the parent
+ * and destroys. One worker at a time holds the node's proxy file (whichever attached first;
+ * the others keep trying, and get EBUSY): it registers and removes random remote endpoints in
+ * the run's DCs, where the other workers' traffic lands, drains what waits there into good,
+ * short and bad buffers, and injects batches of plausible, answering, mutated and random
+ * records; then it closes the proxy file, or is killed with it. Some workers run two threads
+ * on the same files. Meanwhile the parent
  * interrupts workers with a signal (with and without SA_RESTART) and kills some with SIGKILL,
  * starting new ones in their place.
  *
  * Nothing may hang: every call that can wait has a short deadline, and the parent fails the
  * run if a call stays in the kernel for more than HANG_MS. Workers check what they can
  * (unknown commands fail with ENOTTY, errors are ones the header documents, received
- * messages are well-formed) and count anything else as an anomaly. At the end the parent
+ * messages and drained batches are well-formed, an inject reports a count, size and error
+ * that fit the batch) and count anything else as an anomaly. At the end the parent
  * kills everything, destroys the DCs and checks that /proc/dvk/stats is back to zero.
  */
 #include "tap.h"
@@ -44,6 +50,8 @@ struct shared {
 	_Atomic int diags;
 	_Atomic int stop;
 	_Atomic uint64_t ok[16];		/* successes per known command (index in known_cmds) */
+	_Atomic uint64_t drained, injected;	/* records */
+	_Atomic uint64_t inject_stop[160];	/* injects by the error they stopped with */
 	_Atomic uint64_t err[160];		/* failures per errno */
 	_Atomic uint64_t kills, interrupts, restarts;
 	struct {
@@ -87,10 +95,13 @@ static bool chance(struct rng *r, unsigned percent)
 static const unsigned long known_cmds[] = {
 	DVK_IOC_VERSION, DVK_IOC_DC_CREATE, DVK_IOC_DC_DESTROY, DVK_IOC_BIND, DVK_IOC_SEND,
 	DVK_IOC_RECEIVE, DVK_IOC_SENDREC, DVK_IOC_REPLY, DVK_IOC_REPLY_RECEIVE, DVK_IOC_NOTIFY,
+	DVK_IOC_PROXY_ATTACH, DVK_IOC_REMOTE_ADD, DVK_IOC_REMOTE_DEL, DVK_IOC_PROXY_DRAIN,
+	DVK_IOC_PROXY_INJECT,
 };
 static const char *const known_names[] = {
 	"VERSION", "DC_CREATE", "DC_DESTROY", "BIND", "SEND",
 	"RECEIVE", "SENDREC", "REPLY", "REPLY_RECEIVE", "NOTIFY",
+	"PROXY_ATTACH", "REMOTE_ADD", "REMOTE_DEL", "PROXY_DRAIN", "PROXY_INJECT",
 };
 #define N_KNOWN (sizeof(known_cmds) / sizeof(known_cmds[0]))
 
@@ -130,7 +141,7 @@ static bool documented(int e)
 	switch (e) {
 	case ENOENT: case EADDRINUSE: case EISCONN: case ENOTCONN: case EINVAL: case EMSGSIZE:
 	case ESRCH: case ETIMEDOUT: case EAGAIN: case EPERM: case EBUSY: case EEXIST:
-	case EFAULT: case ENOTTY: case EINTR: case EBADF:
+	case EFAULT: case ENOTTY: case EINTR: case EBADF: case EHOSTUNREACH:
 		return true;
 	}
 	return false;
@@ -151,12 +162,30 @@ struct request {
 
 #define SLOTS 6
 #define REQUESTS 32
+#define REMOTES 16
+#define KEPT 16
+
+/* A remote endpoint this worker registered as the proxy. */
+struct remote {
+	uint32_t dc, ep, gen;
+};
+
+/* A drained record kept to answer (a request) or to mutate: its header, a bit of payload. */
+struct kept_record {
+	struct dvk_proxy_msg h;
+	unsigned char data[64];
+};
 
 struct worker {
-	pthread_mutex_t mu;	/* guards slots and requests */
+	pthread_mutex_t mu;	/* guards slots, requests, the proxy file, remotes and records */
 	struct slot slot[SLOTS];
 	struct request req[REQUESTS];
 	int nreq;
+	int px;			/* the proxy file if this worker attached one, else -1 */
+	struct remote remote[REMOTES];
+	int nremotes;
+	struct kept_record kept[KEPT];	/* drained requests first, mutated at random */
+	int nkept;
 	int index, nthreads;
 	unsigned char *out;	/* max_payload + 64 bytes of data to send */
 	unsigned char *in;	/* max_payload bytes, then an inaccessible page */
@@ -169,6 +198,9 @@ struct thread {
 	pthread_t tid;
 	int n;
 	struct rng r;
+	unsigned char *dbuf;	/* this thread's drain buffer: dlen bytes, then a hole */
+	uint32_t dlen;
+	struct px_batch batch;	/* this thread's inject batch */
 };
 
 /*
@@ -613,6 +645,433 @@ static void op_dc(struct thread *t)
 	call(t, s.fd, DVK_IOC_DC_CREATE, &c);
 }
 
+/* ---- the proxy role ---- */
+
+static int proxy_file(void)
+{
+	int px;
+
+	pthread_mutex_lock(&w.mu);
+	px = w.px;
+	pthread_mutex_unlock(&w.mu);
+	return px;
+}
+
+/* Tries to become the node's proxy, mostly with good arguments; most tries find one. */
+static void op_attach(struct thread *t)
+{
+	struct dvk_proxy_attach a = { .node = rnd(&t->r, 8) };
+	int fd = open(DVK_DEV, O_RDWR | O_CLOEXEC), rc;
+	bool bad = false;
+
+	if (fd < 0) {
+		anomaly("open: %s", errname(errno));
+		return;
+	}
+	if (chance(&t->r, 5)) {
+		a.flags = 1u << rnd(&t->r, 32);
+		bad = true;
+	}
+	if (chance(&t->r, 5)) {
+		a.reserved[rnd(&t->r, 2)] = rnd64(&t->r) | 1;
+		bad = true;
+	}
+	rc = call(t, fd, DVK_IOC_PROXY_ATTACH, chance(&t->r, 3) ? NULL : &a);
+	if (rc == 0 && bad)
+		anomaly("attach with flags 0x%x succeeded", a.flags);
+	if (rc == 0) {
+		pthread_mutex_lock(&w.mu);
+		if (w.px < 0) {
+			w.px = fd;
+			w.nremotes = 0;
+			w.nkept = 0;
+			fd = -1;
+		}
+		pthread_mutex_unlock(&w.mu);
+		if (fd >= 0)
+			anomaly("a second attach succeeded while this worker holds the proxy");
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A proxy call on a file that is not the proxy: EPERM, whatever the argument. */
+static void op_proxy_elsewhere(struct thread *t)
+{
+	static const unsigned long cmds[] = { DVK_IOC_REMOTE_ADD, DVK_IOC_REMOTE_DEL,
+					      DVK_IOC_PROXY_DRAIN, DVK_IOC_PROXY_INJECT };
+	struct slot s = pick_file(&t->r, chance(&t->r, 50));
+	unsigned char arg[64];
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	for (size_t i = 0; i < sizeof(arg); i += 8) {
+		uint64_t v = rnd64(&t->r);
+
+		memcpy(arg + i, &v, 8);
+	}
+	rc = call(t, s.fd, cmds[rnd(&t->r, 4)], chance(&t->r, 10) ? NULL : arg);
+	/* (Unless another thread closed the file and its number went to a new proxy file.) */
+	if (rc != -EPERM && rc != -EBADF && proxy_file() != s.fd)
+		anomaly("a proxy call on a file that is not the proxy: %s", rcname(rc));
+}
+
+static void op_remote_add(struct thread *t, int px)
+{
+	struct dvk_remote r = { 0 };
+	bool bad = false;
+	int rc;
+
+	r.dc = chance(&t->r, 90) ? DC_FIRST + rnd(&t->r, N_START_DCS)
+				 : DC_FIRST + rnd(&t->r, N_DCS + 2);
+	r.endpoint = chance(&t->r, 70) ? rnd(&t->r, 8) : some_endpoint(&t->r);
+	r.generation = chance(&t->r, 90) ? 1 + rnd(&t->r, 5) : (uint32_t)rnd64(&t->r);
+	r.node = rnd(&t->r, 8);
+	if (chance(&t->r, 4)) {
+		r.flags = 1u << rnd(&t->r, 32);
+		bad = true;
+	}
+	if (chance(&t->r, 3)) {
+		r.reserved = (uint32_t)rnd64(&t->r) | 1;
+		bad = true;
+	}
+	rc = call(t, px, DVK_IOC_REMOTE_ADD, &r);
+	if (rc == 0 && (bad || r.generation == 0 || r.endpoint == DVK_ANY))
+		anomaly("REMOTE_ADD of endpoint %u generation %u flags 0x%x succeeded", r.endpoint,
+			r.generation, r.flags);
+	if (rc == 0) {
+		pthread_mutex_lock(&w.mu);
+		w.remote[w.nremotes < REMOTES ? w.nremotes++ : (int)rnd(&t->r, REMOTES)] =
+			(struct remote){ r.dc, r.endpoint, r.generation };
+		pthread_mutex_unlock(&w.mu);
+	}
+}
+
+/* One of the remote endpoints registered (or made up); false if there is none. */
+static bool some_remote(struct thread *t, struct remote *out, bool take)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&w.mu);
+	if (w.nremotes > 0 && chance(&t->r, 90)) {
+		int i = rnd(&t->r, w.nremotes);
+
+		*out = w.remote[i];
+		if (take)
+			w.remote[i] = w.remote[--w.nremotes];
+		got = true;
+	}
+	pthread_mutex_unlock(&w.mu);
+	if (!got && chance(&t->r, 50)) {
+		*out = (struct remote){ DC_FIRST + rnd(&t->r, N_START_DCS), rnd(&t->r, 8),
+					rnd(&t->r, 6) };
+		got = true;
+	}
+	return got;
+}
+
+static void op_remote_del(struct thread *t, int px)
+{
+	struct remote m;
+	struct dvk_remote r = { 0 };
+	int rc;
+
+	if (!some_remote(t, &m, true))
+		return;
+	r = (struct dvk_remote){ .dc = m.dc, .endpoint = m.ep,
+				 .generation = chance(&t->r, 80) ? m.gen : rnd(&t->r, 6),
+				 .node = rnd(&t->r, 8) };
+	if (chance(&t->r, 30))
+		r.flags = DVK_REMOTE_NODE_DOWN;
+	if (chance(&t->r, 3))
+		r.flags |= 1u << rnd(&t->r, 32);
+	if (chance(&t->r, 3))
+		r.reserved = 1;
+	rc = call(t, px, DVK_IOC_REMOTE_DEL, &r);
+	if (rc == 0 && ((r.flags & ~DVK_REMOTE_NODE_DOWN) || r.reserved))
+		anomaly("REMOTE_DEL with flags 0x%x, reserved %u succeeded", r.flags, r.reserved);
+}
+
+/* Keeps a drained record: requests to answer later, any record to mutate. */
+static void keep_record(struct thread *t, const unsigned char *rec)
+{
+	struct kept_record k;
+	int i;
+
+	memcpy(&k.h, rec, sizeof(k.h));
+	memcpy(k.data, rec + sizeof(k.h), k.h.size < sizeof(k.data) ? k.h.size : sizeof(k.data));
+	pthread_mutex_lock(&w.mu);
+	if (w.nkept < KEPT) {
+		i = w.nkept++;
+	} else {
+		i = rnd(&t->r, KEPT);
+		/* When full, requests are replaced last, so that most get answered. */
+		if (k.h.kind != DVK_PROXY_REQUEST && w.kept[i].h.kind == DVK_PROXY_REQUEST &&
+		    chance(&t->r, 80))
+			i = -1;
+	}
+	if (i >= 0)
+		w.kept[i] = k;
+	pthread_mutex_unlock(&w.mu);
+}
+
+static void op_drain(struct thread *t, int px)
+{
+	struct dvk_proxy_batch x = { 0 };
+	uint32_t p = rnd(&t->r, 100), cap;
+	bool ours = true;
+	int rc;
+
+	x.buffer = (uintptr_t)t->dbuf;
+	x.size = cap = t->dlen;
+	if (p < 15) {
+		x.size = cap = rnd(&t->r, 400);		/* often too small */
+	} else if (p < 20) {
+		x.buffer = chance(&t->r, 50) ? 0 : (uintptr_t)w.none;
+		ours = false;
+	} else if (p < 27) {
+		/* The last bytes before the hole, with a size that runs into it. */
+		cap = rnd(&t->r, 300);
+		x.buffer = (uintptr_t)(t->dbuf + t->dlen - cap);
+		x.size = cap + rnd(&t->r, 4096);
+	}
+	some_wait(&t->r, &x.flags, &x.deadline_ns);
+	if (chance(&t->r, 3))
+		x.flags |= 1u << rnd(&t->r, 32);
+	if (chance(&t->r, 2))
+		x.reserved = 1;
+	if (chance(&t->r, 2))
+		x.count = 1;
+	rc = call(t, px, DVK_IOC_PROXY_DRAIN, &x);
+	if (rc == -EMSGSIZE && (x.size <= cap || x.size > px_record_size(max_payload)))
+		anomaly("drain EMSGSIZE into %u bytes needs %u", cap, x.size);
+	if (rc || !ours)
+		return;
+	if ((x.flags & ~DVK_CALL_NONBLOCK) || x.reserved || x.count == 0 || x.size > cap) {
+		anomaly("drain succeeded with flags 0x%x, reserved %llu: %u records, %u bytes "
+			"in %u", x.flags, (unsigned long long)x.reserved, x.count, x.size, cap);
+		return;
+	}
+	{
+		const unsigned char *buf = (const unsigned char *)(uintptr_t)x.buffer;
+		uint32_t count = 0;
+		size_t off = 0, len;
+		char why[256];
+
+		while (off < x.size) {
+			len = px_record_check(buf, x.size, off, max_payload, why, sizeof(why));
+			if (!len) {
+				anomaly("drained batch of %u records, %u bytes: %s", x.count, x.size,
+					why);
+				return;
+			}
+			if (chance(&t->r, 30) || buf[off] == DVK_PROXY_REQUEST)
+				keep_record(t, buf + off);
+			off += len;
+			count++;
+		}
+		if (count != x.count)
+			anomaly("drain reported %u records, found %u", x.count, count);
+		atomic_fetch_add(&sh->drained, count);
+	}
+}
+
+/* Appends one record to the thread's batch: plausible, an answer, mutated or random. */
+static void add_record(struct thread *t)
+{
+	struct dvk_proxy_msg h = { 0 };
+	struct kept_record k = { 0 };
+	struct remote m;
+	uint32_t p = rnd(&t->r, 100);
+	bool have = false;
+
+	pthread_mutex_lock(&w.mu);
+	if (w.nkept > 0) {
+		int i = rnd(&t->r, w.nkept);
+
+		k = w.kept[i];
+		have = true;
+		/* An answered request is answered once, mostly. */
+		if (p >= 55 && p < 80 && k.h.kind == DVK_PROXY_REQUEST && chance(&t->r, 80))
+			w.kept[i] = w.kept[--w.nkept];
+	}
+	pthread_mutex_unlock(&w.mu);
+
+	if (p < 55 && some_remote(t, &m, false)) {
+		/* From a remote endpoint to a local one. */
+		static const uint32_t kinds[] = { DVK_PROXY_MESSAGE, DVK_PROXY_MESSAGE,
+						  DVK_PROXY_REQUEST, DVK_PROXY_NOTIFY };
+
+		h.kind = kinds[rnd(&t->r, 4)];
+		h.dc = m.dc;
+		h.src = m.ep;
+		h.src_gen = m.gen;
+		h.dst = chance(&t->r, 80) ? rnd(&t->r, 4) : some_endpoint(&t->r);
+		h.dst_gen = chance(&t->r, 90) ? 0 : some_generation(&t->r);
+		h.type = (int32_t)rnd64(&t->r);
+		if (h.kind == DVK_PROXY_NOTIFY) {
+			h.bits = (uint32_t)rnd64(&t->r) | 1;
+			h.type = 0;
+		} else {
+			h.size = chance(&t->r, 90) ? rnd(&t->r, 65) : rnd(&t->r, max_payload + 2);
+		}
+		if (h.kind == DVK_PROXY_REQUEST)
+			h.request_id = rnd64(&t->r);
+	} else if (p < 80 && have && k.h.kind == DVK_PROXY_REQUEST) {
+		/* The answer to a drained request: a reply, mostly, or a failure. */
+		static const int32_t statuses[] = { -ESRCH, -EHOSTUNREACH, -ETIMEDOUT, -ENOENT };
+
+		h.dc = k.h.dc;
+		h.dst = k.h.src;
+		h.dst_gen = k.h.src_gen;
+		h.src = k.h.dst;
+		h.src_gen = k.h.dst_gen;
+		h.request_id = k.h.request_id;
+		if (chance(&t->r, 80)) {
+			h.kind = DVK_PROXY_REPLY;
+			h.type = k.h.type;
+			h.size = rnd(&t->r, 65);
+		} else {
+			h.kind = DVK_PROXY_FAIL;
+			h.status = statuses[rnd(&t->r, 4)];
+		}
+	} else if (p < 95 && have) {
+		/* A drained record sent back, mostly reflected (from its destination to its
+		 * source), with a few bits flipped now and then. */
+		h = k.h;
+		if (chance(&t->r, 80)) {
+			h.src = k.h.dst;
+			h.src_gen = k.h.dst_gen;
+			h.dst = k.h.src;
+			h.dst_gen = k.h.src_gen;
+		}
+		for (int flips = chance(&t->r, 50) ? 0 : 1 + rnd(&t->r, 2); flips > 0; flips--)
+			((unsigned char *)&h)[rnd(&t->r, sizeof(h))] ^= 1u << rnd(&t->r, 8);
+		if (h.size > 64 && chance(&t->r, 90))
+			h.size = rnd(&t->r, 65);
+	} else {
+		/* Random bytes, with a size that does not run past our data. */
+		for (size_t i = 0; i < sizeof(h); i += 8) {
+			uint64_t v = rnd64(&t->r);
+
+			memcpy((unsigned char *)&h + i, &v, 8);
+		}
+		if (chance(&t->r, 70))
+			h.kind = 1 + rnd(&t->r, 5);
+		h.size = chance(&t->r, 90) ? rnd(&t->r, 65) : max_payload + 1;
+	}
+	/*
+	 * Keep what a local call could be handed within what the header documents: a request id
+	 * is never 0, a failure's status is a plain errno (invalid ones stay, to be refused).
+	 */
+	if (h.kind == DVK_PROXY_REQUEST && h.request_id == 0)
+		h.request_id = 1;
+	if (h.kind == DVK_PROXY_FAIL && h.status < 0 && h.status > -4096)
+		h.status = -ESRCH;
+	if (h.size > max_payload + 1)
+		h.size = max_payload + 1;
+	px_batch_add(&t->batch, &h, w.out);
+}
+
+static void op_inject(struct thread *t, int px)
+{
+	struct dvk_proxy_batch x = { 0 };
+	uint32_t records = 1 + rnd(&t->r, chance(&t->r, 80) ? 4 : 40), p = rnd(&t->r, 100);
+	bool bad_in;
+	int rc;
+
+	px_batch_reset(&t->batch);
+	for (uint32_t i = 0; i < records; i++)
+		add_record(t);
+	x.buffer = (uintptr_t)t->batch.buf;
+	x.size = (uint32_t)t->batch.len;
+	if (p < 5)
+		x.size -= 1 + rnd(&t->r, x.size < 48 ? x.size : 48);	/* truncated */
+	else if (p < 8)
+		x.buffer = chance(&t->r, 50) ? 0 : (uintptr_t)w.none;
+	if (chance(&t->r, 2))
+		x.flags = 1u << rnd(&t->r, 32);
+	if (chance(&t->r, 2))
+		x.deadline_ns = 1 + rnd(&t->r, 1000);
+	if (chance(&t->r, 2))
+		x.error = -1;	/* only written: ignored on input */
+	bad_in = x.flags || x.deadline_ns;
+	rc = call(t, px, DVK_IOC_PROXY_INJECT, &x);
+	if (rc)
+		return;
+	if (bad_in) {
+		anomaly("inject with flags 0x%x or deadline %llu succeeded", x.flags,
+			(unsigned long long)x.deadline_ns);
+		return;
+	}
+	switch (-x.error) {
+	case 0:
+		if (x.size != (p < 5 ? x.size : t->batch.len) || x.count > records)
+			anomaly("inject took %u records, %u bytes of %zu, and no error", x.count,
+				x.size, t->batch.len);
+		break;
+	case EINVAL: case EMSGSIZE: case ENOENT: case EADDRNOTAVAIL: case EAGAIN: case EFAULT:
+	case ENOMEM:
+		break;
+	default:
+		anomaly("inject stopped with error %s", rcname(x.error));
+	}
+	if (x.count > records || x.size > t->batch.len)
+		anomaly("inject took %u records, %u bytes of %u records, %zu bytes", x.count, x.size,
+			records, t->batch.len);
+	atomic_fetch_add(&sh->injected, x.count);
+	if (-x.error >= 0 && -x.error < 160)
+		atomic_fetch_add(&sh->inject_stop[-x.error], 1);
+}
+
+static void op_proxy(struct thread *t)
+{
+	int px = proxy_file();
+	uint32_t p = rnd(&t->r, 100);
+
+	if (px < 0) {
+		if (p < 40)
+			op_attach(t);
+		else
+			op_proxy_elsewhere(t);
+		return;
+	}
+	pthread_mutex_lock(&w.mu);
+	if (w.nremotes < 3 && p >= 50)
+		p = 0;	/* few remote endpoints: register more */
+	pthread_mutex_unlock(&w.mu);
+	if (p < 12) {
+		op_remote_add(t, px);
+	} else if (p < 16) {
+		op_remote_del(t, px);
+	} else if (p < 56) {
+		op_drain(t, px);
+	} else if (p < 96) {
+		op_inject(t, px);
+	} else if (p < 99) {
+		struct pollfd pf = { .fd = px, .events = POLLIN };
+
+		atomic_store(&sh->worker[w.index].busy_since[t->n], now_ns());
+		if (poll(&pf, 1, rnd(&t->r, 6)) < 0 && errno != EINTR)
+			anomaly("poll on the proxy: %s", errname(errno));
+		atomic_store(&sh->worker[w.index].busy_since[t->n], 0);
+	} else {
+		/* Let the proxy go: its remote endpoints, and every call waiting on them, end. */
+		pthread_mutex_lock(&w.mu);
+		if (w.px == px) {
+			w.px = -1;
+			w.nremotes = 0;
+			w.nkept = 0;
+		} else {
+			px = -1;
+		}
+		pthread_mutex_unlock(&w.mu);
+		if (px >= 0)
+			close(px);
+	}
+}
+
 /* ---- raw ioctls: any command, any argument ---- */
 
 
@@ -685,6 +1144,24 @@ static void randomize(struct rng *r, unsigned long cmd, unsigned char *arg, size
 		x->flags = (x->flags & ~DVK_CALL_NONBLOCK) | flags;
 		break;
 	}
+	case DVK_IOC_PROXY_DRAIN: {
+		/* The kernel writes there: our receive buffer or nothing, and never a long wait. */
+		struct dvk_proxy_batch *x = (void *)arg;
+		uint32_t flags;
+
+		x->buffer = chance(r, 80) ? (uintptr_t)w.in : 0;
+		x->size %= max_payload + 1;
+		some_wait(r, &flags, &x->deadline_ns);
+		x->flags = (x->flags & ~DVK_CALL_NONBLOCK) | flags;
+		break;
+	}
+	case DVK_IOC_PROXY_INJECT: {
+		struct dvk_proxy_batch *x = (void *)arg;
+
+		x->buffer = chance(r, 80) ? (uintptr_t)w.out : (uintptr_t)w.none;
+		x->size %= max_payload + 64;
+		break;
+	}
 	}
 }
 
@@ -751,6 +1228,11 @@ static void one_op(struct thread *t)
 {
 	uint32_t p = rnd(&t->r, 1000);
 
+	/* The proxy's holder spends a good part of its calls on the proxy's work. */
+	if (chance(&t->r, 30) && proxy_file() >= 0) {
+		op_proxy(t);
+		return;
+	}
 	if (p < 30)
 		op_open(t);
 	else if (p < 50)
@@ -775,6 +1257,8 @@ static void one_op(struct thread *t)
 		op_dc(t);
 	else if (p < 815)
 		op_version(t);
+	else if (p < 875)
+		op_proxy(t);
 	else
 		op_raw(t);
 }
@@ -816,6 +1300,7 @@ static void worker_main(int index, uint64_t seed)
 	w.nthreads = chance(&r, 40) ? 2 : 1;
 	for (int i = 0; i < SLOTS; i++)
 		w.slot[i].fd = -1;
+	w.px = -1;
 	w.out = map(max_payload + 64, PROT_READ | PROT_WRITE);
 	for (size_t i = 0; i < max_payload + 64; i++)
 		w.out[i] = (unsigned char)i;
@@ -836,6 +1321,10 @@ static void worker_main(int index, uint64_t seed)
 		op_open(&(struct thread){ .r = r });
 	for (int i = 0; i < w.nthreads; i++) {
 		t[i] = (struct thread){ .n = i, .r = { rnd64(&r) } };
+		/* A drain buffer for one largest record, and an inaccessible page after it. */
+		t[i].dlen = (uint32_t)((px_record_size(max_payload) + 4095) / 4096 * 4096);
+		t[i].dbuf = map(t[i].dlen + 4096, PROT_READ | PROT_WRITE);
+		REQUIRE(mprotect(t[i].dbuf + t[i].dlen, 4096, PROT_NONE) == 0);
 		if (i > 0)
 			REQUIRE(pthread_create(&t[i].tid, NULL, worker_thread, &t[i]) == 0);
 	}
@@ -1040,6 +1529,14 @@ static void report(void)
 			off += snprintf(line + off, sizeof(line) - off, "%s %" PRIu64 " ",
 					errname(e), (uint64_t)atomic_load(&sh->err[e]));
 	tap_diag("failed: %s", line);
+	tap_diag("proxy records drained %" PRIu64 ", injected %" PRIu64,
+		 (uint64_t)atomic_load(&sh->drained), (uint64_t)atomic_load(&sh->injected));
+	off = 0;
+	for (int e = 0; e < 160; e++)
+		if (atomic_load(&sh->inject_stop[e]) && off < sizeof(line))
+			off += snprintf(line + off, sizeof(line) - off, "%s %" PRIu64 " ",
+					e ? errname(e) : "none", (uint64_t)atomic_load(&sh->inject_stop[e]));
+	tap_diag("injects stopped by: %s", line);
 	tap_diag("workers killed %" PRIu64 ", restarted %" PRIu64 ", signals sent %" PRIu64,
 		 (uint64_t)sh->kills, (uint64_t)sh->restarts, (uint64_t)sh->interrupts);
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers shared by the dvk C tests (uapi.c, stress.c): TAP diagnostics and checks, clocks,
- * and readers for the module's introspection files (/proc/dvk/stats, /proc/dvk/endpoints and
- * the module parameters). Every program includes this header first.
+ * Helpers shared by the dvk C tests (uapi.c, proxy.c, stress.c): TAP diagnostics and checks,
+ * clocks, readers for the module's introspection files (/proc/dvk/stats, /proc/dvk/endpoints
+ * and the module parameters), and builders for proxy batches. Every program includes this
+ * header first.
  *
  * Conventions: helpers that wrap a system call return 0 or -errno, so a check can compare the
  * result with the expected error directly (CHECK_RC(send(...), -EAGAIN)).
@@ -109,6 +110,9 @@ static inline const char *errname(int e)
 	case EISCONN: return "EISCONN";
 	case ENOTCONN: return "ENOTCONN";
 	case ETIMEDOUT: return "ETIMEDOUT";
+	case EHOSTUNREACH: return "EHOSTUNREACH";
+	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+	case ECONNRESET: return "ECONNRESET";
 	case ECANCELED: return "ECANCELED";
 	case EOVERFLOW: return "EOVERFLOW";
 	case ERESTART: return "ERESTART";
@@ -261,12 +265,12 @@ static inline bool stats_same(const struct dvk_stats *a, const struct dvk_stats 
 
 /* ---- /proc/dvk/endpoints ---- */
 
-#define EP_COLS 16
+#define EP_COLS 24
 
 /*
  * One line of /proc/dvk/endpoints. The columns are found by the names in the header line
- * ("dc endpoint generation pid queued bytes held notes receivers owed calls"), so a column
- * the module adds or moves does not break the tests.
+ * ("dc endpoint generation pid queued bytes held notes receivers owed calls ... node"), so a
+ * column the module adds or moves does not break the tests.
  */
 struct ep_row {
 	int ncols;
@@ -401,6 +405,157 @@ static inline long long param_read(const char *name, long long fallback)
 		v = strtoll(buf, NULL, 0);
 	fclose(f);
 	return v;
+}
+
+/* ---- proxy batches (DVK_IOC_PROXY_DRAIN and DVK_IOC_PROXY_INJECT) ---- */
+
+/* The bytes one record takes in a batch: the header, the payload, zeros up to 8. */
+static inline size_t px_record_size(uint32_t payload)
+{
+	return sizeof(struct dvk_proxy_msg) + (((size_t)payload + 7) & ~(size_t)7);
+}
+
+/* A batch being built for an inject: records back to back in buf[0..len). */
+struct px_batch {
+	unsigned char *buf;
+	size_t len, cap;
+	uint32_t count;
+};
+
+/* Room for `more` bytes at the end of the batch. */
+static inline unsigned char *px_batch_room(struct px_batch *b, size_t more)
+{
+	if (b->len + more > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+
+		while (cap < b->len + more)
+			cap *= 2;
+		b->buf = realloc(b->buf, cap);
+		if (!b->buf) {
+			tap_diag("out of memory for a batch of %zu bytes", cap);
+			_exit(1);
+		}
+		b->cap = cap;
+	}
+	return b->buf + b->len;
+}
+
+/*
+ * Appends a record: the header as given, then h->size bytes of `payload` (NULL: zeros), then
+ * zero padding to a multiple of 8.
+ */
+static inline void px_batch_add(struct px_batch *b, const struct dvk_proxy_msg *h,
+				const void *payload)
+{
+	size_t n = px_record_size(h->size);
+	unsigned char *at = px_batch_room(b, n);
+
+	memset(at, 0, n);
+	memcpy(at, h, sizeof(*h));
+	if (payload && h->size)
+		memcpy(at + sizeof(*h), payload, h->size);
+	b->len += n;
+	b->count++;
+}
+
+/* Appends raw bytes (a truncated or made-up record); not counted as a record. */
+static inline void px_batch_raw(struct px_batch *b, const void *bytes, size_t len)
+{
+	memcpy(px_batch_room(b, len), bytes, len);
+	b->len += len;
+}
+
+static inline void px_batch_reset(struct px_batch *b)
+{
+	b->len = 0;
+	b->count = 0;
+}
+
+static inline void px_batch_free(struct px_batch *b)
+{
+	free(b->buf);
+	memset(b, 0, sizeof(*b));
+}
+
+/* DVK_IOC_PROXY_INJECT of buf[0..len): 0 or -errno; the kernel's answer in *out if given. */
+static inline int px_inject(int fd, const void *buf, uint32_t len, struct dvk_proxy_batch *out)
+{
+	struct dvk_proxy_batch x = { .buffer = (uintptr_t)buf, .size = len };
+	int rc = dvk_ioctl(fd, DVK_IOC_PROXY_INJECT, &x);
+
+	if (out)
+		*out = x;
+	return rc;
+}
+
+/* DVK_IOC_PROXY_DRAIN into buf (len bytes): 0 or -errno; the kernel's answer in *out. */
+static inline int px_drain(int fd, void *buf, uint32_t len, uint32_t flags, uint64_t deadline,
+			   struct dvk_proxy_batch *out)
+{
+	struct dvk_proxy_batch x = {
+		.buffer = (uintptr_t)buf, .size = len, .flags = flags, .deadline_ns = deadline,
+	};
+	int rc = dvk_ioctl(fd, DVK_IOC_PROXY_DRAIN, &x);
+
+	if (out)
+		*out = x;
+	return rc;
+}
+
+/*
+ * Checks one drained record at buf[off..len) the way the header describes records: a kind
+ * the header defines, generations never 0, size within max_payload and within the batch,
+ * fields that do not belong to the kind zero, padding zero. Returns the record's length, or 0
+ * with the reason in `why`.
+ */
+static inline size_t px_record_check(const unsigned char *buf, size_t len, size_t off,
+				     uint32_t max_payload, char *why, size_t why_len)
+{
+	struct dvk_proxy_msg h;
+	size_t n;
+
+	if (len - off < sizeof(h)) {
+		snprintf(why, why_len, "%zu bytes left at %zu: a truncated header", len - off, off);
+		return 0;
+	}
+	memcpy(&h, buf + off, sizeof(h));
+	n = px_record_size(h.size);
+	if (h.size > max_payload || n > len - off) {
+		snprintf(why, why_len, "record at %zu: size %u in %zu bytes left", off, h.size,
+			 len - off);
+		return 0;
+	}
+	for (size_t i = sizeof(h) + h.size; i < n; i++) {
+		if (buf[off + i]) {
+			snprintf(why, why_len, "record at %zu: padding byte %zu is 0x%02x", off,
+				 i - sizeof(h) - h.size, buf[off + i]);
+			return 0;
+		}
+	}
+	why[0] = 0;
+	if (h.kind < DVK_PROXY_MESSAGE || h.kind > DVK_PROXY_FAIL)
+		snprintf(why, why_len, "kind %u", h.kind);
+	else if (!h.dst_gen || !h.src_gen)
+		snprintf(why, why_len, "dst_gen %u, src_gen %u", h.dst_gen, h.src_gen);
+	else if (h.dst >= DVK_SLOTS_MAX || h.src >= DVK_SLOTS_MAX)
+		snprintf(why, why_len, "dst %u, src %u", h.dst, h.src);
+	else if ((h.kind == DVK_PROXY_NOTIFY) != (h.bits != 0))
+		snprintf(why, why_len, "kind %u with bits 0x%x", h.kind, h.bits);
+	else if ((h.kind == DVK_PROXY_FAIL) != (h.status != 0) || h.status > 0)
+		snprintf(why, why_len, "kind %u with status %d", h.kind, h.status);
+	else if ((h.kind == DVK_PROXY_NOTIFY || h.kind == DVK_PROXY_FAIL) && h.size)
+		snprintf(why, why_len, "kind %u with %u payload bytes", h.kind, h.size);
+	else if ((h.kind == DVK_PROXY_MESSAGE || h.kind == DVK_PROXY_NOTIFY) != !h.request_id)
+		snprintf(why, why_len, "kind %u with request_id %llu", h.kind,
+			 (unsigned long long)h.request_id);
+	if (why[0]) {
+		char what[200];
+
+		snprintf(what, sizeof(what), "record at %zu: %s", off, why);
+		snprintf(why, why_len, "%s", what);
+		return 0;
+	}
+	return n;
 }
 
 #endif /* DVK_TESTS_TAP_H */

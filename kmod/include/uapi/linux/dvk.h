@@ -85,7 +85,15 @@
  *   records in order and stops at the first it cannot take: dvk_proxy_batch.count and .size
  *   say how many records and bytes it took, and .error why it stopped (0: it took them all).
  *   EAGAIN there means the destination already holds queue_length injected messages that wait
- *   for room: inject the rest later.
+ *   for room: inject the rest later. EADDRNOTAVAIL means the source is not a registered remote
+ *   endpoint; ENOENT that the local destination is not bound (or not that generation). The
+ *   padding after a payload is ignored on inject and zero on drain; count and error are only
+ *   written, so one dvk_proxy_batch can be reused.
+ *   Replies and failures for remote callers are never held back by a remote endpoint's queue
+ *   bounds: they answer requests the proxy itself injected, so the proxy bounds them. The
+ *   capability is checked when a file becomes the proxy; whoever holds that file after acts
+ *   as the proxy. Once the proxy closes, remote endpoints are unregistered: calls to them
+ *   fail with ENOENT.
  *
  * Errors (errno)
  *   ENOENT     no such DC, destination not bound, or not that generation.
@@ -97,6 +105,7 @@
  *   EPERM      DC management or the proxy role without the capability, or a proxy ioctl
  *              on a file that is not the proxy.
  *   EHOSTUNREACH the node of a remote destination is down, or the proxy went away.
+ *   EADDRNOTAVAIL an injected record's source is not a registered remote endpoint.
  *   EBUSY      destroying a DC with endpoints bound, or a second proxy.
  *   EEXIST     a DC id or name in use.
  *   EFAULT     a bad pointer.                      ENOTTY   an unknown ioctl.
@@ -249,15 +258,15 @@ struct dvk_remote {
 struct dvk_proxy_msg {
 	__u32 kind;		/* DVK_PROXY_* */
 	__u32 dc;
-	__u32 dst;		/* destination endpoint and generation (never 0 in a record) */
-	__u32 dst_gen;
+	__u32 dst;		/* destination endpoint and generation: always set when drained; */
+	__u32 dst_gen;		/* injected MESSAGE, REQUEST, NOTIFY may give 0 (current) */
 	__u32 src;		/* source endpoint and generation */
 	__u32 src_gen;
 	__s32 type;
 	__u32 bits;		/* DVK_PROXY_NOTIFY */
-	__u64 request_id;	/* REQUEST, REPLY, FAIL */
+	__u64 request_id;	/* REQUEST, REPLY, FAIL: never 0 */
 	__u32 size;		/* payload bytes that follow (0 for NOTIFY and FAIL) */
-	__s32 status;		/* DVK_PROXY_FAIL: a negative errno; otherwise 0 */
+	__s32 status;		/* DVK_PROXY_FAIL: a negative errno (-1..-511); otherwise 0 */
 };
 
 struct dvk_proxy_batch {

@@ -1,0 +1,3635 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * proxy: TAP tests of the proxy role of /dev/dvk (DVK_IOC_PROXY_ATTACH, DVK_IOC_REMOTE_ADD,
+ * DVK_IOC_REMOTE_DEL, DVK_IOC_PROXY_DRAIN, DVK_IOC_PROXY_INJECT) against "The proxy role" in
+ * include/uapi/linux/dvk.h and docs/semantics.md.
+ *
+ *   proxy [SUBSTRING...]    run every case, or those whose name contains one of the arguments
+ *
+ * The test plays the node agent by hand: it attaches a file as the node's proxy, registers
+ * remote endpoints (mostly endpoint R_EP of a DC, generation R_GEN, on node R_NODE), drives
+ * local endpoints in forked processes, and drains and injects records itself.
+ *
+ * Like uapi.c, each case runs in a forked process of its own (its own process group, with a
+ * watchdog), so a crash or hang fails that case only; helpers synchronise through pipes, by
+ * polling /proc/dvk/endpoints and by waiting until a process sleeps in the kernel, never by
+ * sleeping alone. After every case the runner kills what is left of it (which closes the
+ * proxy file), destroys the DCs it used and checks that every counter in /proc/dvk/stats,
+ * remotes included, is back to its value before the case.
+ */
+#include "tap.h"
+
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+/* How long a call that should complete may wait: long, but never forever. */
+#define LONG_MS 10000
+#define SOON in_ms(LONG_MS)
+
+/* The loaded module's limits, read by the runner before it forks the cases. */
+static uint32_t max_payload, queue_length, queue_bytes;
+
+/* The DC ids a case may use: dc_base .. dc_base + DCS_PER_CASE - 1; the runner destroys them. */
+#define DCS_PER_CASE 8
+#define DC_FIRST 30000
+static uint32_t dc_base;
+static int dc_used;
+
+/* The remote endpoint most cases register, and the node ids. */
+#define R_EP 5
+#define R_GEN 7
+#define R_NODE 2
+#define MY_NODE 1
+
+#define HDR ((uint32_t)sizeof(struct dvk_proxy_msg))
+#define REC(len) ((uint32_t)px_record_size(len))
+
+/* A buffer for drains: room for many records and for the largest one. */
+static unsigned char *dbuf;
+static uint32_t dbuf_len;
+
+/* ====================================================================================== */
+/* Files of /dev/dvk, registered so that a forked helper can close the ones it must not    */
+/* hold: a process that keeps a copy of a file keeps its endpoint bound, or the proxy      */
+/* attached.                                                                               */
+/* ====================================================================================== */
+
+#define MAX_FDS 256
+static int open_fds[MAX_FDS];
+static int n_open_fds;
+
+static int dev_open(void)
+{
+	int fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
+
+	REQUIRE(fd >= 0);
+	REQUIRE(n_open_fds < MAX_FDS);
+	open_fds[n_open_fds++] = fd;
+	return fd;
+}
+
+static void dev_close(int fd)
+{
+	for (int i = 0; i < n_open_fds; i++) {
+		if (open_fds[i] == fd) {
+			open_fds[i] = open_fds[--n_open_fds];
+			break;
+		}
+	}
+	CHECK(close(fd) == 0);
+}
+
+/* ====================================================================================== */
+/* DCs                                                                                     */
+/* ====================================================================================== */
+
+static int dc_ioctl(unsigned long cmd, void *arg)
+{
+	int fd = dev_open(), rc = dvk_ioctl(fd, cmd, arg);
+
+	dev_close(fd);
+	return rc;
+}
+
+static int dc_create(uint32_t id, uint32_t slots)
+{
+	struct dvk_dc_config c = { .id = id, .slots = slots };
+
+	snprintf(c.name, sizeof(c.name), "proxy-%u", id);
+	return dc_ioctl(DVK_IOC_DC_CREATE, &c);
+}
+
+static int dc_destroy(uint32_t id)
+{
+	return dc_ioctl(DVK_IOC_DC_DESTROY, &id);
+}
+
+static uint32_t dc_id(void)
+{
+	REQUIRE(dc_used < DCS_PER_CASE);
+	return dc_base + dc_used++;
+}
+
+static uint32_t dc_new(uint32_t slots)
+{
+	uint32_t id = dc_id();
+	int rc = dc_create(id, slots);
+
+	if (rc) {
+		tap_fail("creating DC %u with %u slots: %s", id, slots, errname(-rc));
+		_exit(1);
+	}
+	return id;
+}
+
+/* ====================================================================================== */
+/* Local endpoints and their calls; each returns 0 or -errno.                              */
+/* ====================================================================================== */
+
+static int bind_rc(int fd, uint32_t dc, uint32_t ep, uint32_t *gen)
+{
+	struct dvk_bind b = { .dc = dc, .endpoint = ep };
+	int rc = dvk_ioctl(fd, DVK_IOC_BIND, &b);
+
+	if (rc == 0 && gen)
+		*gen = b.generation;
+	return rc;
+}
+
+static int ep_open(uint32_t dc, uint32_t ep, uint32_t *gen)
+{
+	int fd = dev_open(), rc = bind_rc(fd, dc, ep, gen);
+
+	if (rc) {
+		tap_fail("binding dc %u endpoint %u: %s", dc, ep, errname(-rc));
+		_exit(1);
+	}
+	return fd;
+}
+
+static int msend(int fd, uint32_t dst, uint32_t gen, int32_t type, const void *p, uint32_t len,
+		 uint32_t flags, uint64_t deadline)
+{
+	struct dvk_send s = {
+		.msg = { .peer = dst, .peer_gen = gen, .type = type,
+			 .payload = (uintptr_t)p, .size = len },
+		.deadline_ns = deadline,
+		.flags = flags,
+	};
+
+	return dvk_ioctl(fd, DVK_IOC_SEND, &s);
+}
+
+static int mrecv(int fd, uint32_t from, uint32_t from_gen, void *buf, uint32_t cap,
+		 uint32_t flags, uint64_t deadline, struct dvk_msg *out)
+{
+	struct dvk_receive r = {
+		.from = from, .from_gen = from_gen, .deadline_ns = deadline, .flags = flags,
+		.msg = { .payload = (uintptr_t)buf, .size = cap },
+	};
+	int rc = dvk_ioctl(fd, DVK_IOC_RECEIVE, &r);
+
+	if (out)
+		*out = r.msg;
+	return rc;
+}
+
+static void sendrec_init(struct dvk_sendrec *s, uint32_t dst, uint32_t gen, int32_t type,
+			 const void *p, uint32_t len, void *rbuf, uint32_t rcap, uint64_t deadline)
+{
+	memset(s, 0, sizeof(*s));
+	s->request = (struct dvk_msg){ .peer = dst, .peer_gen = gen, .type = type,
+				       .payload = (uintptr_t)p, .size = len };
+	s->reply = (struct dvk_msg){ .payload = (uintptr_t)rbuf, .size = rcap };
+	s->deadline_ns = deadline;
+}
+
+static int mreply(int fd, const struct dvk_msg *req, int32_t type, const void *p, uint32_t len)
+{
+	struct dvk_reply r = {
+		.msg = { .peer = req->peer, .peer_gen = req->peer_gen, .type = type,
+			 .request_id = req->request_id, .payload = (uintptr_t)p, .size = len },
+	};
+
+	return dvk_ioctl(fd, DVK_IOC_REPLY, &r);
+}
+
+static int mnotify(int fd, uint32_t dst, uint32_t gen, uint32_t bits)
+{
+	struct dvk_notify n = { .peer = dst, .peer_gen = gen, .bits = bits };
+
+	return dvk_ioctl(fd, DVK_IOC_NOTIFY, &n);
+}
+
+/* Numbered messages: the number is both the type and an 8-byte payload. */
+static int send_num(int fd, uint32_t dst, uint32_t gen, uint64_t n, uint32_t flags,
+		    uint64_t deadline)
+{
+	return msend(fd, dst, gen, (int32_t)n, &n, sizeof(n), flags, deadline);
+}
+
+/* Expects nothing receivable right now. */
+#define EXPECT_EMPTY(fd) CHECK_RC(mrecv(fd, DVK_ANY, 0, NULL, 0, DVK_CALL_NONBLOCK, 0, NULL), \
+				  -EAGAIN)
+
+/* A byte pattern that differs per position and per seed. */
+static void pattern(void *buf, size_t len, unsigned seed)
+{
+	unsigned char *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 31 + seed * 7 + (i >> 8));
+}
+
+static bool is_pattern(const void *buf, size_t len, unsigned seed)
+{
+	const unsigned char *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != (unsigned char)(i * 31 + seed * 7 + (i >> 8)))
+			return false;
+	return true;
+}
+
+/* A malloc'd pattern of len bytes (never NULL, even for 0). */
+static unsigned char *pattern_new(size_t len, unsigned seed)
+{
+	unsigned char *p = malloc(len ? len : 1);
+
+	REQUIRE(p);
+	pattern(p, len, seed);
+	return p;
+}
+
+/* Receives one message and checks it came from (src, src_gen) with flags, type and pattern. */
+#define EXPECT_MSG(fd, src, src_gen, flags, type, len, seed)                              \
+	expect_msg_at(__FILE__, __LINE__, fd, src, src_gen, flags, type, len, seed, NULL)
+
+static void expect_msg_at(const char *file, int line, int fd, uint32_t src, uint32_t src_gen,
+			  uint32_t flags, int32_t type, uint32_t len, unsigned seed,
+			  struct dvk_msg *out)
+{
+	unsigned char *buf = malloc(max_payload);
+	struct dvk_msg m;
+	int rc;
+
+	REQUIRE(buf);
+	rc = mrecv(fd, DVK_ANY, 0, buf, max_payload, 0, SOON, &m);
+	if (rc) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "receive: %s", errname(-rc));
+	} else if (m.peer != src || m.peer_gen != src_gen || m.flags != flags || m.type != type ||
+		   m.size != len || !is_pattern(buf, len, seed) || m.bits != 0 ||
+		   (flags != DVK_MSG_REQUEST && m.request_id != 0)) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "received from %u gen %u flags 0x%x type %d size %u bits 0x%x id %llu "
+			    "(payload %s); want from %u gen %u flags 0x%x type %d size %u",
+			    m.peer, m.peer_gen, m.flags, m.type, m.size, m.bits,
+			    (unsigned long long)m.request_id,
+			    is_pattern(buf, m.size < len ? m.size : len, seed) ? "ok" : "wrong",
+			    src, src_gen, flags, type, len);
+	}
+	if (out)
+		*out = m;
+	free(buf);
+}
+
+/* ====================================================================================== */
+/* The proxy's calls                                                                       */
+/* ====================================================================================== */
+
+static int attach_rc(int fd, uint32_t node)
+{
+	struct dvk_proxy_attach a = { .node = node };
+
+	return dvk_ioctl(fd, DVK_IOC_PROXY_ATTACH, &a);
+}
+
+/* Opens a file and attaches it as the proxy; the case ends if that fails. */
+static int px_open(void)
+{
+	int fd = dev_open(), rc = attach_rc(fd, MY_NODE);
+
+	if (rc) {
+		tap_fail("attaching the proxy: %s", errname(-rc));
+		_exit(1);
+	}
+	return fd;
+}
+
+static int remote_add(int px, uint32_t dc, uint32_t ep, uint32_t gen, uint32_t node)
+{
+	struct dvk_remote r = { .dc = dc, .endpoint = ep, .generation = gen, .node = node };
+
+	return dvk_ioctl(px, DVK_IOC_REMOTE_ADD, &r);
+}
+
+static int remote_del(int px, uint32_t dc, uint32_t ep, uint32_t gen, uint32_t flags)
+{
+	struct dvk_remote r = { .dc = dc, .endpoint = ep, .generation = gen, .flags = flags };
+
+	return dvk_ioctl(px, DVK_IOC_REMOTE_DEL, &r);
+}
+
+/* Registers (dc, R_EP) generation R_GEN on node R_NODE; the case ends if that fails. */
+static void remote_std(int px, uint32_t dc)
+{
+	int rc = remote_add(px, dc, R_EP, R_GEN, R_NODE);
+
+	if (rc) {
+		tap_fail("registering dc %u endpoint %u as remote: %s", dc, R_EP, errname(-rc));
+		_exit(1);
+	}
+}
+
+/* poll() on a file with timeout 0: its revents. */
+static short poll_now(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
+/* ---- drained records ---- */
+
+/* A drained record: its header, and a malloc'd copy of its payload. */
+struct rec {
+	struct dvk_proxy_msg h;
+	unsigned char *data;
+};
+
+static void recs_free(struct rec *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(r[i].data);
+		r[i].data = NULL;
+	}
+}
+
+/*
+ * Checks a drained batch (buf holds b->size bytes of records the kernel wrote) and appends
+ * copies of its records to out[*n..max); *n counts every record, even beyond max.
+ */
+#define PARSE(buf, b, out, n, max) parse_at(__FILE__, __LINE__, buf, b, out, n, max)
+static void parse_at(const char *file, int line, const unsigned char *buf,
+		     const struct dvk_proxy_batch *b, struct rec *out, int *n, int max)
+{
+	size_t off = 0;
+	uint32_t count = 0;
+	char why[300];
+
+	while (off < b->size) {
+		size_t len = px_record_check(buf, b->size, off, max_payload, why, sizeof(why));
+
+		if (!len) {
+			tap_failed = 1;
+			tap_diag_at(file, line, "drained batch of %u bytes, %u records: %s", b->size,
+				    b->count, why);
+			return;
+		}
+		if (out && *n < max) {
+			memcpy(&out[*n].h, buf + off, HDR);
+			out[*n].data = malloc(out[*n].h.size ? out[*n].h.size : 1);
+			REQUIRE(out[*n].data);
+			memcpy(out[*n].data, buf + off + HDR, out[*n].h.size);
+		}
+		(*n)++;
+		count++;
+		off += len;
+	}
+	if (count != b->count || count == 0) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "drain reported %u records in %u bytes; found %u", b->count,
+			    b->size, count);
+	}
+}
+
+/*
+ * One drain into dbuf (first `len` bytes, prefilled so that padding left unwritten shows);
+ * checks the batch and appends its records to out[*n..max). Returns 0 or -errno.
+ */
+static int drain_once(int px, uint32_t len, uint32_t flags, uint64_t deadline, struct rec *out,
+		      int *n, int max, struct dvk_proxy_batch *res)
+{
+	struct dvk_proxy_batch b;
+	int rc;
+
+	memset(dbuf, 0xa5, len);
+	rc = px_drain(px, dbuf, len, flags, deadline, &b);
+	if (res)
+		*res = b;
+	if (rc == 0) {
+		if (b.size > len) {
+			tap_fail("drain wrote %u bytes into %u", b.size, len);
+			return rc;
+		}
+		PARSE(dbuf, &b, out, n, max);
+	}
+	return rc;
+}
+
+/* Drains until `want` records have come, or LONG_MS passed; returns how many came. */
+#define DRAIN_N(px, out, want) drain_n_at(__FILE__, __LINE__, px, out, want)
+static int drain_n_at(const char *file, int line, int px, struct rec *out, int want)
+{
+	uint64_t end = SOON;
+	int n = 0;
+
+	while (n < want) {
+		int rc = drain_once(px, dbuf_len, 0, end, out, &n, want, NULL);
+
+		if (rc) {
+			tap_failed = 1;
+			tap_diag_at(file, line, "drain after %d of %d records: %s", n, want,
+				    errname(-rc));
+			break;
+		}
+	}
+	if (n != want) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "drained %d records, want %d", n, want);
+	}
+	return n < want ? n : want;
+}
+
+/* Expects nothing to drain: NONBLOCK fails with EAGAIN, and poll() says not readable. */
+#define EXPECT_NO_DRAIN(px)                                                               \
+	do {                                                                              \
+		struct rec extra_[4];                                                     \
+		int n_extra_ = 0;                                                         \
+		CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, extra_, &n_extra_, \
+				    4, NULL), -EAGAIN);                                   \
+		if (n_extra_)                                                             \
+			tap_fail("drained %d unexpected records, the first of kind %u "    \
+				 "from %u type %d", n_extra_, extra_[0].h.kind,            \
+				 extra_[0].h.src, extra_[0].h.type);                       \
+		recs_free(extra_, n_extra_ < 4 ? n_extra_ : 4);                           \
+		CHECK_EQ(poll_now(px), 0);                                                \
+	} while (0)
+
+/* Checks a drained record's header against the expected one, field by field. */
+#define CHECK_REC(r, kind_, dc_, dst_, dst_gen_, src_, src_gen_, type_)                   \
+	do {                                                                              \
+		const struct dvk_proxy_msg *h_ = &(r)->h;                                 \
+		CHECK_EQ(h_->kind, kind_);                                                \
+		CHECK_EQ(h_->dc, dc_);                                                    \
+		CHECK_EQ(h_->dst, dst_);                                                  \
+		CHECK_EQ(h_->dst_gen, dst_gen_);                                          \
+		CHECK_EQ(h_->src, src_);                                                  \
+		CHECK_EQ(h_->src_gen, src_gen_);                                          \
+		CHECK_EQ(h_->type, type_);                                                \
+	} while (0)
+
+/* ---- injected records ---- */
+
+/* A record from (src, src_gen) in dc to (dst, dst_gen). */
+static struct dvk_proxy_msg rec_hdr(uint32_t kind, uint32_t dc, uint32_t dst, uint32_t dst_gen,
+				    uint32_t src, uint32_t src_gen)
+{
+	return (struct dvk_proxy_msg){ .kind = kind, .dc = dc, .dst = dst, .dst_gen = dst_gen,
+				       .src = src, .src_gen = src_gen };
+}
+
+/* Appends a MESSAGE from the usual remote endpoint to (dst, dst_gen): type, pattern payload. */
+static void add_msg(struct px_batch *b, uint32_t dc, uint32_t dst, uint32_t dst_gen,
+		    int32_t type, uint32_t len, unsigned seed)
+{
+	struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_MESSAGE, dc, dst, dst_gen, R_EP, R_GEN);
+	unsigned char *p = pattern_new(len, seed);
+
+	h.type = type;
+	h.size = len;
+	px_batch_add(b, &h, p);
+	free(p);
+}
+
+/* Injects all of b and expects every record taken. */
+#define INJECT_ALL(px, b) inject_expect_at(__FILE__, __LINE__, px, b, 0, (b)->count, (b)->len, 0)
+/* Injects b from byte `from` and expects it to stop after `count` records, `size` bytes. */
+#define INJECT_STOPS(px, b, from, count, size, error)                                     \
+	inject_expect_at(__FILE__, __LINE__, px, b, from, count, size, error)
+
+static void inject_expect_at(const char *file, int line, int px, const struct px_batch *b,
+			     size_t from, uint32_t count, size_t size, int error)
+{
+	struct dvk_proxy_batch r;
+	int rc = px_inject(px, b->buf + from, (uint32_t)(b->len - from), &r);
+
+	if (rc || r.count != count || r.size != size || r.error != error) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "inject of %zu bytes: rc %s, count %u, size %u, error %s; want rc 0, "
+			    "count %u, size %zu, error %s", b->len - from, rcname(rc), r.count,
+			    r.size, rcname(r.error), count, size, rcname(error));
+	}
+}
+
+/* ====================================================================================== */
+/* Helper processes                                                                        */
+/* ====================================================================================== */
+
+typedef void (*child_fn)(void *arg);
+
+/*
+ * Forks a helper that runs fn(arg) and exits 0, or 1 if a check failed. It keeps the dvk
+ * files listed in `keep` and closes every other one.
+ */
+static pid_t spawn_keep(child_fn fn, void *arg, const int *keep, int nkeep)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid > 0)
+		return pid;
+	tap_failed = 0;
+	for (int i = 0; i < n_open_fds;) {
+		bool kept = false;
+
+		for (int k = 0; k < nkeep; k++)
+			kept |= keep[k] == open_fds[i];
+		if (kept) {
+			i++;
+			continue;
+		}
+		close(open_fds[i]);
+		open_fds[i] = open_fds[--n_open_fds];
+	}
+	fn(arg);
+	_exit(tap_failed ? 1 : 0);
+}
+
+#define SPAWN(fn, arg, ...)                                                               \
+	spawn_keep(fn, arg, (const int[]){ -1, __VA_ARGS__ },                              \
+		   (int)(sizeof((const int[]){ -1, __VA_ARGS__ }) / sizeof(int)))
+
+static bool reap(pid_t pid, int ms, int *status)
+{
+	uint64_t end = in_ms(ms);
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+
+		if (r == pid)
+			return true;
+		if (r < 0 || now_ns() > end)
+			return false;
+		sleep_ms(1);
+	}
+}
+
+#define CHECK_CHILD(pid) check_child_at(__FILE__, __LINE__, pid)
+static void check_child_at(const char *file, int line, pid_t pid)
+{
+	int st = 0;
+
+	if (!reap(pid, 3 * LONG_MS, &st)) {
+		kill(pid, SIGKILL);
+		reap(pid, LONG_MS, &st);
+		tap_failed = 1;
+		tap_diag_at(file, line, "helper %d did not finish; killed it", (int)pid);
+	} else if (WIFSIGNALED(st)) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "helper %d was killed by signal %d (%s)", (int)pid,
+			    WTERMSIG(st), strsignal(WTERMSIG(st)));
+	} else if (WEXITSTATUS(st) != 0) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "helper %d failed (exit %d)", (int)pid, WEXITSTATUS(st));
+	}
+}
+
+static void kill_child(pid_t pid)
+{
+	int st;
+
+	CHECK(kill(pid, SIGKILL) == 0);
+	CHECK(reap(pid, LONG_MS, &st));
+}
+
+/* ---- pipes ---- */
+
+static void pipe_new(int p[2])
+{
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+}
+
+static void put_byte(int fd, char c)
+{
+	CHECK(write(fd, &c, 1) == 1);
+}
+
+static int get_byte(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+
+	if (poll(&p, 1, ms) != 1 || read(fd, &c, 1) != 1)
+		return -1;
+	return c;
+}
+
+#define EXPECT_BYTE(fd, c) CHECK_EQ(get_byte(fd, 3 * LONG_MS), c)
+
+/*
+ * Waits until process `pid` sleeps (state S in /proc/PID/stat). Helpers announce a call with
+ * a byte just before they make it, so once they sleep they sleep in that call.
+ */
+#define WAIT_SLEEPING(pid) wait_sleeping_at(__FILE__, __LINE__, pid)
+static bool wait_sleeping_at(const char *file, int line, pid_t pid)
+{
+	uint64_t end = in_ms(5000);
+	char path[64], buf[512], state = '?';
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	while (now_ns() < end) {
+		FILE *f = fopen(path, "re");
+		char *p;
+
+		if (!f)
+			break;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		p = p ? strrchr(buf, ')') : NULL;
+		if (p && p[1] == ' ')
+			state = p[2];
+		if (state == 'S')
+			return true;
+		sleep_ms(1);
+	}
+	tap_failed = 1;
+	tap_diag_at(file, line, "process %d never slept (state %c)", (int)pid, state);
+	return false;
+}
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t sig_count;
+static int sig_pipe_w = -1;
+
+static void on_signal(int sig)
+{
+	char c = 'S';
+
+	(void)sig;
+	sig_count++;
+	if (sig_pipe_w >= 0 && write(sig_pipe_w, &c, 1) < 0)
+		sig_count += 1000;
+}
+
+static void catch_signal(int sig, bool restart)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = restart ? SA_RESTART : 0;
+	sigemptyset(&sa.sa_mask);
+	REQUIRE(sigaction(sig, &sa, NULL) == 0);
+}
+
+static void drop_privileges(void)
+{
+	REQUIRE(setgroups(0, NULL) == 0);
+	REQUIRE(setgid(65534) == 0);
+	REQUIRE(setuid(65534) == 0);
+}
+
+/* ---- memory the kernel cannot touch ---- */
+
+static void *bad_page(void)
+{
+	void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	REQUIRE(p != MAP_FAILED);
+	return p;
+}
+
+/* `len` bytes that end exactly where an inaccessible page begins. */
+static void *before_hole(size_t len)
+{
+	size_t pages = (len + 4095) / 4096 + 1;
+	char *p = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+
+	REQUIRE(p != MAP_FAILED);
+	REQUIRE(mprotect(p + (pages - 1) * 4096, 4096, PROT_NONE) == 0);
+	return p + (pages - 1) * 4096 - len;
+}
+
+#define KERNEL_ADDR ((void *)0xffff888000000000ull)
+
+/* ---- counters ---- */
+
+/* Checks that the object counters (all but dcs) are back to those in *before. */
+#define CHECK_COUNTERS_BACK(before) counters_back_at(__FILE__, __LINE__, before)
+static void counters_back_at(const char *file, int line, const struct dvk_stats *before)
+{
+	static const char *const names[] = { "endpoints", "files", "messages", "calls",
+					     "notes", "bytes", "remotes" };
+	uint64_t end = in_ms(3000);
+	struct dvk_stats now;
+	char why[512];
+	bool same;
+
+	do {
+		size_t off = 0;
+
+		REQUIRE(stats_read(&now) == 0);
+		same = true;
+		why[0] = 0;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			long long a = stats_get(before, names[i]), b = stats_get(&now, names[i]);
+
+			if (a == b)
+				continue;
+			same = false;
+			if (off < sizeof(why))
+				off += snprintf(why + off, sizeof(why) - off, "%s %lld (was %lld) ",
+						names[i], b, a);
+		}
+		if (!same)
+			sleep_ms(5);
+	} while (!same && now_ns() < end);
+	if (!same) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "counters not back: %s", why);
+	}
+}
+
+static long long stat_now(const char *name)
+{
+	struct dvk_stats s;
+
+	REQUIRE(stats_read(&s) == 0);
+	return stats_get(&s, name);
+}
+
+/* ---- helpers many cases share ---- */
+
+/* One sendrec from a helper, and what its outcome must be. */
+struct call_arg {
+	int fd;
+	uint32_t dst, dst_gen;
+	int32_t type;
+	uint32_t len;		/* request: `len` bytes of pattern(seed) */
+	unsigned seed;
+	int deadline_ms;	/* 0: LONG_MS */
+	int want_rc;
+	int32_t want_type;	/* with want_rc 0: the reply */
+	uint32_t want_len;
+	unsigned want_seed;
+	uint32_t reply_gen;	/* the reply's source generation; 0: R_GEN */
+	int done_w;		/* if > 0: write 'D' there once the call returned */
+	int hold_r;		/* if > 0: wait for a byte there before the checks that follow */
+	bool then_empty;	/* then: nothing receivable, not readable, no call left */
+};
+
+static void caller(void *p)
+{
+	struct call_arg *a = p;
+	unsigned char *req = pattern_new(a->len, a->seed), *rep = malloc(max_payload);
+	struct dvk_sendrec s;
+	int rc;
+
+	REQUIRE(rep);
+	sendrec_init(&s, a->dst, a->dst_gen, a->type, req, a->len, rep, max_payload,
+		     in_ms(a->deadline_ms ? a->deadline_ms : LONG_MS));
+	rc = dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s);
+	CHECK_RC(rc, a->want_rc);
+	if (rc == 0 && a->want_rc == 0) {
+		CHECK_EQ(s.reply.flags, DVK_MSG_REPLY);
+		CHECK_EQ(s.reply.peer, a->dst);
+		CHECK_EQ(s.reply.peer_gen, a->reply_gen ? a->reply_gen : R_GEN);
+		CHECK_EQ(s.reply.type, a->want_type);
+		CHECK_EQ(s.reply.size, a->want_len);
+		CHECK(s.reply.request_id != 0);
+		CHECK(is_pattern(rep, a->want_len, a->want_seed));
+	}
+	CHECK_EQ(s.flags, 0);
+	if (a->done_w > 0)
+		put_byte(a->done_w, 'D');
+	if (a->hold_r > 0)
+		EXPECT_BYTE(a->hold_r, 'G');
+	if (a->then_empty) {
+		EXPECT_EMPTY(a->fd);
+		CHECK_EQ(poll_now(a->fd), 0);
+	}
+	free(req);
+	free(rep);
+}
+
+/* A send from a helper that must end with want_rc. */
+struct send_arg {
+	int fd;
+	uint32_t dst, dst_gen;
+	uint64_t num;
+	int want_rc;
+	int ready_w;		/* if > 0: write 'R' there just before the send */
+};
+
+static void sender(void *p)
+{
+	struct send_arg *a = p;
+
+	if (a->ready_w > 0)
+		put_byte(a->ready_w, 'R');
+	CHECK_RC(send_num(a->fd, a->dst, a->dst_gen, a->num, 0, SOON), a->want_rc);
+}
+
+/* A receive from a helper that must end with want_rc (with 0: a message from `from`). */
+struct recv_arg {
+	int fd;
+	uint32_t from, from_gen;
+	int deadline_ms;
+	int want_rc;
+	int ready_w;
+};
+
+static void receiver(void *p)
+{
+	struct recv_arg *a = p;
+	unsigned char *buf = malloc(max_payload);
+	struct dvk_msg m;
+	int rc;
+
+	REQUIRE(buf);
+	if (a->ready_w > 0)
+		put_byte(a->ready_w, 'R');
+	rc = mrecv(a->fd, a->from, a->from_gen, buf, max_payload, 0,
+		   in_ms(a->deadline_ms ? a->deadline_ms : LONG_MS), &m);
+	CHECK_RC(rc, a->want_rc);
+	if (rc == 0)
+		CHECK_EQ(m.peer, a->from);
+	free(buf);
+}
+
+/* Fills the remote endpoint's queue (dc, R_EP) from `fd` with queue_length numbered messages. */
+static void fill_remote(int fd, uint32_t dc, uint64_t first)
+{
+	for (uint32_t i = 0; i < queue_length; i++)
+		CHECK_RC(send_num(fd, R_EP, 0, first + i, DVK_CALL_NONBLOCK, 0), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length);
+	CHECK_RC(send_num(fd, R_EP, 0, first + queue_length, DVK_CALL_NONBLOCK, 0), -EAGAIN);
+}
+
+/* Checks drained numbered messages: kind MESSAGE and numbers first, first + 1, ... */
+static void check_numbers(const struct rec *r, int n, uint64_t first)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t v = ~0ull;
+
+		if (r[i].h.size == sizeof(v))
+			memcpy(&v, r[i].data, sizeof(v));
+		if (r[i].h.kind != DVK_PROXY_MESSAGE || v != first + i ||
+		    r[i].h.type != (int32_t)(first + i)) {
+			tap_fail("record %d: kind %u, type %d, number %llu; want message %llu", i,
+				 r[i].h.kind, r[i].h.type, (unsigned long long)v,
+				 (unsigned long long)(first + i));
+			return;
+		}
+	}
+}
+
+/* ====================================================================================== */
+/* Attaching                                                                               */
+/* ====================================================================================== */
+
+static void t_version(void)
+{
+	int fd = dev_open();
+	struct dvk_version v;
+
+	CHECK_RC(dvk_ioctl(fd, DVK_IOC_VERSION, &v), 0);
+	CHECK(v.features & DVK_FEATURE_PROXY);
+	CHECK(v.features & DVK_FEATURE_IPC);
+}
+
+struct unpriv_arg {
+	int fd, bound;
+	uint32_t dc;
+};
+
+static void unprivileged(void *p)
+{
+	struct unpriv_arg *a = p;
+	struct dvk_remote r = { .dc = a->dc, .endpoint = R_EP, .generation = R_GEN };
+	struct dvk_proxy_batch b = { .flags = DVK_CALL_NONBLOCK };
+
+	drop_privileges();
+	CHECK_RC(attach_rc(a->fd, MY_NODE), -EPERM);
+	CHECK_RC(attach_rc(a->bound, MY_NODE), -EPERM);
+	/* Not attached: the proxy calls are refused too. */
+	CHECK_RC(dvk_ioctl(a->fd, DVK_IOC_REMOTE_ADD, &r), -EPERM);
+	CHECK_RC(dvk_ioctl(a->fd, DVK_IOC_PROXY_DRAIN, &b), -EPERM);
+	/* The file is still an ordinary one: it binds, and sends. */
+	CHECK_RC(bind_rc(a->fd, a->dc, 1, NULL), 0);
+	CHECK_RC(send_num(a->fd, 1, 0, 3, 0, SOON), 0);
+}
+
+static void t_attach_eperm(void)
+{
+	uint32_t dc = dc_new(8);
+	struct unpriv_arg a = { .fd = dev_open(), .bound = ep_open(dc, 0, NULL), .dc = dc };
+	pid_t pid = SPAWN(unprivileged, &a, a.fd, a.bound);
+	int px;
+
+	CHECK_CHILD(pid);
+	/* Nothing was attached or registered: a privileged attach works, the slot is free. */
+	px = dev_open();
+	CHECK_RC(attach_rc(px, MY_NODE), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "endpoint"), -1);
+	CHECK_RC(remote_add(px, dc, R_EP, R_GEN, R_NODE), 0);
+}
+
+static void t_attach_ebusy(void)
+{
+	uint32_t dc = dc_new(8);
+	int a = px_open(), b = dev_open(), c = dev_open(), rc;
+
+	CHECK_RC(attach_rc(b, MY_NODE), -EBUSY);
+	CHECK_RC(attach_rc(c, 99), -EBUSY);
+	/* The proxy file itself cannot attach again (as a second proxy, or as attached). */
+	rc = attach_rc(a, MY_NODE);
+	CHECKF(rc == -EISCONN || rc == -EBUSY, "attaching the proxy file again: %s", rcname(rc));
+	/* The refused files are ordinary: b binds, c may attach once a is closed. */
+	CHECK_RC(bind_rc(b, dc, 0, NULL), 0);
+	CHECK_RC(remote_add(a, dc, R_EP, R_GEN, R_NODE), 0);
+	CHECK_RC(remote_add(b, dc, 6, R_GEN, R_NODE), -EPERM);
+	dev_close(a);
+	CHECK_RC(attach_rc(c, MY_NODE), 0);
+	CHECK_RC(attach_rc(b, MY_NODE), -EISCONN);
+}
+
+static void t_attach_eisconn(void)
+{
+	uint32_t dc = dc_new(8), gen = 0;
+	int bound = ep_open(dc, 0, &gen), px;
+	struct dvk_bind by_name = { .endpoint = 2, .flags = DVK_BIND_BY_NAME };
+	uint64_t n = 1;
+
+	CHECK_RC(attach_rc(bound, MY_NODE), -EISCONN);
+	/* Still an endpoint, and no proxy was made: another file attaches. */
+	CHECK_RC(send_num(bound, 0, 0, 4, 0, SOON), 0);
+	CHECK_RC(mrecv(bound, DVK_ANY, 0, &n, sizeof(n), 0, SOON, NULL), 0);
+	CHECK_EQ(n, 4);
+	CHECK_EQ(ep_get(dc, 0, "generation"), gen);
+	px = px_open();
+	/* The proxy file cannot bind, by number or by name. */
+	CHECK_RC(bind_rc(px, dc, 1, NULL), -EISCONN);
+	snprintf(by_name.dc_name, sizeof(by_name.dc_name), "proxy-%u", dc);
+	CHECK_RC(dvk_ioctl(px, DVK_IOC_BIND, &by_name), -EISCONN);
+	CHECK_EQ(ep_get(dc, 1, "endpoint"), -1);
+	CHECK_EQ(ep_get(dc, 2, "endpoint"), -1);
+	/* It is not an endpoint: endpoint calls fail with ENOTCONN. */
+	CHECK_RC(send_num(px, 0, 0, 1, DVK_CALL_NONBLOCK, 0), -ENOTCONN);
+	CHECK_RC(mrecv(px, DVK_ANY, 0, NULL, 0, DVK_CALL_NONBLOCK, 0, NULL), -ENOTCONN);
+	CHECK_RC(mnotify(px, 0, 0, 1), -ENOTCONN);
+	/* And it goes on working as the proxy. */
+	CHECK_RC(remote_add(px, dc, R_EP, R_GEN, R_NODE), 0);
+	CHECK_RC(send_num(bound, R_EP, 0, 9, 0, SOON), 0);
+	{
+		struct rec r[1];
+
+		CHECK_EQ(DRAIN_N(px, r, 1), 1);
+		check_numbers(r, 1, 9);
+		recs_free(r, 1);
+	}
+}
+
+static void t_attach_einval(void)
+{
+	uint32_t dc = dc_new(4);
+	int fd = dev_open(), other = dev_open();
+	struct dvk_proxy_attach bad[] = {
+		{ .node = 1, .flags = 1 },
+		{ .node = 1, .flags = 1u << 31 },
+		{ .node = 1, .reserved = { 1, 0 } },
+		{ .node = 1, .reserved = { 0, 1ull << 63 } },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECKF(dvk_ioctl(fd, DVK_IOC_PROXY_ATTACH, &bad[i]) == -EINVAL, "attach #%zu", i);
+	/* None of them made a proxy. */
+	CHECK_RC(attach_rc(other, MY_NODE), 0);
+	CHECK_RC(attach_rc(fd, MY_NODE), -EBUSY);
+	CHECK_RC(bind_rc(fd, dc, 0, NULL), 0);
+}
+
+/* Proxy calls on a file that is not the proxy fail with EPERM, and change nothing. */
+static void t_proxy_calls_eperm(void)
+{
+	uint32_t dc = dc_new(8);
+	int unbound = dev_open(), bound = ep_open(dc, 0, NULL), px = -1;
+	static const unsigned long cmds[] = { DVK_IOC_REMOTE_ADD, DVK_IOC_REMOTE_DEL,
+					      DVK_IOC_PROXY_DRAIN, DVK_IOC_PROXY_INJECT };
+	struct dvk_remote r = { .dc = dc, .endpoint = R_EP, .generation = R_GEN };
+	struct dvk_proxy_batch b = { .buffer = (uintptr_t)dbuf, .size = dbuf_len,
+				     .flags = DVK_CALL_NONBLOCK };
+	struct rec got[1];
+
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: no proxy on the node; pass 1: another file is the proxy. */
+		int files[2] = { unbound, bound };
+
+		for (int f = 0; f < 2; f++) {
+			for (size_t i = 0; i < 4; i++) {
+				void *arg = i < 2 ? (void *)&r : (void *)&b;
+				int rc = dvk_ioctl(files[f], cmds[i], arg);
+
+				CHECKF(rc == -EPERM, "pass %d, cmd %zu on the %s file: %s", pass, i,
+				       f ? "bound" : "unbound", rcname(rc));
+			}
+		}
+		if (pass == 0) {
+			px = px_open();
+			CHECK_EQ(ep_get(dc, R_EP, "endpoint"), -1);
+			remote_std(px, dc);
+			CHECK_RC(send_num(bound, R_EP, 0, 1, 0, SOON), 0);
+		}
+	}
+	/* The refused drains took nothing, the refused DELs removed nothing. */
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	CHECK_EQ(DRAIN_N(px, got, 1), 1);
+	check_numbers(got, 1, 1);
+	recs_free(got, 1);
+	CHECK_EQ(ep_get(dc, 0, "node"), -1);
+}
+
+static void t_proxy_efault(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), fresh = dev_open(), l = ep_open(dc, 0, NULL);
+	static const struct { unsigned long cmd; size_t size; const char *name; } cmds[] = {
+		{ DVK_IOC_REMOTE_ADD, sizeof(struct dvk_remote), "REMOTE_ADD" },
+		{ DVK_IOC_REMOTE_DEL, sizeof(struct dvk_remote), "REMOTE_DEL" },
+		{ DVK_IOC_PROXY_DRAIN, sizeof(struct dvk_proxy_batch), "PROXY_DRAIN" },
+		{ DVK_IOC_PROXY_INJECT, sizeof(struct dvk_proxy_batch), "PROXY_INJECT" },
+	};
+	void *none = bad_page();
+	struct rec got[1];
+
+	CHECK_RC(dvk_ioctl(fresh, DVK_IOC_PROXY_ATTACH, NULL), -EFAULT);
+	CHECK_RC(dvk_ioctl(fresh, DVK_IOC_PROXY_ATTACH, none), -EFAULT);
+	CHECK_RC(dvk_ioctl(fresh, DVK_IOC_PROXY_ATTACH,
+			   before_hole(sizeof(struct dvk_proxy_attach) - 4)), -EFAULT);
+	remote_std(px, dc);
+	CHECK_RC(send_num(l, R_EP, 0, 1, 0, SOON), 0);
+	for (size_t i = 0; i < 4; i++) {
+		void *bad[] = { NULL, none, KERNEL_ADDR, before_hole(cmds[i].size - 4) };
+
+		for (size_t k = 0; k < 4; k++) {
+			int rc = dvk_ioctl(px, cmds[i].cmd, bad[k]);
+
+			CHECKF(rc == -EFAULT, "%s(%p): %s", cmds[i].name, bad[k], rcname(rc));
+		}
+	}
+	/* Nothing changed: the remote is there, its message too, and fresh is no proxy. */
+	CHECK_EQ(ep_get(dc, R_EP, "generation"), R_GEN);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	CHECK_EQ(DRAIN_N(px, got, 1), 1);
+	recs_free(got, 1);
+	CHECK_RC(bind_rc(fresh, dc, 1, NULL), 0);
+}
+
+/* Near misses of the proxy commands (direction, size, number) are unknown: ENOTTY. */
+static void t_proxy_enotty(void)
+{
+	static const unsigned long cmds[] = {
+		_IO(DVK_IOC_MAGIC, 0x20),
+		_IOWR(DVK_IOC_MAGIC, 0x20, struct dvk_proxy_attach),
+		_IOW(DVK_IOC_MAGIC, 0x20, __u32),
+		_IOR(DVK_IOC_MAGIC, 0x21, struct dvk_remote),
+		_IOWR(DVK_IOC_MAGIC, 0x21, struct dvk_remote),
+		_IOW(DVK_IOC_MAGIC, 0x21, struct dvk_proxy_batch),
+		_IOW(DVK_IOC_MAGIC, 0x22, __u64),
+		_IOWR(DVK_IOC_MAGIC, 0x22, struct dvk_remote),
+		_IOW(DVK_IOC_MAGIC, 0x23, struct dvk_proxy_batch),
+		_IOR(DVK_IOC_MAGIC, 0x23, struct dvk_proxy_batch),
+		_IOWR(DVK_IOC_MAGIC, 0x23, struct dvk_remote),
+		_IOW(DVK_IOC_MAGIC, 0x24, struct dvk_proxy_batch),
+		_IOWR(DVK_IOC_MAGIC, 0x24, __u64),
+		_IOWR(DVK_IOC_MAGIC, 0x25, struct dvk_proxy_batch),
+		_IOW(DVK_IOC_MAGIC, 0x25, struct dvk_remote),
+		_IOWR(DVK_IOC_MAGIC, 0x2f, struct dvk_proxy_batch),
+		_IOWR(DVK_IOC_MAGIC + 1, 0x23, struct dvk_proxy_batch),
+	};
+	uint32_t dc = dc_new(8);
+	int files[3] = { px_open(), dev_open(), ep_open(dc, 0, NULL) };
+	static const char *const names[] = { "proxy", "unbound", "bound" };
+	static unsigned char buf[4096];
+
+	remote_std(files[0], dc);
+	for (int f = 0; f < 3; f++) {
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			int rc;
+
+			memset(buf, 0, sizeof(buf));
+			rc = dvk_ioctl(files[f], cmds[i], buf);
+			CHECKF(rc == -ENOTTY, "cmd 0x%lx on the %s file: %s", cmds[i], names[f],
+			       rcname(rc));
+		}
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "generation"), R_GEN);
+	EXPECT_NO_DRAIN(files[0]);
+}
+
+static void t_attach_close_reattach(void)
+{
+	uint32_t dc = dc_new(8);
+	long long remotes = stat_now("remotes");
+	int a = px_open(), b;
+
+	remote_std(a, dc);
+	CHECK_RC(remote_add(a, dc, 6, 1, 3), 0);
+	CHECK_EQ(stat_now("remotes"), remotes + 2);
+	dev_close(a);
+	/* The proxy's remote endpoints went with it. */
+	CHECK_EQ(stat_now("remotes"), remotes);
+	CHECK_EQ(ep_get(dc, R_EP, "endpoint"), -1);
+	CHECK_EQ(ep_get(dc, 6, "endpoint"), -1);
+	b = px_open();
+	CHECK_RC(remote_del(b, dc, R_EP, R_GEN, 0), -ENOENT);
+	CHECK_RC(remote_add(b, dc, R_EP, R_GEN, R_NODE), 0);
+	dev_close(b);
+	/* Attach and close, again and again. */
+	for (int i = 0; i < 50; i++) {
+		int fd = dev_open();
+
+		CHECKF(attach_rc(fd, (uint32_t)i) == 0, "attach #%d", i);
+		CHECKF(remote_add(fd, dc, (uint32_t)i % 8, 1 + i, 4) == 0, "add #%d", i);
+		dev_close(fd);
+	}
+	CHECK_EQ(stat_now("remotes"), remotes);
+}
+
+/* ====================================================================================== */
+/* Registering remote endpoints                                                            */
+/* ====================================================================================== */
+
+static void t_remote_add(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	struct dvk_stats before, during;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	struct rec r[4];
+	uint64_t n = 0;
+
+	CHECK_RC(stats_read(&before), 0);
+	CHECK_RC(remote_add(px, dc, R_EP, R_GEN, R_NODE), 0);
+	CHECK_RC(stats_read(&during), 0);
+	CHECK_EQ(stats_get(&during, "remotes"), stats_get(&before, "remotes") + 1);
+	CHECK_EQ(stats_get(&during, "endpoints"), stats_get(&before, "endpoints"));
+	CHECK_EQ(stats_get(&during, "files"), stats_get(&before, "files"));
+	/* /proc shows it: its generation, no process, its node; local ones show node -1. */
+	CHECK_EQ(ep_get(dc, R_EP, "generation"), R_GEN);
+	CHECK_EQ(ep_get(dc, R_EP, "pid"), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "node"), R_NODE);
+	CHECK_EQ(ep_get(dc, 0, "node"), -1);
+	/* Local endpoints address it like any endpoint, generation and all. */
+	CHECK_RC(send_num(l, R_EP, R_GEN, 1, 0, SOON), 0);
+	CHECK_RC(send_num(l, R_EP, 0, 2, 0, SOON), 0);
+	CHECK_RC(send_num(l, R_EP, R_GEN + 1, 3, 0, SOON), -ENOENT);
+	CHECK_RC(send_num(l, R_EP, R_GEN - 1, 3, 0, SOON), -ENOENT);
+	CHECK_RC(mnotify(l, R_EP, R_GEN + 1, 1), -ENOENT);
+	CHECK_EQ(DRAIN_N(px, r, 2), 2);
+	check_numbers(r, 2, 1);
+	recs_free(r, 2);
+	/* Gone after DEL: sends fail with ENOENT, the counters are back. */
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "endpoint"), -1);
+	CHECK_RC(send_num(l, R_EP, 0, 4, 0, SOON), -ENOENT);
+	CHECK_RC(mrecv(l, R_EP, R_GEN, &n, sizeof(n), DVK_CALL_NONBLOCK, 0, NULL), -ENOENT);
+	CHECK_COUNTERS_BACK(&before);
+	EXPECT_NO_DRAIN(px);
+}
+
+static void t_remote_add_eaddrinuse(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 3, NULL), other = dev_open();
+
+	CHECK_RC(remote_add(px, dc, 3, R_GEN, R_NODE), -EADDRINUSE);
+	CHECK_EQ(ep_get(dc, 3, "node"), -1);
+	CHECK_RC(send_num(l, 3, 0, 1, 0, SOON), 0); /* the local one is untouched */
+	remote_std(px, dc);
+	CHECK_RC(bind_rc(other, dc, R_EP, NULL), -EADDRINUSE);
+	CHECK_RC(remote_add(px, dc, R_EP, R_GEN + 2, R_NODE), -EADDRINUSE);
+	CHECK_RC(remote_add(px, dc, R_EP, R_GEN, R_NODE), -EADDRINUSE);
+	CHECK_EQ(ep_get(dc, R_EP, "generation"), R_GEN);
+	/* The refused bind left the file unbound. */
+	CHECK_RC(bind_rc(other, dc, 4, NULL), 0);
+}
+
+static void t_remote_add_einval(void)
+{
+	uint32_t dc = dc_new(8), unknown = dc_id();
+	int px = px_open();
+	long long remotes = stat_now("remotes");
+	struct dvk_remote bad[] = {
+		{ .dc = dc, .endpoint = R_EP, .generation = 0, .node = R_NODE },
+		{ .dc = dc, .endpoint = 8, .generation = R_GEN, .node = R_NODE },
+		{ .dc = dc, .endpoint = 1000, .generation = R_GEN, .node = R_NODE },
+		{ .dc = dc, .endpoint = DVK_ANY, .generation = R_GEN, .node = R_NODE },
+		{ .dc = dc, .endpoint = R_EP, .generation = R_GEN, .node = R_NODE, .flags = 1 },
+		{ .dc = dc, .endpoint = R_EP, .generation = R_GEN, .node = R_NODE,
+		  .flags = DVK_REMOTE_NODE_DOWN << 3 },
+		{ .dc = dc, .endpoint = R_EP, .generation = R_GEN, .node = R_NODE,
+		  .flags = 1u << 31 },
+		{ .dc = dc, .endpoint = R_EP, .generation = R_GEN, .node = R_NODE, .reserved = 1 },
+	};
+
+	CHECK_RC(remote_add(px, unknown, R_EP, R_GEN, R_NODE), -ENOENT);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = dvk_ioctl(px, DVK_IOC_REMOTE_ADD, &bad[i]);
+
+		CHECKF(rc == -EINVAL, "REMOTE_ADD #%zu (endpoint %u, generation %u, flags 0x%x): %s",
+		       i, bad[i].endpoint, bad[i].generation, bad[i].flags, rcname(rc));
+	}
+	CHECK_EQ(stat_now("remotes"), remotes);
+	for (uint32_t e = 0; e < 8; e++)
+		CHECK_EQ(ep_get(dc, e, "endpoint"), -1);
+	CHECK_RC(remote_add(px, dc, 7, 1, R_NODE), 0); /* the last slot is fine */
+}
+
+static void t_remote_del(void)
+{
+	uint32_t dc = dc_new(8), other = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 3, NULL);
+	long long remotes = stat_now("remotes");
+
+	remote_std(px, dc);
+	CHECK_RC(remote_del(px, dc, 6, R_GEN, 0), -ENOENT);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN + 1, 0), -ENOENT);
+	CHECK_RC(remote_del(px, other, R_EP, R_GEN, 0), -ENOENT);
+	CHECK_RC(remote_del(px, dc_base + DCS_PER_CASE - 1, R_EP, R_GEN, 0), -ENOENT);
+	CHECK_RC(remote_del(px, dc, 3, 0, 0), -ENOENT); /* a local endpoint is not a remote */
+	CHECK_RC(remote_del(px, dc, DVK_ANY, R_GEN, 0), -EINVAL);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 2), -EINVAL);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 1u << 31), -EINVAL);
+	{
+		struct dvk_remote r = { .dc = dc, .endpoint = R_EP, .generation = R_GEN,
+					.reserved = 5 };
+
+		CHECK_RC(dvk_ioctl(px, DVK_IOC_REMOTE_DEL, &r), -EINVAL);
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "generation"), R_GEN);
+	CHECK_EQ(ep_get(dc, 3, "node"), -1);
+	CHECK_RC(send_num(l, 3, 0, 1, 0, SOON), 0);
+	/* DEL ignores node; then the endpoint is gone, and a second DEL finds nothing. */
+	{
+		struct dvk_remote r = { .dc = dc, .endpoint = R_EP, .generation = R_GEN,
+					.node = 12345 };
+
+		CHECK_RC(dvk_ioctl(px, DVK_IOC_REMOTE_DEL, &r), 0);
+	}
+	CHECK_EQ(stat_now("remotes"), remotes);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), -ENOENT);
+	/* A DEL with NODE_DOWN of an idle endpoint works the same. */
+	remote_std(px, dc);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, DVK_REMOTE_NODE_DOWN), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "endpoint"), -1);
+	CHECK_EQ(stat_now("remotes"), remotes);
+}
+
+static void t_remote_generation(void)
+{
+	uint32_t dc = dc_new(8), gen = 0;
+	int px = px_open(), fd;
+
+	for (uint32_t i = 1; i <= 3; i++) {
+		fd = ep_open(dc, R_EP, &gen);
+		CHECK_EQ(gen, i);
+		dev_close(fd);
+	}
+	remote_std(px, dc);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	fd = ep_open(dc, R_EP, &gen);
+	CHECKF(gen > R_GEN, "local bind after remote generation %u got %u", R_GEN, gen);
+	dev_close(fd);
+	/* A remote below what the number had does not take it back. */
+	CHECK_RC(remote_add(px, dc, R_EP, 2, R_NODE), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "generation"), 2);
+	CHECK_RC(remote_del(px, dc, R_EP, 2, 0), 0);
+	{
+		uint32_t last = gen;
+
+		fd = ep_open(dc, R_EP, &gen);
+		CHECKF(gen > last, "local bind after generation %u got %u", last, gen);
+		dev_close(fd);
+	}
+	/* A fresh number, a high remote generation; also with the proxy closed instead of DEL. */
+	CHECK_RC(remote_add(px, dc, 6, 1000, R_NODE), 0);
+	dev_close(px);
+	fd = ep_open(dc, 6, &gen);
+	CHECKF(gen > 1000, "local bind after remote generation 1000 got %u", gen);
+}
+
+static void t_remote_dc_ebusy(void)
+{
+	uint32_t dc = dc_new(8), dc2 = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL);
+	struct rec r[1];
+
+	remote_std(px, dc);
+	CHECK_RC(dc_destroy(dc), -EBUSY);
+	/* Still working. */
+	CHECK_RC(send_num(l, R_EP, 0, 1, 0, SOON), 0);
+	CHECK_EQ(DRAIN_N(px, r, 1), 1);
+	recs_free(r, 1);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	dev_close(l);
+	CHECK_RC(dc_destroy(dc), 0);
+	/* And with the proxy closed instead. */
+	remote_std(px, dc2);
+	CHECK_RC(dc_destroy(dc2), -EBUSY);
+	dev_close(px);
+	CHECK_RC(dc_destroy(dc2), 0);
+}
+
+/* ====================================================================================== */
+/* Draining what local endpoints send to remote ones                                       */
+/* ====================================================================================== */
+
+/* Local sends to the remote endpoint come out byte-exact, with every header field. */
+static void t_drain_message(void)
+{
+	static const uint32_t sizes[] = { 0, 1, 7, 8, 13, 64, 4095 };
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	static const int32_t types[N] = { -1, INT32_MIN, INT32_MAX, 0, 42, -42, 7 };
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 3, &gl);
+	struct dvk_proxy_batch b;
+	struct rec r[N];
+	uint32_t total = 0;
+	int n = 0;
+
+	remote_std(px, dc);
+	for (int i = 0; i < N; i++) {
+		unsigned char *p = pattern_new(sizes[i], 100 + i);
+
+		CHECK_RC(msend(l, R_EP, i % 2 ? R_GEN : 0, types[i], p, sizes[i], 0, SOON), 0);
+		free(p);
+		total += REC(sizes[i]);
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), N);
+	CHECK(poll_now(px) & POLLIN);
+	/* One drain takes them all, in order, and says how many bytes it wrote. */
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, N, &b), 0);
+	CHECK_EQ(n, N);
+	CHECK_EQ(b.count, N);
+	CHECK_EQ(b.size, total);
+	for (int i = 0; i < N && i < n; i++) {
+		CHECK_REC(&r[i], DVK_PROXY_MESSAGE, dc, R_EP, R_GEN, 3, gl, types[i]);
+		CHECK_EQ(r[i].h.size, sizes[i]);
+		CHECK_EQ(r[i].h.bits, 0);
+		CHECK_EQ(r[i].h.request_id, 0);
+		CHECK_EQ(r[i].h.status, 0);
+		CHECKF(is_pattern(r[i].data, sizes[i], 100 + i), "payload of record %d", i);
+	}
+	recs_free(r, n < N ? n : N);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	CHECK_EQ(ep_get(dc, 3, "sent"), N);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* max_payload bytes: a buffer of exactly one largest record is enough. */
+static void t_drain_max_payload(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, exact = REC(max_payload);
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	unsigned char *p = pattern_new(max_payload, 9), *q = pattern_new(max_payload, 10);
+	struct dvk_proxy_batch b;
+	struct rec r[2];
+	int n = 0;
+
+	remote_std(px, dc);
+	CHECK_RC(msend(l, R_EP, 0, 1, p, max_payload, 0, SOON), 0);
+	CHECK_RC(msend(l, R_EP, 0, 2, q, max_payload, 0, SOON), 0);
+	CHECK_RC(msend(l, R_EP, 0, 3, p, max_payload + 1, 0, SOON), -EMSGSIZE);
+	CHECK_RC(drain_once(px, exact, 0, SOON, r, &n, 2, &b), 0);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(b.size, exact);
+	CHECK_RC(drain_once(px, exact, 0, SOON, r, &n, 2, &b), 0);
+	CHECK_EQ(n, 2);
+	for (int i = 0; i < n && i < 2; i++) {
+		CHECK_REC(&r[i], DVK_PROXY_MESSAGE, dc, R_EP, R_GEN, 0, gl, i + 1);
+		CHECK_EQ(r[i].h.size, max_payload);
+		CHECKF(is_pattern(r[i].data, max_payload, 9 + i), "payload %d", i);
+	}
+	recs_free(r, n < 2 ? n : 2);
+	EXPECT_NO_DRAIN(px);
+	free(p);
+	free(q);
+}
+
+/* A sender of numbered messages: type = its id, payload = (id, sequence). */
+struct numbered_arg {
+	int fd;
+	uint32_t dst, id, count;
+};
+
+static void numbered_sender(void *p)
+{
+	struct numbered_arg *a = p;
+
+	for (uint32_t i = 0; i < a->count; i++) {
+		uint32_t v[2] = { a->id, i };
+		int rc = msend(a->fd, a->dst, 0, (int32_t)a->id, v, sizeof(v), 0, SOON);
+
+		if (rc) {
+			tap_fail("sender %u, message %u: %s", a->id, i, errname(-rc));
+			return;
+		}
+	}
+}
+
+/* 1000 sends from 4 processes: many records per drain, each sender's order kept. */
+static void t_drain_many(void)
+{
+	enum { SENDERS = 4, EACH = 250, TOTAL = SENDERS * EACH };
+	uint32_t dc = dc_new(16), gens[SENDERS], next[SENDERS] = { 0 };
+	int px = px_open(), n = 0, drains = 0, first_count = 0;
+	struct rec *r = calloc(TOTAL, sizeof(*r));
+	pid_t pids[SENDERS];
+	uint64_t end = SOON;
+
+	REQUIRE(r);
+	remote_std(px, dc);
+	for (uint32_t s = 0; s < SENDERS; s++) {
+		struct numbered_arg a = { .fd = ep_open(dc, s, &gens[s]), .dst = R_EP, .id = s,
+					  .count = EACH };
+
+		pids[s] = SPAWN(numbered_sender, &a, a.fd);
+		dev_close(a.fd);
+	}
+	/* Let the queue fill and senders wait: the first drain takes a full queue at once. */
+	WAIT_EP(dc, R_EP, "queued", queue_length);
+	while (n < TOTAL && now_ns() < end) {
+		int before = n, rc = drain_once(px, dbuf_len, 0, end, r, &n, TOTAL, NULL);
+
+		if (rc) {
+			tap_fail("drain after %d records: %s", n, errname(-rc));
+			break;
+		}
+		if (drains++ == 0)
+			first_count = n - before;
+	}
+	CHECK_EQ(n, TOTAL);
+	CHECKF(first_count >= (int)queue_length, "the first drain took %d records", first_count);
+	for (int i = 0; i < n && i < TOTAL; i++) {
+		uint32_t v[2] = { ~0u, ~0u };
+
+		if (r[i].h.size == sizeof(v))
+			memcpy(v, r[i].data, sizeof(v));
+		if (r[i].h.kind != DVK_PROXY_MESSAGE || v[0] >= SENDERS || r[i].h.src != v[0] ||
+		    r[i].h.src_gen != gens[v[0]] || r[i].h.type != (int32_t)v[0] ||
+		    v[1] != next[v[0]]) {
+			tap_fail("record %d: kind %u src %u gen %u type %d payload (%u, %u)", i,
+				 r[i].h.kind, r[i].h.src, r[i].h.src_gen, r[i].h.type, v[0], v[1]);
+			break;
+		}
+		next[v[0]]++;
+	}
+	tap_diag("%d drains for %d records", drains, n);
+	for (int s = 0; s < SENDERS; s++)
+		CHECK_CHILD(pids[s]);
+	recs_free(r, n < TOTAL ? n : TOTAL);
+	free(r);
+	EXPECT_NO_DRAIN(px);
+}
+
+static void t_drain_nonblock(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL);
+	uint64_t t0;
+	struct rec r[1];
+	int n = 0;
+
+	/* No remote endpoint at all, then one with nothing queued. */
+	CHECK_RC(px_drain(px, dbuf, dbuf_len, DVK_CALL_NONBLOCK, 0, NULL), -EAGAIN);
+	remote_std(px, dc);
+	t0 = now_ns();
+	CHECK_RC(px_drain(px, dbuf, dbuf_len, DVK_CALL_NONBLOCK, in_ms(2000), NULL), -EAGAIN);
+	CHECK_RC(px_drain(px, dbuf, dbuf_len, 0, 1, NULL), -ETIMEDOUT);
+	CHECK_RC(px_drain(px, dbuf, dbuf_len, 0, now_ns() - 1000000, NULL), -ETIMEDOUT);
+	CHECKF(now_ns() - t0 < 500000000ull, "took %llu ms",
+	       (unsigned long long)((now_ns() - t0) / 1000000));
+	/* Something queued: NONBLOCK and a past deadline both take it. */
+	CHECK_RC(send_num(l, R_EP, 0, 1, 0, SOON), 0);
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 1, NULL), 0);
+	CHECK_RC(send_num(l, R_EP, 0, 2, 0, SOON), 0);
+	CHECK_RC(drain_once(px, dbuf_len, 0, 1, r, &n, 1, NULL), 0);
+	CHECK_EQ(n, 2);
+	recs_free(r, 1);
+}
+
+static void t_drain_deadline(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open();
+	uint64_t t0, took;
+
+	remote_std(px, dc);
+	t0 = now_ns();
+	CHECK_RC(px_drain(px, dbuf, dbuf_len, 0, t0 + 50000000ull, NULL), -ETIMEDOUT);
+	took = now_ns() - t0;
+	CHECKF(took >= 50000000ull && took < 1000000000ull, "took %llu us",
+	       (unsigned long long)(took / 1000));
+}
+
+static void t_drain_einval(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL);
+	struct dvk_proxy_batch bad[] = {
+		{ .flags = 2 },
+		{ .flags = DVK_CALL_NONBLOCK | (1u << 31) },
+		{ .flags = DVK_CALL_NONBLOCK, .reserved = 1 },
+		{ .deadline_ns = 1ull << 63 },
+		{ .deadline_ns = ~0ull },
+	};
+	struct rec r[1];
+
+	remote_std(px, dc);
+	CHECK_RC(send_num(l, R_EP, 0, 1, 0, SOON), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc;
+
+		bad[i].buffer = (uintptr_t)dbuf;
+		bad[i].size = dbuf_len;
+		rc = dvk_ioctl(px, DVK_IOC_PROXY_DRAIN, &bad[i]);
+		CHECKF(rc == -EINVAL, "drain #%zu: %s", i, rcname(rc));
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	/* count and error are only written: leftovers from an earlier call are ignored. */
+	{
+		struct dvk_proxy_batch reused = { .buffer = (uintptr_t)dbuf, .size = dbuf_len,
+						  .flags = DVK_CALL_NONBLOCK, .count = 7,
+						  .error = -1 };
+
+		CHECK_RC(dvk_ioctl(px, DVK_IOC_PROXY_DRAIN, &reused), 0);
+		CHECK_EQ(reused.count, 1);
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	(void)r;
+}
+
+/* A sender that waits until its parent sleeps in a call, then sends or notifies. */
+struct wake_arg {
+	int fd, go_r;
+	pid_t sleeper;
+	uint32_t dst;
+	bool notify;
+};
+
+static void wake_sender(void *p)
+{
+	struct wake_arg *a = p;
+
+	for (int round = 0; round < 2; round++) {
+		EXPECT_BYTE(a->go_r, 'G');
+		WAIT_SLEEPING(a->sleeper);
+		sleep_ms(20);
+		if (round == 0)
+			CHECK_RC(send_num(a->fd, a->dst, 0, 77, 0, SOON), 0);
+		else
+			CHECK_RC(mnotify(a->fd, a->dst, 0, 0x10), 0);
+	}
+}
+
+/* A drain that waits, without a deadline, is woken by a send and by a notification. */
+static void t_drain_wakes(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), go[2];
+	struct wake_arg a = { .fd = ep_open(dc, 0, &gl), .sleeper = getpid(), .dst = R_EP };
+	struct rec r[2];
+	pid_t pid;
+	int n = 0;
+
+	remote_std(px, dc);
+	pipe_new(go);
+	a.go_r = go[0];
+	pid = SPAWN(wake_sender, &a, a.fd);
+	dev_close(a.fd);
+	for (int round = 0; round < 2; round++) {
+		uint64_t t0 = now_ns();
+
+		put_byte(go[1], 'G');
+		CHECK_RC(drain_once(px, dbuf_len, 0, 0, r, &n, 2, NULL), 0);
+		CHECK_EQ(n, round + 1);
+		CHECKF(now_ns() - t0 >= 20000000ull, "round %d: the drain returned after %llu us",
+		       round, (unsigned long long)((now_ns() - t0) / 1000));
+	}
+	if (n == 2) {
+		check_numbers(r, 1, 77);
+		CHECK_REC(&r[1], DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, 0, gl, 0);
+		CHECK_EQ(r[1].h.bits, 0x10);
+	}
+	recs_free(r, n < 2 ? n : 2);
+	CHECK_CHILD(pid);
+}
+
+/* poll() in a helper until the proxy file is readable. */
+struct poller_arg {
+	int fd, ready_w;
+};
+
+static void poller(void *p)
+{
+	struct poller_arg *a = p;
+	struct pollfd pf = { .fd = a->fd, .events = POLLIN };
+
+	put_byte(a->ready_w, 'P');
+	CHECK_EQ(poll(&pf, 1, LONG_MS), 1);
+	CHECK(pf.revents & POLLIN);
+}
+
+/* The proxy file is readable exactly while something waits to be drained. */
+static void t_drain_poll(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = px_open(), l = ep_open(dc, 0, NULL), ready[2];
+	struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 5, .len = 8,
+			       .seed = 1, .want_type = 6, .want_len = 0 };
+	struct poller_arg pa;
+	struct rec r[1];
+	struct px_batch b = { 0 };
+	pid_t pid;
+
+	CHECK_EQ(poll_now(px), 0);
+	remote_std(px, dc);
+	CHECK_EQ(poll_now(px), 0);
+	CHECK_RC(send_num(l, R_EP, 0, 1, 0, SOON), 0);
+	CHECK_EQ(poll_now(px), POLLIN);
+	CHECK_EQ(DRAIN_N(px, r, 1), 1);
+	recs_free(r, 1);
+	CHECK_EQ(poll_now(px), 0);
+	CHECK_RC(mnotify(l, R_EP, 0, 3), 0);
+	CHECK_EQ(poll_now(px), POLLIN);
+	CHECK_EQ(DRAIN_N(px, r, 1), 1);
+	recs_free(r, 1);
+	CHECK_EQ(poll_now(px), 0);
+
+	/* A request is readable until drained; waiting for its reply is not. */
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	WAIT_EP(dc, R_EP, "queued", 1);
+	CHECK_EQ(poll_now(px), POLLIN);
+	CHECK_EQ(DRAIN_N(px, r, 1), 1);
+	CHECK_EQ(poll_now(px), 0);
+	{
+		struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN);
+
+		h.type = 6;
+		h.request_id = r[0].h.request_id;
+		px_batch_add(&b, &h, NULL);
+	}
+	INJECT_ALL(px, &b);
+	recs_free(r, 1);
+	CHECK_CHILD(pid);
+	CHECK_EQ(poll_now(px), 0);
+
+	/* poll() waiting in another process wakes on a send. */
+	pipe_new(ready);
+	pa = (struct poller_arg){ .fd = px, .ready_w = ready[1] };
+	pid = SPAWN(poller, &pa, px);
+	EXPECT_BYTE(ready[0], 'P');
+	WAIT_SLEEPING(pid);
+	CHECK_RC(send_num(l, R_EP, 0, 2, 0, SOON), 0);
+	CHECK_CHILD(pid);
+	/* Removing the remote endpoint discards what waited: not readable any more. */
+	CHECK_RC(remote_del(px, dc, R_EP, 0, 0), 0);
+	CHECK_EQ(poll_now(px), 0);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* A buffer too small for the next record: EMSGSIZE with the size needed, nothing lost. */
+static void t_drain_emsgsize(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	unsigned char *p100 = pattern_new(100, 1), *p200 = pattern_new(200, 2);
+	struct dvk_proxy_batch b;
+	struct rec r[3];
+	int n = 0;
+
+	remote_std(px, dc);
+	CHECK_RC(msend(l, R_EP, 0, 1, p100, 100, 0, SOON), 0);
+	CHECK_RC(msend(l, R_EP, 0, 2, p200, 200, 0, SOON), 0);
+	for (uint32_t size = 0; size < REC(100); size += REC(100) - 1) {
+		CHECK_RC(px_drain(px, dbuf, size, DVK_CALL_NONBLOCK, 0, &b), -EMSGSIZE);
+		CHECK_EQ(b.size, REC(100));
+		CHECK_EQ(b.count, 0);
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 2);
+	/* Room for the first but not both: the first comes alone. */
+	CHECK_RC(drain_once(px, REC(100) + REC(200) - 1, 0, SOON, r, &n, 3, &b), 0);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(b.size, REC(100));
+	CHECK_RC(px_drain(px, dbuf, REC(200) - 1, 0, SOON, &b), -EMSGSIZE);
+	CHECK_EQ(b.size, REC(200));
+	CHECK_RC(drain_once(px, REC(200), 0, SOON, r, &n, 3, &b), 0);
+	CHECK_EQ(n, 2);
+	/* A notification record needs the header alone. */
+	CHECK_RC(mnotify(l, R_EP, 0, 1), 0);
+	CHECK_RC(px_drain(px, dbuf, HDR - 1, 0, SOON, &b), -EMSGSIZE);
+	CHECK_EQ(b.size, HDR);
+	CHECK_RC(drain_once(px, HDR, 0, SOON, r, &n, 3, &b), 0);
+	CHECK_EQ(n, 3);
+	if (n == 3) {
+		CHECK_REC(&r[0], DVK_PROXY_MESSAGE, dc, R_EP, R_GEN, 0, gl, 1);
+		CHECK(r[0].h.size == 100 && is_pattern(r[0].data, 100, 1));
+		CHECK_REC(&r[1], DVK_PROXY_MESSAGE, dc, R_EP, R_GEN, 0, gl, 2);
+		CHECK(r[1].h.size == 200 && is_pattern(r[1].data, 200, 2));
+		CHECK_REC(&r[2], DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, 0, gl, 0);
+	}
+	recs_free(r, n < 3 ? n : 3);
+	EXPECT_NO_DRAIN(px);
+	free(p100);
+	free(p200);
+}
+
+/*
+ * With two remote endpoints whose next records differ in size, the size EMSGSIZE reports
+ * is what the next drain needs: a drain of that size takes a record.
+ */
+static void t_drain_emsgsize_next(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL);
+	unsigned char *p = pattern_new(2000, 3);
+	struct dvk_proxy_batch b;
+	struct rec r[2];
+	int n = 0;
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	CHECK_RC(msend(l, R_EP, 0, 1, p, 1000, 0, SOON), 0);
+	CHECK_RC(msend(l, 6, 0, 2, p, 2000, 0, SOON), 0);
+	CHECK_RC(px_drain(px, dbuf, 8, DVK_CALL_NONBLOCK, 0, &b), -EMSGSIZE);
+	CHECKF(b.size == REC(1000) || b.size == REC(2000), "needed %u", b.size);
+	{
+		uint32_t needed = b.size;
+		int rc = drain_once(px, needed, DVK_CALL_NONBLOCK, 0, r, &n, 2, &b);
+
+		CHECKF(rc == 0, "a drain of the %u bytes EMSGSIZE reported: %s (now needs %u)",
+		       needed, rcname(rc), b.size);
+	}
+	while (n < 2 && drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 2, NULL) == 0)
+		;
+	CHECK_EQ(n, 2);
+	recs_free(r, n < 2 ? n : 2);
+	free(p);
+}
+
+/* A drain into memory it cannot write fails with EFAULT and loses nothing. */
+static void t_drain_efault(void)
+{
+	enum { N = 10 };
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl), n = 0;
+	void *ro = mmap(NULL, 4096 * 4, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Room for 3 records of 100 bytes, then a hole. */
+	unsigned char *straddle = before_hole(3 * REC(100));
+	void *bad[] = { NULL, bad_page(), KERNEL_ADDR, ro };
+	struct dvk_proxy_batch b;
+	struct rec r[N + 1];
+
+	REQUIRE(ro != MAP_FAILED);
+	remote_std(px, dc);
+	CHECK_RC(mnotify(l, R_EP, 0, 5), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		unsigned char p[100];
+
+		pattern(p, sizeof(p), i);
+		CHECK_RC(msend(l, R_EP, 0, (int32_t)i, p, sizeof(p), 0, SOON), 0);
+	}
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		int rc = px_drain(px, bad[k], 16384, DVK_CALL_NONBLOCK, 0, NULL);
+
+		CHECKF(rc == -EFAULT, "drain into %p: %s", bad[k], rcname(rc));
+		CHECK_EQ(ep_get(dc, R_EP, "queued"), N);
+		CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+	}
+	/* Partly writable: EFAULT with nothing taken, or the records that fit. */
+	{
+		int rc = px_drain(px, straddle, HDR + (N + 1) * REC(100), DVK_CALL_NONBLOCK, 0, &b);
+
+		if (rc == 0)
+			PARSE(straddle, &b, r, &n, N + 1);
+		else
+			CHECK_RC(rc, -EFAULT);
+		CHECKF(n <= 4, "took %d records into a buffer with room for 3", n);
+	}
+	while (n < N + 1 && drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, N + 1, NULL) == 0)
+		;
+	CHECK_EQ(n, N + 1);
+	/* The notification and every message, each once and in order. */
+	if (n == N + 1) {
+		CHECK_REC(&r[0], DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, 0, gl, 0);
+		CHECK_EQ(r[0].h.bits, 5);
+		for (int i = 1; i <= N; i++) {
+			CHECK_REC(&r[i], DVK_PROXY_MESSAGE, dc, R_EP, R_GEN, 0, gl, i - 1);
+			CHECKF(r[i].h.size == 100 && is_pattern(r[i].data, 100, i - 1),
+			       "record %d", i);
+		}
+	}
+	recs_free(r, n < N + 1 ? n : N + 1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Notifications to a remote endpoint coalesce per source and come out as NOTIFY records. */
+static void t_drain_notify(void)
+{
+	uint32_t dc = dc_new(8), g0 = 0, g1 = 0;
+	int px = px_open(), a = ep_open(dc, 0, &g0), b = ep_open(dc, 1, &g1), n = 0;
+	struct rec r[4];
+
+	remote_std(px, dc);
+	CHECK_RC(mnotify(a, R_EP, 0, 1), 0);
+	CHECK_RC(mnotify(a, R_EP, R_GEN, 4), 0);
+	CHECK_RC(mnotify(b, R_EP, 0, 2), 0);
+	CHECK_RC(mnotify(a, R_EP, 0, 0x80000000u), 0);
+	CHECK_RC(mnotify(b, R_EP, 0, 2), 0);
+	CHECK_RC(mnotify(a, R_EP, R_GEN + 1, 8), -ENOENT);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 2);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 4, NULL), 0);
+	CHECK_EQ(n, 2);
+	for (int i = 0; i < n && i < 2; i++) {
+		bool from_a = r[i].h.src == 0;
+
+		CHECK_REC(&r[i], DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, from_a ? 0u : 1u,
+			  from_a ? g0 : g1, 0);
+		CHECK_EQ(r[i].h.bits, from_a ? 0x80000005u : 2u);
+		CHECK_EQ(r[i].h.size, 0);
+	}
+	CHECK(n != 2 || r[0].h.src != r[1].h.src);
+	recs_free(r, n < 4 ? n : 4);
+	/* After the drain, a new notification is a new record. */
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 0);
+	n = 0;
+	CHECK_RC(mnotify(a, R_EP, 0, 1), 0);
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 4, NULL), 0);
+	CHECK_EQ(n, 1);
+	if (n == 1)
+		CHECK_EQ(r[0].h.bits, 1);
+	recs_free(r, 1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* queue_length sends fill the remote endpoint's queue; a blocking send waits for a drain. */
+static void t_drain_backpressure(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL), n = 0;
+	struct send_arg sa = { .fd = ep_open(dc, 1, NULL), .dst = R_EP, .num = 1000 };
+	struct rec *r = calloc(queue_length + 2, sizeof(*r));
+	uint64_t t0;
+	pid_t pid;
+
+	REQUIRE(r);
+	remote_std(px, dc);
+	fill_remote(l, dc, 0);
+	t0 = now_ns();
+	CHECK_RC(send_num(l, R_EP, 0, 5000, 0, in_ms(50)), -ETIMEDOUT);
+	CHECK(now_ns() - t0 >= 50000000ull);
+	pid = SPAWN(sender, &sa, sa.fd);
+	dev_close(sa.fd);
+	WAIT_EP(dc, R_EP, "held", 1);
+	/* A drain with room for 10 records makes room: the held sender goes in. */
+	CHECK_RC(drain_once(px, 10 * REC(8), 0, SOON, r, &n, queue_length + 2, NULL), 0);
+	CHECK_EQ(n, queue_length < 10 ? queue_length : 10);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	while (n < (int)queue_length + 1 &&
+	       drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, queue_length + 2, NULL) == 0)
+		;
+	CHECK_EQ(n, queue_length + 1);
+	if (n == (int)queue_length + 1) {
+		check_numbers(r, queue_length, 0);
+		check_numbers(r + queue_length, 1, 1000); /* the timed-out 5000 never came */
+	}
+	recs_free(r, n < (int)queue_length + 2 ? n : (int)queue_length + 2);
+	free(r);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Two remote endpoints with full queues and a small buffer: each drain serves the other. */
+static void t_drain_fair(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL), n = 0;
+	struct rec r[20];
+	bool saw[2] = { false, false };
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	for (uint32_t i = 0; i < queue_length; i++) {
+		CHECK_RC(send_num(l, R_EP, 0, i, DVK_CALL_NONBLOCK, 0), 0);
+		CHECK_RC(send_num(l, 6, 0, i, DVK_CALL_NONBLOCK, 0), 0);
+	}
+	for (int d = 0; d < 2; d++)
+		CHECK_RC(drain_once(px, 4 * REC(8), 0, SOON, r, &n, 20, NULL), 0);
+	for (int i = 0; i < n && i < 20; i++)
+		saw[r[i].h.dst == 6] = true;
+	CHECKF(saw[0] && saw[1], "two drains of 4 records served only endpoint %d",
+	       saw[0] ? R_EP : 6);
+	recs_free(r, n < 20 ? n : 20);
+}
+
+/* ====================================================================================== */
+/* sendrec to a remote endpoint: the request out by drain, the answer in by inject          */
+/* ====================================================================================== */
+
+/* Drains one record and checks it is the request (src, src_gen, type, pattern). */
+#define DRAIN_REQUEST(px, dc, src, src_gen, type, len, seed)                              \
+	drain_request_at(__FILE__, __LINE__, px, dc, src, src_gen, type, len, seed)
+
+static struct rec drain_request_at(const char *file, int line, int px, uint32_t dc,
+				   uint32_t src, uint32_t src_gen, int32_t type, uint32_t len,
+				   unsigned seed)
+{
+	struct rec r = { 0 };
+
+	if (drain_n_at(file, line, px, &r, 1) != 1)
+		return r;
+	if (r.h.kind != DVK_PROXY_REQUEST || r.h.dc != dc || r.h.dst != R_EP ||
+	    r.h.dst_gen != R_GEN || r.h.src != src || r.h.src_gen != src_gen || r.h.type != type ||
+	    r.h.size != len || !r.h.request_id || r.h.bits || r.h.status ||
+	    !is_pattern(r.data, len, seed)) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "drained kind %u dc %u dst %u/%u src %u/%u type %d size %u id %llu; "
+			    "want a request from %u/%u type %d size %u", r.h.kind, r.h.dc, r.h.dst,
+			    r.h.dst_gen, r.h.src, r.h.src_gen, r.h.type, r.h.size,
+			    (unsigned long long)r.h.request_id, src, src_gen, type, len);
+	}
+	return r;
+}
+
+/* Appends a REPLY from (src, src_gen) to caller (dst, dst_gen) for request `id`. */
+static void add_answer(struct px_batch *b, uint32_t kind, uint32_t dc, uint32_t dst,
+		       uint32_t dst_gen, uint32_t src, uint32_t src_gen, uint64_t id, int32_t type,
+		       uint32_t len, unsigned seed, int32_t status)
+{
+	struct dvk_proxy_msg h = rec_hdr(kind, dc, dst, dst_gen, src, src_gen);
+	unsigned char *p = pattern_new(len, seed);
+
+	h.request_id = id;
+	h.type = type;
+	h.size = len;
+	h.status = status;
+	px_batch_add(b, &h, p);
+	free(p);
+}
+
+static void inject_reply(int px, uint32_t dc, uint32_t dst, uint32_t dst_gen, uint64_t id,
+			 int32_t type, uint32_t len, unsigned seed)
+{
+	struct px_batch b = { 0 };
+
+	add_answer(&b, DVK_PROXY_REPLY, dc, dst, dst_gen, R_EP, R_GEN, id, type, len, seed, 0);
+	INJECT_ALL(px, &b);
+	px_batch_free(&b);
+}
+
+static void inject_fail(int px, uint32_t dc, uint32_t dst, uint32_t dst_gen, uint64_t id,
+			int32_t status)
+{
+	struct px_batch b = { 0 };
+
+	add_answer(&b, DVK_PROXY_FAIL, dc, dst, dst_gen, R_EP, R_GEN, id, 0, 0, 0, status);
+	INJECT_ALL(px, &b);
+	px_batch_free(&b);
+}
+
+/* The request comes out as a REQUEST record; the injected REPLY completes the sendrec. */
+static void t_sendrec_reply(void)
+{
+	const struct { uint32_t req, rep; } sizes[] = {
+		{ 100, 50 }, { 0, max_payload }, { max_payload, 0 }, { 13, 13 },
+	};
+	uint32_t dc = dc_new(8);
+	int px = px_open();
+
+	remote_std(px, dc);
+	for (int i = 0; i < 4; i++) {
+		uint32_t gc = 0;
+		struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 20 + i,
+				       .len = sizes[i].req, .seed = i, .want_type = -30 - i,
+				       .want_len = sizes[i].rep, .want_seed = 50 + i,
+				       .then_empty = true };
+		pid_t pid = SPAWN(caller, &ca, ca.fd);
+		struct rec r;
+
+		dev_close(ca.fd);
+		r = DRAIN_REQUEST(px, dc, 1, gc, 20 + i, sizes[i].req, i);
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+		CHECK_EQ(ep_get(dc, 1, "calls"), 1);
+		inject_reply(px, dc, 1, gc, r.h.request_id, -30 - i, sizes[i].rep, 50 + i);
+		CHECK_CHILD(pid);
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+		recs_free(&r, 1);
+	}
+	EXPECT_NO_DRAIN(px);
+}
+
+/* An injected FAIL ends the sendrec with its status. */
+static void t_sendrec_fail(void)
+{
+	static const int statuses[] = { -ESRCH, -EHOSTUNREACH, -ECONNRESET };
+	uint32_t dc = dc_new(8);
+	int px = px_open();
+
+	remote_std(px, dc);
+	for (int i = 0; i < 3; i++) {
+		uint32_t gc = 0;
+		struct call_arg ca = { .fd = ep_open(dc, 2, &gc), .dst = R_EP, .type = 1, .len = 8,
+				       .seed = i, .want_rc = statuses[i], .then_empty = true };
+		pid_t pid = SPAWN(caller, &ca, ca.fd);
+		struct rec r;
+
+		dev_close(ca.fd);
+		r = DRAIN_REQUEST(px, dc, 2, gc, 1, 8, i);
+		inject_fail(px, dc, 2, gc, r.h.request_id, statuses[i]);
+		CHECK_CHILD(pid);
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+		recs_free(&r, 1);
+	}
+	EXPECT_NO_DRAIN(px);
+}
+
+/* A sendrec whose outcome must be a failure, and never a kernel-internal restart code. */
+struct fail_caller_arg {
+	int fd;
+};
+
+static void fail_caller(void *p)
+{
+	struct fail_caller_arg *a = p;
+	uint64_t n = 1, rep;
+	struct dvk_sendrec s;
+	int rc;
+
+	sendrec_init(&s, R_EP, 0, 1, &n, 8, &rep, 8, SOON);
+	rc = dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s);
+	CHECKF(rc < 0 && rc > -512, "sendrec: %s", rcname(rc));
+	CHECK_EQ(s.flags, 0);
+}
+
+/*
+ * The kernel's restart codes (ERESTARTSYS 512 .. ERESTART_RESTARTBLOCK 516) are not errnos a
+ * process may see: an injected FAIL with one is refused, or at least does not reach the
+ * caller as that code. (If it did, a pending signal would restart the sendrec and send the
+ * request again.)
+ */
+static void t_sendrec_fail_restart_code(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open();
+
+	remote_std(px, dc);
+	for (int32_t code = 512; code <= 516; code++) {
+		uint32_t gc = 0;
+		struct fail_caller_arg a = { .fd = ep_open(dc, 1, &gc) };
+		pid_t pid = SPAWN(fail_caller, &a, a.fd);
+		struct px_batch b = { 0 };
+		struct dvk_proxy_batch res;
+		struct rec r;
+
+		dev_close(a.fd);
+		CHECK_EQ(DRAIN_N(px, &r, 1), 1);
+		add_answer(&b, DVK_PROXY_FAIL, dc, 1, gc, R_EP, R_GEN, r.h.request_id, 0, 0, 0,
+			   -code);
+		CHECK_RC(px_inject(px, b.buf, (uint32_t)b.len, &res), 0);
+		CHECKF(res.error == 0 || res.error == -EINVAL, "FAIL with status %d: error %s",
+		       -code, rcname(res.error));
+		if (res.error)
+			inject_fail(px, dc, 1, gc, r.h.request_id, -ESRCH);
+		CHECK_CHILD(pid);
+		recs_free(&r, 1);
+		px_batch_free(&b);
+	}
+}
+
+/* A reply injected after the caller timed out is accepted and dropped. */
+static void t_sendrec_late_reply(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = px_open(), done[2], hold[2];
+	struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 3, .len = 8,
+			       .seed = 3, .deadline_ms = 300, .want_rc = -ETIMEDOUT,
+			       .then_empty = true };
+	struct rec r;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(done);
+	pipe_new(hold);
+	ca.done_w = done[1];
+	ca.hold_r = hold[0];
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	r = DRAIN_REQUEST(px, dc, 1, gc, 3, 8, 3);
+	EXPECT_BYTE(done[0], 'D');
+	CHECK_EQ(ep_get(dc, 1, "calls"), 0);
+	inject_reply(px, dc, 1, gc, r.h.request_id, 4, 8, 4);
+	inject_fail(px, dc, 1, gc, r.h.request_id, -ESRCH);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_EQ(ep_get(dc, 1, "queued"), 0);
+	put_byte(hold[1], 'G');
+	CHECK_CHILD(pid);
+	recs_free(&r, 1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Two sendrecs in a row; each must get its own reply. */
+struct two_calls_arg {
+	int fd;
+};
+
+static void two_calls(void *p)
+{
+	struct two_calls_arg *a = p;
+
+	for (int i = 0; i < 2; i++) {
+		struct call_arg ca = { .fd = a->fd, .dst = R_EP, .type = 10 + i, .len = 8,
+				       .seed = i, .want_type = 100 + i, .want_len = 16,
+				       .want_seed = 200 + i };
+
+		caller(&ca);
+	}
+	EXPECT_EMPTY(a->fd);
+}
+
+/* A duplicate reply, or one for a request already answered, reaches no one. */
+static void t_sendrec_duplicate_reply(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = px_open();
+	struct two_calls_arg a = { .fd = ep_open(dc, 1, &gc) };
+	struct px_batch b = { 0 };
+	struct rec r1, r2;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pid = SPAWN(two_calls, &a, a.fd);
+	dev_close(a.fd);
+	r1 = DRAIN_REQUEST(px, dc, 1, gc, 10, 8, 0);
+	/* The reply and its duplicate in one batch: both taken, one delivered. */
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, r1.h.request_id, 100, 16, 200, 0);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, r1.h.request_id, 666, 16, 9, 0);
+	INJECT_ALL(px, &b);
+	r2 = DRAIN_REQUEST(px, dc, 1, gc, 11, 8, 1);
+	CHECK(r2.h.request_id != r1.h.request_id);
+	/* The first call's reply again, now that the second waits: it must not complete it. */
+	px_batch_reset(&b);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, r1.h.request_id, 666, 16, 9, 0);
+	add_answer(&b, DVK_PROXY_FAIL, dc, 1, gc, R_EP, R_GEN, r1.h.request_id, 0, 0, 0, -EIO);
+	INJECT_ALL(px, &b);
+	sleep_ms(20);
+	CHECK_EQ(ep_get(dc, 1, "calls"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	px_batch_reset(&b);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, r2.h.request_id, 101, 16, 201, 0);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, r2.h.request_id, 666, 16, 9, 0);
+	INJECT_ALL(px, &b);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	recs_free(&r1, 1);
+	recs_free(&r2, 1);
+	px_batch_free(&b);
+}
+
+/* Replies that do not match the waiting call exactly are taken and reach no one. */
+static void t_sendrec_reply_mismatch(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = px_open(), other = ep_open(dc, 2, NULL);
+	struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 1, .len = 8,
+			       .seed = 1, .want_type = 2, .want_len = 8, .want_seed = 2,
+			       .then_empty = true };
+	struct px_batch b = { 0 };
+	struct dvk_proxy_batch res;
+	struct rec r;
+	pid_t pid;
+	uint64_t id;
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	WAIT_EP(dc, R_EP, "queued", 1);
+	/* Before the drain took the request, even a reply with the right id reaches no one. */
+	for (uint64_t guess = 1; guess <= 3; guess++)
+		add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, guess, 9, 8, 9, 0);
+	INJECT_ALL(px, &b);
+	r = DRAIN_REQUEST(px, dc, 1, gc, 1, 8, 1);
+	id = r.h.request_id;
+	px_batch_reset(&b);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc + 1, R_EP, R_GEN, id, 9, 8, 9, 0);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN, id + 1, 9, 8, 9, 0);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 2, 1, R_EP, R_GEN, id, 9, 8, 9, 0);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 3, 1, R_EP, R_GEN, id, 9, 8, 9, 0); /* unbound */
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, gc, 6, 3, id, 9, 8, 9, 0); /* another remote */
+	add_answer(&b, DVK_PROXY_FAIL, dc, 1, gc + 1, R_EP, R_GEN, id, 0, 0, 0, -EIO);
+	INJECT_ALL(px, &b);
+	sleep_ms(20);
+	CHECK_EQ(ep_get(dc, 1, "calls"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	EXPECT_EMPTY(other);
+	/* A REPLY or FAIL must name the caller's generation. */
+	px_batch_reset(&b);
+	add_answer(&b, DVK_PROXY_REPLY, dc, 1, 0, R_EP, R_GEN, id, 9, 8, 9, 0);
+	CHECK_RC(px_inject(px, b.buf, (uint32_t)b.len, &res), 0);
+	CHECK_EQ(res.error, -EINVAL);
+	CHECK_EQ(res.count, 0);
+	px_batch_reset(&b);
+	add_answer(&b, DVK_PROXY_FAIL, dc, 1, 0, R_EP, R_GEN, id, 0, 0, 0, -EIO);
+	CHECK_RC(px_inject(px, b.buf, (uint32_t)b.len, &res), 0);
+	CHECK_EQ(res.error, -EINVAL);
+	CHECK_EQ(ep_get(dc, 1, "calls"), 1);
+	inject_reply(px, dc, 1, gc, id, 2, 8, 2);
+	CHECK_CHILD(pid);
+	recs_free(&r, 1);
+	px_batch_free(&b);
+}
+
+/* A sendrec that times out before the drain took its request never comes out. */
+static void t_sendrec_timeout_undrained(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), l = ep_open(dc, 0, NULL);
+	struct call_arg ca = { .fd = ep_open(dc, 1, NULL), .dst = R_EP, .type = 1, .len = 8,
+			       .seed = 1, .deadline_ms = 100, .want_rc = -ETIMEDOUT,
+			       .then_empty = true };
+	struct rec *r = calloc(queue_length + 1, sizeof(*r));
+	pid_t pid;
+
+	REQUIRE(r);
+	remote_std(px, dc);
+	/* Queued at the remote endpoint. */
+	pid = SPAWN(caller, &ca, ca.fd);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	/* Held behind a full queue. */
+	fill_remote(l, dc, 0);
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	CHECK_EQ(DRAIN_N(px, r, queue_length), queue_length);
+	check_numbers(r, queue_length, 0);
+	recs_free(r, queue_length);
+	free(r);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* A sendrec to a remote endpoint interrupted by a signal (SA_RESTART or not). */
+struct intr_arg {
+	int fd, sig_w, out_w;
+	bool restart;
+};
+
+static void intr_caller(void *p)
+{
+	struct intr_arg *a = p;
+	uint64_t n, rep = 0;
+	struct dvk_sendrec s;
+	int rc;
+
+	pattern(&n, sizeof(n), 5);
+	sig_pipe_w = a->sig_w;
+	catch_signal(SIGUSR1, a->restart);
+	sendrec_init(&s, R_EP, 0, 5, &n, 8, &rep, 8, SOON);
+	put_byte(a->out_w, 'C');
+	rc = dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s);
+	if (a->restart) {
+		/* Restarted after the drain took it: the same call goes on and gets the reply. */
+		CHECK_RC(rc, 0);
+		CHECK_EQ(rep, ~(uint64_t)5);
+		CHECK_EQ(s.reply.type, 6);
+		CHECK_EQ(s.flags & DVK_CALL_RESUME, 0);
+	} else {
+		/* Interrupted before the drain: undone. */
+		CHECK_RC(rc, -EINTR);
+		CHECK_EQ(s.flags & DVK_CALL_RESUME, 0);
+		put_byte(a->out_w, 'E');
+	}
+	CHECK_EQ(sig_count, 1);
+}
+
+static void t_sendrec_restart(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = px_open(), sig[2], out[2];
+	struct intr_arg a = { .fd = ep_open(dc, 1, &gc), .restart = true };
+	struct px_batch b = { 0 };
+	uint64_t answer = ~(uint64_t)5;
+	struct rec r;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(sig);
+	pipe_new(out);
+	a.sig_w = sig[1];
+	a.out_w = out[1];
+	pid = SPAWN(intr_caller, &a, a.fd);
+	dev_close(a.fd);
+	EXPECT_BYTE(out[0], 'C');
+	r = DRAIN_REQUEST(px, dc, 1, gc, 5, 8, 5);
+	CHECK(kill(pid, SIGUSR1) == 0);
+	EXPECT_BYTE(sig[0], 'S');
+	WAIT_SLEEPING(pid);
+	/* The restart did not send the request again. */
+	EXPECT_NO_DRAIN(px);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	{
+		struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_REPLY, dc, 1, gc, R_EP, R_GEN);
+
+		h.type = 6;
+		h.request_id = r.h.request_id;
+		h.size = 8;
+		px_batch_add(&b, &h, &answer);
+	}
+	INJECT_ALL(px, &b);
+	CHECK_CHILD(pid);
+	recs_free(&r, 1);
+	px_batch_free(&b);
+}
+
+static void t_sendrec_eintr(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = px_open(), sig[2], out[2];
+	struct intr_arg a = { .fd = ep_open(dc, 1, NULL), .restart = false };
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(sig);
+	pipe_new(out);
+	a.sig_w = sig[1];
+	a.out_w = out[1];
+	pid = SPAWN(intr_caller, &a, a.fd);
+	dev_close(a.fd);
+	EXPECT_BYTE(out[0], 'C');
+	WAIT_EP(dc, R_EP, "queued", 1);
+	CHECK(kill(pid, SIGUSR1) == 0);
+	EXPECT_BYTE(out[0], 'E');
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	CHECK_CHILD(pid);
+}
+
+/* Several local callers against a remote endpoint the test serves, batch by batch. */
+struct many_calls_arg {
+	int fd;
+	uint32_t id, count;
+};
+
+static void many_calls(void *p)
+{
+	struct many_calls_arg *a = p;
+
+	for (uint32_t i = 0; i < a->count; i++) {
+		unsigned char req[16], rep[32];
+		struct dvk_sendrec s;
+		int rc;
+
+		pattern(req, sizeof(req), a->id * 1000 + i);
+		sendrec_init(&s, R_EP, R_GEN, (int32_t)(a->id * 1000 + i), req, sizeof(req), rep,
+			     sizeof(rep), SOON);
+		rc = dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s);
+		if (rc || s.reply.type != (int32_t)(a->id * 1000 + i + 1) ||
+		    s.reply.size != sizeof(req) || memcmp(rep, req, sizeof(req)) ||
+		    s.reply.peer != R_EP || s.reply.peer_gen != R_GEN) {
+			tap_fail("caller %u, call %u: %s, type %d, size %u", a->id, i, rcname(rc),
+				 s.reply.type, s.reply.size);
+			return;
+		}
+	}
+}
+
+static void t_sendrec_many(void)
+{
+	enum { CALLERS = 4, EACH = 100, TOTAL = CALLERS * EACH };
+	uint32_t dc = dc_new(8), gens[CALLERS];
+	int px = px_open(), served = 0, drains = 0;
+	struct rec *r = calloc(TOTAL, sizeof(*r));
+	struct px_batch b = { 0 };
+	pid_t pids[CALLERS];
+	uint64_t end = SOON;
+
+	REQUIRE(r);
+	remote_std(px, dc);
+	for (uint32_t c = 0; c < CALLERS; c++) {
+		struct many_calls_arg a = { .fd = ep_open(dc, c, &gens[c]), .id = c, .count = EACH };
+
+		pids[c] = SPAWN(many_calls, &a, a.fd);
+		dev_close(a.fd);
+	}
+	while (served < TOTAL && now_ns() < end) {
+		int n = 0, rc = drain_once(px, dbuf_len, 0, end, r, &n, TOTAL, NULL);
+
+		if (rc) {
+			tap_fail("drain after %d served: %s", served, errname(-rc));
+			break;
+		}
+		drains++;
+		px_batch_reset(&b);
+		for (int i = 0; i < n && i < TOTAL; i++) {
+			struct dvk_proxy_msg h;
+
+			if (r[i].h.kind != DVK_PROXY_REQUEST || r[i].h.src >= CALLERS ||
+			    r[i].h.src_gen != gens[r[i].h.src]) {
+				tap_fail("record kind %u from %u", r[i].h.kind, r[i].h.src);
+				continue;
+			}
+			h = rec_hdr(DVK_PROXY_REPLY, dc, r[i].h.src, r[i].h.src_gen, R_EP, R_GEN);
+			h.request_id = r[i].h.request_id;
+			h.type = r[i].h.type + 1;
+			h.size = r[i].h.size;
+			px_batch_add(&b, &h, r[i].data);
+		}
+		recs_free(r, n < TOTAL ? n : TOTAL);
+		INJECT_ALL(px, &b);
+		served += n;
+	}
+	CHECK_EQ(served, TOTAL);
+	for (int c = 0; c < CALLERS; c++)
+		CHECK_CHILD(pids[c]);
+	tap_diag("%d requests served in %d drains", served, drains);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	free(r);
+	px_batch_free(&b);
+}
+
+/* A reply too large for the caller's buffer is kept for a resumed call, as a local one is. */
+struct small_caller_arg {
+	int fd, done_w;
+};
+
+static void small_caller(void *p)
+{
+	struct small_caller_arg *a = p;
+	unsigned char *rep = malloc(1000);
+	struct dvk_sendrec s;
+	uint64_t n;
+
+	REQUIRE(rep);
+	pattern(&n, sizeof(n), 0);
+	sendrec_init(&s, R_EP, 0, 1, &n, 8, rep, 10, SOON);
+	CHECK_RC(dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s), -EMSGSIZE);
+	CHECK_EQ(s.reply.size, 1000);
+	CHECK(s.flags & DVK_CALL_RESUME);
+	CHECK(s.call != 0);
+	s.reply.size = 1000;
+	CHECK_RC(dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s), 0);
+	CHECK_EQ(s.reply.size, 1000);
+	CHECK_EQ(s.reply.type, 2);
+	CHECK(is_pattern(rep, 1000, 7));
+	CHECK_EQ(s.flags, 0);
+	CHECK_EQ(s.call, 0);
+	free(rep);
+}
+
+static void t_sendrec_reply_too_big(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = px_open();
+	struct small_caller_arg a = { .fd = ep_open(dc, 1, &gc) };
+	pid_t pid;
+	struct rec r;
+
+	remote_std(px, dc);
+	pid = SPAWN(small_caller, &a, a.fd);
+	dev_close(a.fd);
+	r = DRAIN_REQUEST(px, dc, 1, gc, 1, 8, 0);
+	inject_reply(px, dc, 1, gc, r.h.request_id, 2, 1000, 7);
+	CHECK_CHILD(pid);
+	recs_free(&r, 1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* ====================================================================================== */
+/* Injecting what remote endpoints send to local ones                                      */
+/* ====================================================================================== */
+
+/* Injected messages reach local receives with the remote endpoint as their source. */
+static void t_inject_message(void)
+{
+	static const uint32_t sizes[] = { 0, 1, 13, 64 };
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl), ready[2];
+	struct px_batch b = { 0 };
+	struct recv_arg ra = { .fd = ep_open(dc, 1, NULL), .from = R_EP, .want_rc = 0 };
+	pid_t pid;
+
+	remote_std(px, dc);
+	for (int i = 0; i < 4; i++)
+		add_msg(&b, dc, 0, i % 2 ? gl : 0, -5 - i, sizes[i], i);
+	add_msg(&b, dc, 0, gl, INT32_MIN, max_payload, 9);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "queued"), 5);
+	CHECK(poll_now(l) & POLLIN);
+	for (int i = 0; i < 4; i++)
+		EXPECT_MSG(l, R_EP, R_GEN, 0, -5 - i, sizes[i], i);
+	EXPECT_MSG(l, R_EP, R_GEN, 0, INT32_MIN, max_payload, 9);
+	EXPECT_EMPTY(l);
+	/* receive(from the remote endpoint) matches its number and generation. */
+	px_batch_reset(&b);
+	add_msg(&b, dc, 0, gl, 1, 8, 1);
+	INJECT_ALL(px, &b);
+	{
+		uint64_t v;
+
+		CHECK_RC(mrecv(l, R_EP, R_GEN + 1, &v, 8, DVK_CALL_NONBLOCK, 0, NULL), -ENOENT);
+		CHECK_RC(mrecv(l, 4, 0, &v, 8, DVK_CALL_NONBLOCK, 0, NULL), -EAGAIN);
+		CHECK_RC(mrecv(l, R_EP, R_GEN, &v, 8, DVK_CALL_NONBLOCK, 0, NULL), 0);
+	}
+	/* An injected message wakes a waiting receive. */
+	pipe_new(ready);
+	ra.ready_w = ready[1];
+	pid = SPAWN(receiver, &ra, ra.fd);
+	dev_close(ra.fd);
+	EXPECT_BYTE(ready[0], 'R');
+	WAIT_EP(dc, 1, "receivers", 1);
+	px_batch_reset(&b);
+	add_msg(&b, dc, 1, 0, 2, 8, 2);
+	INJECT_ALL(px, &b);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, 0, "received"), 6);
+	px_batch_free(&b);
+}
+
+/* A receiver of numbered injected messages: 'count' in order, then nothing. */
+struct seq_arg {
+	int fd, count;
+};
+
+static void seq_receiver(void *p)
+{
+	struct seq_arg *a = p;
+
+	for (int i = 0; i < a->count; i++) {
+		unsigned char buf[64];
+		struct dvk_msg m;
+		int rc = mrecv(a->fd, DVK_ANY, 0, buf, sizeof(buf), 0, SOON, &m);
+
+		if (rc || m.type != i || m.size != (uint32_t)(i % 64) ||
+		    !is_pattern(buf, m.size, i) || m.peer != R_EP || m.peer_gen != R_GEN) {
+			tap_fail("message %d: %s, type %d, size %u", i, rcname(rc), m.type, m.size);
+			return;
+		}
+	}
+	EXPECT_EMPTY(a->fd);
+}
+
+/* 1000 records in one inject call, to 10 local endpoints: all taken, each in order. */
+static void t_inject_many(void)
+{
+	enum { DESTS = 10, EACH = 100 };
+	uint32_t dc = dc_new(16), gens[DESTS];
+	int px = px_open(), fds[DESTS];
+	struct px_batch b = { 0 };
+	pid_t pids[DESTS];
+
+	if (2 * queue_length < EACH) {
+		tap_diag("queue_length %u is too small for this case: skipped", queue_length);
+		return;
+	}
+	remote_std(px, dc);
+	/* Endpoints 0..DESTS, R_EP left out. */
+	for (int d = 0; d < DESTS; d++)
+		fds[d] = ep_open(dc, d + (d >= R_EP), &gens[d]);
+	for (int i = 0; i < EACH; i++)
+		for (int d = 0; d < DESTS; d++)
+			add_msg(&b, dc, d + (d >= R_EP), gens[d], i, i % 64, i);
+	INJECT_ALL(px, &b);
+	for (int d = 0; d < DESTS; d++) {
+		struct seq_arg a = { .fd = fds[d], .count = EACH };
+
+		pids[d] = SPAWN(seq_receiver, &a, fds[d]);
+		dev_close(fds[d]);
+	}
+	for (int d = 0; d < DESTS; d++)
+		CHECK_CHILD(pids[d]);
+	px_batch_free(&b);
+}
+
+/* A local server: answers requests from the remote endpoint, by REPLY_RECEIVE, then REPLY. */
+struct server_arg {
+	int fd, count;
+	uint32_t req_len[4], rep_len[4];
+};
+
+static void server(void *p)
+{
+	struct server_arg *a = p;
+	unsigned char *buf = malloc(max_payload), *out = malloc(max_payload);
+	struct dvk_reply_receive rr;
+	struct dvk_msg m;
+
+	REQUIRE(buf && out);
+	CHECK_RC(mrecv(a->fd, DVK_ANY, 0, buf, max_payload, 0, SOON, &m), 0);
+	for (int i = 0; i < a->count; i++) {
+		CHECK_EQ(m.flags, DVK_MSG_REQUEST);
+		CHECK_EQ(m.peer, R_EP);
+		CHECK_EQ(m.peer_gen, R_GEN);
+		CHECK_EQ(m.request_id, 1000 + i);
+		CHECK_EQ(m.type, 40 + i);
+		CHECK_EQ(m.size, a->req_len[i]);
+		CHECK(is_pattern(buf, m.size, 40 + i));
+		pattern(out, a->rep_len[i], 60 + i);
+		if (i + 1 < a->count) {
+			memset(&rr, 0, sizeof(rr));
+			rr.reply.msg = (struct dvk_msg){ .peer = m.peer, .peer_gen = m.peer_gen,
+							 .type = 60 + i, .request_id = m.request_id,
+							 .payload = (uintptr_t)out,
+							 .size = a->rep_len[i] };
+			rr.receive = (struct dvk_receive){ .from = DVK_ANY, .deadline_ns = SOON,
+				.msg = { .payload = (uintptr_t)buf, .size = max_payload } };
+			CHECK_RC(dvk_ioctl(a->fd, DVK_IOC_REPLY_RECEIVE, &rr), 0);
+			m = rr.receive.msg;
+		} else {
+			CHECK_RC(mreply(a->fd, &m, 60 + i, out, a->rep_len[i]), 0);
+		}
+	}
+	free(buf);
+	free(out);
+}
+
+/* Injected requests reach a local server; its replies come out as REPLY records. */
+static void t_inject_request(void)
+{
+	struct server_arg sa = { .count = 3, .req_len = { 8, max_payload, 0 },
+				 .rep_len = { 16, 0, max_payload } };
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = px_open();
+	struct px_batch b = { 0 };
+	struct rec r[3];
+	pid_t pid;
+
+	remote_std(px, dc);
+	sa.fd = ep_open(dc, 0, &gs);
+	for (int i = 0; i < sa.count; i++) {
+		struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_REQUEST, dc, 0, i ? gs : 0, R_EP, R_GEN);
+		unsigned char *pl = pattern_new(sa.req_len[i], 40 + i);
+
+		h.request_id = 1000 + i;
+		h.type = 40 + i;
+		h.size = sa.req_len[i];
+		px_batch_add(&b, &h, pl);
+		free(pl);
+	}
+	INJECT_ALL(px, &b);
+	pid = SPAWN(server, &sa, sa.fd);
+	dev_close(sa.fd);
+	CHECK_EQ(DRAIN_N(px, r, 3), 3);
+	for (int i = 0; i < 3; i++) {
+		CHECK_REC(&r[i], DVK_PROXY_REPLY, dc, R_EP, R_GEN, 0, gs, 60 + i);
+		CHECK_EQ(r[i].h.request_id, 1000 + i);
+		CHECK_EQ(r[i].h.size, sa.rep_len[i]);
+		CHECK(is_pattern(r[i].data, r[i].h.size, 60 + i));
+	}
+	recs_free(r, 3);
+	CHECK_CHILD(pid);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* A reply to a remote caller never waits, even when the remote endpoint's queue is full. */
+static void t_inject_reply_full_remote(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = px_open(), l = ep_open(dc, 0, NULL), s = ep_open(dc, 1, &gs);
+	struct rec *r = calloc(queue_length + 1, sizeof(*r));
+	struct px_batch b = { 0 };
+	struct dvk_msg m;
+	uint64_t v;
+
+	REQUIRE(r);
+	remote_std(px, dc);
+	fill_remote(l, dc, 0);
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 1, gs, R_EP, R_GEN, 9, 1, 8, 1, 0);
+	INJECT_ALL(px, &b);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, &v, 8, 0, SOON, &m), 0);
+	CHECK_RC(mreply(s, &m, 2, &v, 8), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length + 1);
+	CHECK_EQ(DRAIN_N(px, r, queue_length + 1), queue_length + 1);
+	check_numbers(r, queue_length, 0);
+	CHECK_REC(&r[queue_length], DVK_PROXY_REPLY, dc, R_EP, R_GEN, 1, gs, 2);
+	CHECK_EQ(r[queue_length].h.request_id, 9);
+	recs_free(r, queue_length + 1);
+	free(r);
+	px_batch_free(&b);
+}
+
+/* A server that receives one request, then waits to be killed. */
+struct holder_arg {
+	int fd, out_w;
+};
+
+static void holder(void *p)
+{
+	struct holder_arg *a = p;
+	unsigned char buf[64];
+	struct dvk_msg m;
+
+	CHECK_RC(mrecv(a->fd, DVK_ANY, 0, buf, sizeof(buf), 0, SOON, &m), 0);
+	CHECK_EQ(m.flags, DVK_MSG_REQUEST);
+	put_byte(a->out_w, tap_failed ? 'F' : 'H');
+	pause();
+}
+
+/*
+ * A local server killed with injected requests received (owed), queued, and held behind its
+ * full queue: each comes out of the drain as a FAIL record with status -ESRCH; plain
+ * messages do not.
+ */
+static void t_inject_request_server_dies(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = px_open(), out[2];
+	struct holder_arg ha = { .fd = ep_open(dc, 0, &gs) };
+	struct px_batch b = { 0 };
+	struct rec r[4];
+	int n = 0;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(out);
+	ha.out_w = out[1];
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 0, gs, R_EP, R_GEN, 71, 33, 8, 1, 0);
+	INJECT_ALL(px, &b);
+	pid = SPAWN(holder, &ha, ha.fd);
+	dev_close(ha.fd);
+	EXPECT_BYTE(out[0], 'H');
+	px_batch_reset(&b);
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 0, gs, R_EP, R_GEN, 72, 34, 20, 2, 0);
+	for (uint32_t i = 1; i < queue_length; i++)
+		add_msg(&b, dc, 0, gs, 35, 8, 3);
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 0, gs, R_EP, R_GEN, 73, 36, 8, 4, 0);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "owed"), 1);
+	CHECK_EQ(ep_get(dc, 0, "queued"), queue_length);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	EXPECT_NO_DRAIN(px);
+	kill_child(pid);
+	WAIT_UNBOUND(dc, 0);
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 4, NULL), 0);
+	CHECK_EQ(n, 3);
+	for (int i = 0; i < n && i < 3; i++) {
+		const char *which = r[i].h.request_id == 71 ? "received" :
+				    r[i].h.request_id == 72 ? "queued" : "held";
+
+		CHECKF(r[i].h.request_id >= 71 && r[i].h.request_id <= 73, "request_id %llu",
+		       (unsigned long long)r[i].h.request_id);
+		CHECK_EQ(r[i].h.kind, DVK_PROXY_FAIL);
+		CHECK_EQ(r[i].h.dc, dc);
+		CHECK_EQ(r[i].h.dst, R_EP);
+		CHECK_EQ(r[i].h.dst_gen, R_GEN);
+		CHECK_EQ(r[i].h.src, 0);
+		CHECK_EQ(r[i].h.src_gen, gs);
+		CHECK_EQ(r[i].h.status, -ESRCH);
+		CHECK_EQ(r[i].h.size, 0);
+		CHECK_EQ(r[i].h.bits, 0);
+		/* As an inject requires of FAIL records, so that one can be forwarded as is. */
+		CHECKF(r[i].h.type == 0, "the FAIL record of the %s request has type %d", which,
+		       r[i].h.type);
+	}
+	CHECK(n != 3 || (r[0].h.request_id != r[1].h.request_id &&
+			 r[1].h.request_id != r[2].h.request_id &&
+			 r[0].h.request_id != r[2].h.request_id));
+	recs_free(r, n < 4 ? n : 4);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* Injected notifications coalesce per source and are received before messages. */
+static void t_inject_notify(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl), ready[2];
+	struct recv_arg ra = { .fd = ep_open(dc, 1, NULL), .from = 6, .want_rc = 0 };
+	struct px_batch b = { 0 };
+	struct dvk_proxy_msg h;
+	struct dvk_msg m;
+	pid_t pid;
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	h = rec_hdr(DVK_PROXY_NOTIFY, dc, 0, gl, R_EP, R_GEN);
+	h.bits = 1;
+	px_batch_add(&b, &h, NULL);
+	add_msg(&b, dc, 0, gl, 1, 8, 1);
+	h.bits = 6;
+	h.dst_gen = 0;
+	px_batch_add(&b, &h, NULL);
+	h = rec_hdr(DVK_PROXY_NOTIFY, dc, 0, gl, 6, 3);
+	h.bits = 0x80000000u;
+	px_batch_add(&b, &h, NULL);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "notes"), 2);
+	for (int i = 0; i < 2; i++) {
+		CHECK_RC(mrecv(l, DVK_ANY, 0, NULL, 0, 0, SOON, &m), 0);
+		CHECK_EQ(m.flags, DVK_MSG_NOTIFY);
+		CHECK_EQ(m.peer, i ? 6 : R_EP);
+		CHECK_EQ(m.peer_gen, i ? 3 : R_GEN);
+		CHECK_EQ(m.bits, i ? 0x80000000u : 7u);
+		CHECK_EQ(m.size, 0);
+		CHECK_EQ(m.type, 0);
+	}
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 1, 8, 1);
+	EXPECT_EMPTY(l);
+	/* A notification wakes a receive waiting for its source. */
+	pipe_new(ready);
+	ra.ready_w = ready[1];
+	pid = SPAWN(receiver, &ra, ra.fd);
+	dev_close(ra.fd);
+	EXPECT_BYTE(ready[0], 'R');
+	WAIT_EP(dc, 1, "receivers", 1);
+	px_batch_reset(&b);
+	h = rec_hdr(DVK_PROXY_NOTIFY, dc, 1, 0, 6, 3);
+	h.bits = 2;
+	px_batch_add(&b, &h, NULL);
+	INJECT_ALL(px, &b);
+	CHECK_CHILD(pid);
+	px_batch_free(&b);
+}
+
+/*
+ * An inject stops at the first record it cannot take: count and size say what it took,
+ * error why it stopped. The records before were delivered, those from the bad one on not.
+ */
+static void t_inject_errors(void)
+{
+	uint32_t dc = dc_new(8), dc2 = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl), l2 = ep_open(dc2, 0, NULL);
+	struct px_batch b = { 0 };
+	unsigned char *big = pattern_new(max_payload + 8, 0);
+	struct dvk_proxy_msg base = rec_hdr(DVK_PROXY_MESSAGE, dc, 0, gl, R_EP, R_GEN);
+	struct {
+		const char *what;
+		struct dvk_proxy_msg h;
+		int error;
+	} bad[] = {
+		{ "source not registered", base, -EADDRNOTAVAIL },
+		{ "source generation not registered", base, -EADDRNOTAVAIL },
+		{ "source in another DC", base, -EADDRNOTAVAIL },
+		{ "unknown DC", base, -EADDRNOTAVAIL },
+		{ "destination not bound", base, -ENOENT },
+		{ "destination stale generation", base, -ENOENT },
+		{ "destination a remote endpoint", base, -ENOENT },
+		{ "destination another remote endpoint", base, -ENOENT },
+		{ "destination beyond the slots", base, -ENOENT },
+		{ "destination DVK_ANY", base, -EINVAL },
+		{ "kind 0", base, -EINVAL },
+		{ "kind 6", base, -EINVAL },
+		{ "kind ~0", base, -EINVAL },
+		{ "message with status", base, -EINVAL },
+		{ "message with bits", base, -EINVAL },
+		{ "message with request_id", base, -EINVAL },
+		{ "request with status", base, -EINVAL },
+		{ "notify with bits 0", base, -EINVAL },
+		{ "notify with a payload", base, -EINVAL },
+		{ "notify with a type", base, -EINVAL },
+		{ "fail with status 0", base, -EINVAL },
+		{ "fail with a positive status", base, -EINVAL },
+		{ "fail with a payload", base, -EINVAL },
+		{ "source generation 0", base, -EINVAL },
+		{ "payload above max_payload", base, -EMSGSIZE },
+	};
+	enum { NBAD = sizeof(bad) / sizeof(bad[0]) };
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	bad[0].h.src = 4;
+	bad[1].h.src_gen = R_GEN + 1;
+	bad[2].h.dc = dc2;
+	bad[3].h.dc = dc_base + DCS_PER_CASE - 1;
+	bad[4].h.dst = 3;
+	bad[5].h.dst_gen = gl + 1;
+	bad[6].h.dst = R_EP;
+	bad[6].h.dst_gen = 0;
+	bad[7].h.dst = 6;
+	bad[7].h.dst_gen = 3;
+	bad[8].h.dst = 100;
+	bad[8].h.dst_gen = 0;
+	bad[9].h.dst = DVK_ANY;
+	bad[10].h.kind = 0;
+	bad[11].h.kind = 6;
+	bad[12].h.kind = ~0u;
+	bad[13].h.status = -EIO;
+	bad[14].h.bits = 1;
+	bad[15].h.request_id = 3;
+	bad[16].h.kind = DVK_PROXY_REQUEST;
+	bad[16].h.request_id = 3;
+	bad[16].h.status = -EIO;
+	bad[17].h.kind = DVK_PROXY_NOTIFY;
+	bad[18].h.kind = DVK_PROXY_NOTIFY;
+	bad[18].h.bits = 1;
+	bad[18].h.size = 8;
+	bad[19].h.kind = DVK_PROXY_NOTIFY;
+	bad[19].h.bits = 1;
+	bad[19].h.type = 1;
+	for (int i = 20; i <= 22; i++) {
+		bad[i].h.kind = DVK_PROXY_FAIL;
+		bad[i].h.request_id = 1;
+		bad[i].h.status = -ESRCH;
+	}
+	bad[20].h.status = 0;
+	bad[21].h.status = ESRCH;
+	bad[22].h.size = 8;
+	bad[23].h.src_gen = 0;
+	bad[24].h.size = max_payload + 1;
+
+	for (int i = 0; i < NBAD; i++) {
+		struct dvk_proxy_batch res;
+		int rc;
+
+		px_batch_reset(&b);
+		add_msg(&b, dc, 0, gl, 2 * i, 8, 2 * i);
+		px_batch_add(&b, &bad[i].h, big);
+		add_msg(&b, dc, 0, gl, 2 * i + 1, 8, 2 * i + 1);
+		rc = px_inject(px, b.buf, (uint32_t)b.len, &res);
+		CHECKF(rc == 0 && res.count == 1 && res.size == REC(8) && res.error == bad[i].error,
+		       "%s: rc %s, count %u, size %u, error %s; want count 1, size %u, error %s",
+		       bad[i].what, rcname(rc), res.count, res.size, rcname(res.error), REC(8),
+		       rcname(bad[i].error));
+		EXPECT_MSG(l, R_EP, R_GEN, 0, 2 * i, 8, 2 * i);
+		EXPECT_EMPTY(l);
+	}
+	EXPECT_EMPTY(l2);
+
+	/* Truncated records at the end of the batch: a header cut short, a payload cut short. */
+	for (int cut = 0; cut < 3; cut++) {
+		struct dvk_proxy_msg h = base;
+		unsigned char raw[HDR + 16];
+
+		px_batch_reset(&b);
+		add_msg(&b, dc, 0, gl, 100 + cut, 8, 100 + cut);
+		h.type = 200;
+		h.size = cut == 2 ? 5 : 16;
+		memcpy(raw, &h, HDR);
+		pattern(raw + HDR, 16, 200);
+		/* cut 0: 20 bytes of the header; 1: 8 of 16 payload bytes; 2: no padding after 5 */
+		px_batch_raw(&b, raw, cut == 0 ? 20 : cut == 1 ? HDR + 8 : HDR + 5);
+		INJECT_STOPS(px, &b, 0, 1, REC(8), -EINVAL);
+		EXPECT_MSG(l, R_EP, R_GEN, 0, 100 + cut, 8, 100 + cut);
+		EXPECT_EMPTY(l);
+	}
+	/* Continuing from where an inject stopped takes the rest. */
+	px_batch_reset(&b);
+	add_msg(&b, dc, 0, gl, 1, 8, 1);
+	add_msg(&b, dc, 3, 0, 2, 8, 2);
+	add_msg(&b, dc, 0, gl, 3, 8, 3);
+	INJECT_STOPS(px, &b, 0, 1, REC(8), -ENOENT);
+	{
+		uint32_t g3 = 0;
+		int l3 = ep_open(dc, 3, &g3);
+
+		INJECT_STOPS(px, &b, REC(8), 2, 2 * REC(8), 0);
+		EXPECT_MSG(l3, R_EP, R_GEN, 0, 2, 8, 2);
+	}
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 1, 8, 1);
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 3, 8, 3);
+	EXPECT_EMPTY(l);
+	free(big);
+	px_batch_free(&b);
+}
+
+static void t_inject_args(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	struct px_batch b = { 0 };
+	struct dvk_proxy_batch bad[] = {
+		{ .flags = 1 },
+		{ .flags = DVK_CALL_NONBLOCK << 5 },
+		{ .reserved = 1 },
+		{ .deadline_ns = 1 },
+	};
+	struct dvk_proxy_batch res;
+	unsigned char *hole;
+	int rc;
+
+	remote_std(px, dc);
+	add_msg(&b, dc, 0, gl, 1, 8, 1);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		bad[i].buffer = (uintptr_t)b.buf;
+		bad[i].size = (uint32_t)b.len;
+		rc = dvk_ioctl(px, DVK_IOC_PROXY_INJECT, &bad[i]);
+		CHECKF(rc == -EINVAL, "inject #%zu: %s", i, rcname(rc));
+	}
+	EXPECT_EMPTY(l);
+	/* An empty batch takes nothing, and that is no error. */
+	CHECK_RC(px_inject(px, b.buf, 0, &res), 0);
+	CHECK(res.count == 0 && res.size == 0 && res.error == 0);
+	CHECK_RC(px_inject(px, NULL, 0, &res), 0);
+	CHECK(res.count == 0 && res.size == 0 && res.error == 0);
+	/* Records it cannot read: EFAULT, as the call's result or as why it stopped. */
+	{
+		void *bads[] = { NULL, bad_page(), KERNEL_ADDR };
+
+		for (int k = 0; k < 3; k++) {
+			rc = px_inject(px, bads[k], (uint32_t)b.len, &res);
+			CHECKF(rc == -EFAULT || (rc == 0 && res.error == -EFAULT && res.count == 0 &&
+						 res.size == 0),
+			       "inject from %p: rc %s, count %u, error %s", bads[k], rcname(rc),
+			       res.count, rcname(res.error));
+		}
+	}
+	/* One good record, then one whose payload runs into a hole. */
+	add_msg(&b, dc, 0, gl, 2, 64, 2);
+	hole = before_hole(b.len - 32);
+	memcpy(hole, b.buf, b.len - 32);
+	rc = px_inject(px, hole, (uint32_t)b.len, &res);
+	CHECKF(rc == -EFAULT || (rc == 0 && res.error == -EFAULT && res.count == 1 &&
+				 res.size == REC(8)),
+	       "inject into a hole: rc %s, count %u, size %u, error %s", rcname(rc), res.count,
+	       res.size, rcname(res.error));
+	if (rc == 0)
+		EXPECT_MSG(l, R_EP, R_GEN, 0, 1, 8, 1);
+	EXPECT_EMPTY(l);
+	px_batch_free(&b);
+}
+
+/*
+ * A full local queue: injected messages are held, not lost, up to queue_length of them;
+ * then the inject stops with EAGAIN. Once the receiver takes some, the rest goes in, in order.
+ * Notifications are not held back by the full queue.
+ */
+static void t_inject_full_queue(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, total = 2 * queue_length + 5, taken;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	struct px_batch b = { 0 };
+	struct dvk_proxy_batch res;
+	long long messages = stat_now("messages");
+	struct dvk_proxy_msg h;
+	struct dvk_msg m;
+
+	remote_std(px, dc);
+	for (uint32_t i = 0; i < total; i++)
+		add_msg(&b, dc, 0, gl, (int32_t)i, 8, i);
+	CHECK_RC(px_inject(px, b.buf, (uint32_t)b.len, &res), 0);
+	CHECK_EQ(res.count, 2 * queue_length);
+	CHECK_EQ(res.size, 2 * queue_length * REC(8));
+	CHECK_EQ(res.error, -EAGAIN);
+	taken = res.count;
+	CHECK_EQ(ep_get(dc, 0, "queued"), queue_length);
+	CHECK_EQ(ep_get(dc, 0, "held"), queue_length);
+	CHECK_EQ(stat_now("messages"), messages + 2 * queue_length);
+	/* Still full: nothing more goes in. */
+	INJECT_STOPS(px, &b, res.size, 0, 0, -EAGAIN);
+	/* A notification does. */
+	px_batch_reset(&b);
+	h = rec_hdr(DVK_PROXY_NOTIFY, dc, 0, gl, R_EP, R_GEN);
+	h.bits = 4;
+	px_batch_add(&b, &h, NULL);
+	INJECT_ALL(px, &b);
+	CHECK_RC(mrecv(l, DVK_ANY, 0, NULL, 0, 0, SOON, &m), 0);
+	CHECK(m.flags == DVK_MSG_NOTIFY && m.bits == 4 && m.peer == R_EP);
+	/* Take 3: 3 more fit; the rest later. */
+	for (uint32_t i = 0; i < 3; i++)
+		EXPECT_MSG(l, R_EP, R_GEN, 0, (int32_t)i, 8, i);
+	px_batch_reset(&b);
+	for (uint32_t i = taken; i < total; i++)
+		add_msg(&b, dc, 0, gl, (int32_t)i, 8, i);
+	INJECT_STOPS(px, &b, 0, 3, 3 * REC(8), -EAGAIN);
+	for (uint32_t i = 3; i < 6; i++)
+		EXPECT_MSG(l, R_EP, R_GEN, 0, (int32_t)i, 8, i);
+	INJECT_STOPS(px, &b, 3 * REC(8), 2, 2 * REC(8), 0);
+	for (uint32_t i = 6; i < total; i++)
+		EXPECT_MSG(l, R_EP, R_GEN, 0, (int32_t)i, 8, i);
+	EXPECT_EMPTY(l);
+	CHECK_EQ(stat_now("messages"), messages);
+	px_batch_free(&b);
+}
+
+/* A server holding an injected request answers after the remote endpoint went: dropped. */
+static void t_inject_reply_after_del(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = px_open(), s;
+	struct px_batch b = { 0 };
+	struct dvk_msg m;
+	uint64_t v;
+
+	remote_std(px, dc);
+	s = ep_open(dc, 0, &gs);
+	for (uint64_t id = 5; id <= 7; id++)
+		add_answer(&b, DVK_PROXY_REQUEST, dc, 0, gs, R_EP, R_GEN, id, 1, 8, 1, 0);
+	INJECT_ALL(px, &b);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, &v, 8, 0, SOON, &m), 0);
+	CHECK_EQ(m.request_id, 5);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	/* The reply is accepted and dropped; the queued requests stay requests. */
+	CHECK_RC(mreply(s, &m, 2, &v, 8), 0);
+	CHECK_RC(mreply(s, &m, 2, &v, 8), -EINVAL);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, &v, 8, 0, SOON, &m), 0);
+	CHECK_EQ(m.request_id, 6);
+	CHECK_EQ(m.peer, R_EP);
+	CHECK_EQ(m.peer_gen, R_GEN);
+	/* The number comes back with a new generation: the old incarnation's replies are dropped. */
+	CHECK_RC(remote_add(px, dc, R_EP, R_GEN + 1, R_NODE), 0);
+	CHECK_RC(mreply(s, &m, 2, &v, 8), 0);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, &v, 8, 0, SOON, &m), 0);
+	CHECK_EQ(m.request_id, 7);
+	EXPECT_NO_DRAIN(px);
+	/* And the server closing with that request owed sends no FAIL to the new incarnation. */
+	dev_close(s);
+	EXPECT_NO_DRAIN(px);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	px_batch_free(&b);
+}
+
+/* ====================================================================================== */
+/* Teardown: REMOTE_DEL, closing the proxy, killing it                                     */
+/* ====================================================================================== */
+
+/*
+ * Everything that can wait on a remote endpoint (dc, R_EP), each in a helper that must end
+ * with `want`: a sendrec whose request was drained (owed), one whose request is queued, a
+ * send and a sendrec held behind the full queue, a receive from the exact incarnation. A
+ * receive from the number alone must keep waiting (until its own deadline).
+ */
+struct scene {
+	uint32_t dc;
+	int want, filler, n;
+	pid_t pids[8];
+	struct call_arg c[3];
+	struct send_arg s;
+	struct recv_arg r[2];
+};
+
+/* px >= 0: the test drains the first request; else a proxy process writes 'D' on drained_r. */
+static void scene_start(struct scene *sc, uint32_t dc, int want, int px, int drained_r)
+{
+	uint32_t g = 0;
+
+	memset(sc, 0, sizeof(*sc));
+	sc->dc = dc;
+	sc->want = want;
+	sc->c[0] = (struct call_arg){ .fd = ep_open(dc, 1, &g), .dst = R_EP, .type = 1, .len = 8,
+				      .seed = 1, .want_rc = want, .then_empty = true };
+	sc->pids[sc->n++] = SPAWN(caller, &sc->c[0], sc->c[0].fd);
+	dev_close(sc->c[0].fd);
+	if (px >= 0) {
+		struct rec r = DRAIN_REQUEST(px, dc, 1, g, 1, 8, 1);
+
+		recs_free(&r, 1);
+	} else {
+		EXPECT_BYTE(drained_r, 'D');
+	}
+	WAIT_EP(dc, R_EP, "owed", 1);
+	sc->c[1] = sc->c[0];
+	sc->c[1].fd = ep_open(dc, 2, NULL);
+	sc->pids[sc->n++] = SPAWN(caller, &sc->c[1], sc->c[1].fd);
+	dev_close(sc->c[1].fd);
+	WAIT_EP(dc, R_EP, "queued", 1);
+	sc->filler = ep_open(dc, 0, NULL);
+	for (uint32_t i = 1; i < queue_length; i++)
+		CHECK_RC(send_num(sc->filler, R_EP, 0, i, DVK_CALL_NONBLOCK, 0), 0);
+	sc->s = (struct send_arg){ .fd = ep_open(dc, 3, NULL), .dst = R_EP, .num = 999,
+				   .want_rc = want };
+	sc->pids[sc->n++] = SPAWN(sender, &sc->s, sc->s.fd);
+	dev_close(sc->s.fd);
+	WAIT_EP(dc, R_EP, "held", 1);
+	sc->c[2] = sc->c[0];
+	sc->c[2].fd = ep_open(dc, 4, NULL);
+	sc->pids[sc->n++] = SPAWN(caller, &sc->c[2], sc->c[2].fd);
+	dev_close(sc->c[2].fd);
+	WAIT_EP(dc, R_EP, "held", 2);
+	sc->r[0] = (struct recv_arg){ .fd = ep_open(dc, 6, NULL), .from = R_EP, .from_gen = R_GEN,
+				      .want_rc = want };
+	sc->pids[sc->n++] = SPAWN(receiver, &sc->r[0], sc->r[0].fd);
+	dev_close(sc->r[0].fd);
+	WAIT_EP(dc, 6, "receivers", 1);
+	sc->r[1] = (struct recv_arg){ .fd = ep_open(dc, 7, NULL), .from = R_EP, .from_gen = 0,
+				      .deadline_ms = 700, .want_rc = -ETIMEDOUT };
+	sc->pids[sc->n++] = SPAWN(receiver, &sc->r[1], sc->r[1].fd);
+	dev_close(sc->r[1].fd);
+	WAIT_EP(dc, 7, "receivers", 1);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length);
+}
+
+static void scene_end(struct scene *sc)
+{
+	for (int i = 0; i < sc->n; i++)
+		CHECK_CHILD(sc->pids[i]);
+	CHECK_EQ(ep_get(sc->dc, R_EP, "endpoint"), -1);
+	dev_close(sc->filler);
+}
+
+static void del_case(bool node_down)
+{
+	uint32_t dc = dc_new(8), gen = 0;
+	int px = px_open(), fd;
+	struct dvk_stats before;
+	struct px_batch b = { 0 };
+	struct scene sc;
+
+	CHECK_RC(stats_read(&before), 0);
+	remote_std(px, dc);
+	scene_start(&sc, dc, node_down ? -EHOSTUNREACH : -ESRCH, px, -1);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, node_down ? DVK_REMOTE_NODE_DOWN : 0), 0);
+	scene_end(&sc);
+	CHECK_COUNTERS_BACK(&before);
+	EXPECT_NO_DRAIN(px);
+	/* Anything from the removed endpoint is refused now. */
+	add_msg(&b, dc, 0, 0, 1, 8, 1);
+	INJECT_STOPS(px, &b, 0, 0, 0, -EADDRNOTAVAIL);
+	fd = ep_open(dc, R_EP, &gen);
+	CHECK(gen > R_GEN);
+	CHECK_RC(send_num(fd, R_EP, 0, 1, 0, SOON), 0);
+	px_batch_free(&b);
+}
+
+static void t_del_esrch(void)
+{
+	del_case(false);
+}
+
+static void t_del_node_down(void)
+{
+	del_case(true);
+}
+
+/* A helper that receives one request, says so, and answers it when told. */
+struct late_server_arg {
+	int fd, out_w, go_r;
+};
+
+static void late_server(void *p)
+{
+	struct late_server_arg *a = p;
+	struct dvk_msg m;
+	uint64_t v;
+
+	CHECK_RC(mrecv(a->fd, DVK_ANY, 0, &v, 8, 0, SOON, &m), 0);
+	CHECK_EQ(m.flags, DVK_MSG_REQUEST);
+	put_byte(a->out_w, 'H');
+	EXPECT_BYTE(a->go_r, 'G');
+	/* The caller's node is gone: the reply is accepted, and goes nowhere. */
+	CHECK_RC(mreply(a->fd, &m, 1, &v, 8), 0);
+}
+
+/* Closing the proxy file ends every waiting call with EHOSTUNREACH and removes everything. */
+static void t_close_proxy(void)
+{
+	uint32_t dc = dc_new(16), gs = 0, gen = 0;
+	struct dvk_stats before;
+	struct late_server_arg la;
+	struct px_batch b = { 0 };
+	struct scene sc;
+	int px, out[2], go[2], fd;
+	pid_t server;
+
+	CHECK_RC(stats_read(&before), 0);
+	px = px_open();
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 9, 1, 3), 0);
+	CHECK_RC(remote_add(px, dc, 10, 1, 3), 0);
+	scene_start(&sc, dc, -EHOSTUNREACH, px, -1);
+	/* Also: a local server holding a request from a remote caller, and notifications. */
+	pipe_new(out);
+	pipe_new(go);
+	la = (struct late_server_arg){ .fd = ep_open(dc, 8, &gs), .out_w = out[1], .go_r = go[0] };
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 8, gs, R_EP, R_GEN, 1, 1, 8, 1, 0);
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 8, gs, 9, 1, 1, 1, 8, 1, 0);
+	INJECT_ALL(px, &b);
+	server = SPAWN(late_server, &la, la.fd);
+	dev_close(la.fd);
+	EXPECT_BYTE(out[0], 'H');
+	CHECK_RC(mnotify(sc.filler, 10, 0, 1), 0);
+	CHECK_EQ(stat_now("remotes"), stats_get(&before, "remotes") + 3);
+
+	dev_close(px);
+	CHECK_EQ(stat_now("remotes"), stats_get(&before, "remotes"));
+	scene_end(&sc);
+	put_byte(go[1], 'G');
+	CHECK_CHILD(server);
+	CHECK_COUNTERS_BACK(&before);
+	CHECK_EQ(stat_now("remotes"), 0);
+	for (uint32_t e = 9; e <= 10; e++)
+		CHECK_EQ(ep_get(dc, e, "endpoint"), -1);
+	/* The numbers are local again, with generations beyond the remote ones. */
+	fd = ep_open(dc, R_EP, &gen);
+	CHECK(gen > R_GEN);
+	CHECK_RC(send_num(fd, 10, 0, 1, 0, SOON), -ENOENT);
+	/* And another proxy may attach. */
+	px = px_open();
+	CHECK_RC(remote_add(px, dc, 9, 1, 3), 0);
+	px_batch_free(&b);
+}
+
+/* A proxy process: attaches, registers (dc, R_EP), drains one request, then waits. */
+struct proxy_proc_arg {
+	uint32_t dc;
+	int out_w;
+	bool block_in_drain;	/* instead: wait in a drain without a deadline */
+};
+
+static void proxy_proc(void *p)
+{
+	struct proxy_proc_arg *a = p;
+	int px = px_open();
+	struct rec r;
+
+	remote_std(px, a->dc);
+	put_byte(a->out_w, 'R');
+	if (a->block_in_drain) {
+		CHECK_RC(px_drain(px, dbuf, dbuf_len, 0, 0, NULL), 0);
+		tap_fail("the drain returned");
+		return;
+	}
+	CHECK_EQ(DRAIN_N(px, &r, 1), 1);
+	CHECK_EQ(r.h.kind, DVK_PROXY_REQUEST);
+	put_byte(a->out_w, 'D');
+	for (;;)
+		pause();
+}
+
+/* SIGKILL of the proxy process: the same as closing its file. */
+static void t_kill_proxy(void)
+{
+	uint32_t dc = dc_new(8), dc2 = dc_new(8);
+	struct proxy_proc_arg pa = { .dc = dc };
+	struct dvk_stats before;
+	struct scene sc;
+	int out[2];
+	pid_t proxy;
+
+	CHECK_RC(stats_read(&before), 0);
+	pipe_new(out);
+	pa.out_w = out[1];
+	proxy = SPAWN(proxy_proc, &pa);
+	EXPECT_BYTE(out[0], 'R');
+	scene_start(&sc, dc, -EHOSTUNREACH, -1, out[0]);
+	kill_child(proxy);
+	scene_end(&sc);
+	CHECK_COUNTERS_BACK(&before);
+	CHECK_EQ(stat_now("remotes"), 0);
+
+	/* A proxy killed while it waits in a drain. */
+	pa = (struct proxy_proc_arg){ .dc = dc2, .out_w = out[1], .block_in_drain = true };
+	proxy = SPAWN(proxy_proc, &pa);
+	EXPECT_BYTE(out[0], 'R');
+	WAIT_SLEEPING(proxy);
+	kill_child(proxy);
+	CHECK_EQ(stat_now("remotes"), 0);
+	CHECK_EQ(ep_get(dc2, R_EP, "endpoint"), -1);
+	{
+		int px = px_open();
+
+		remote_std(px, dc2);
+	}
+}
+
+/* Removing a remote endpoint discards what waited for the drain. */
+static void t_del_discards(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = px_open(), l = ep_open(dc, 0, NULL), s = ep_open(dc, 1, &gs);
+	unsigned char *p = pattern_new(1000, 1);
+	struct px_batch b = { 0 };
+	struct dvk_stats before;
+	struct dvk_msg m;
+	uint64_t v = 0;
+
+	CHECK_RC(stats_read(&before), 0);
+	remote_std(px, dc);
+	for (int i = 0; i < 10; i++)
+		CHECK_RC(msend(l, R_EP, 0, i, p, 1000, 0, SOON), 0);
+	CHECK_RC(mnotify(l, R_EP, 0, 1), 0);
+	/* A reply on its way out to the remote endpoint. */
+	add_answer(&b, DVK_PROXY_REQUEST, dc, 1, gs, R_EP, R_GEN, 3, 1, 8, 1, 0);
+	INJECT_ALL(px, &b);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, &v, 8, 0, SOON, &m), 0);
+	CHECK_RC(mreply(s, &m, 2, p, 1000), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 11);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+	CHECK(poll_now(px) & POLLIN);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	CHECK_COUNTERS_BACK(&before);
+	EXPECT_NO_DRAIN(px);
+	free(p);
+	px_batch_free(&b);
+}
+
+/* ====================================================================================== */
+/* The runner                                                                              */
+/* ====================================================================================== */
+
+struct test_case {
+	void (*fn)(void);
+	const char *name;
+	int timeout_s; /* 0: 20 */
+};
+
+#define T(f, n, ...) { .fn = f, .name = n, __VA_ARGS__ }
+
+static const struct test_case cases[] = {
+	T(t_version, "VERSION reports DVK_FEATURE_PROXY"),
+	T(t_attach_eperm, "attach: EPERM without the capability; nothing attached"),
+	T(t_attach_ebusy, "attach: a second proxy gets EBUSY; after close another attaches"),
+	T(t_attach_eisconn, "attach: EISCONN on a bound file; BIND on the proxy file: EISCONN"),
+	T(t_attach_einval, "attach: flags and reserved must be zero"),
+	T(t_proxy_calls_eperm, "proxy calls on a file that is not the proxy fail with EPERM"),
+	T(t_proxy_efault, "proxy calls with bad argument pointers fail with EFAULT"),
+	T(t_proxy_enotty, "near misses of the proxy commands fail with ENOTTY"),
+	T(t_attach_close_reattach, "closing the proxy removes its remotes; another attaches"),
+	T(t_remote_add, "REMOTE_ADD: a remote endpoint in /proc, addressed like any other"),
+	T(t_remote_add_eaddrinuse, "REMOTE_ADD on a bound slot, BIND on a remote slot: EADDRINUSE"),
+	T(t_remote_add_einval, "REMOTE_ADD: ENOENT unknown DC; EINVAL generation 0, slot, flags"),
+	T(t_remote_del, "REMOTE_DEL: ENOENT unknown, EINVAL flags; removes exactly once"),
+	T(t_remote_generation, "a local bind after a remote gets a greater generation"),
+	T(t_remote_dc_ebusy, "destroying a DC with a remote endpoint fails with EBUSY"),
+	T(t_drain_message, "drain: MESSAGE records byte-exact, every field, zero padding"),
+	T(t_drain_max_payload, "drain: max_payload records in a buffer of exactly one"),
+	T(t_drain_many, "drain: 1000 sends from 4 processes, many per drain, order kept", .timeout_s = 60),
+	T(t_drain_nonblock, "drain: NONBLOCK with nothing is EAGAIN; a past deadline ETIMEDOUT"),
+	T(t_drain_deadline, "drain: a deadline 50 ms ahead expires with ETIMEDOUT"),
+	T(t_drain_einval, "drain: undefined flags, reserved, out fields, huge deadline: EINVAL"),
+	T(t_drain_wakes, "drain: a waiting drain wakes on a send and on a notification"),
+	T(t_drain_poll, "poll: the proxy file is readable exactly while something waits"),
+	T(t_drain_emsgsize, "drain: a small buffer fails with EMSGSIZE and the size; nothing lost"),
+	T(t_drain_emsgsize_next, "drain: after EMSGSIZE, a drain of the size reported takes one"),
+	T(t_drain_efault, "drain: a bad buffer fails with EFAULT; nothing lost, order kept"),
+	T(t_drain_notify, "drain: notifications coalesce per source into NOTIFY records"),
+	T(t_drain_backpressure, "drain: a full remote queue holds senders until a drain"),
+	T(t_drain_fair, "drain: with two full remote endpoints, each drain serves the other"),
+	T(t_sendrec_reply, "sendrec: REQUEST out, injected REPLY completes it, byte-exact"),
+	T(t_sendrec_fail, "sendrec: an injected FAIL ends it with its status"),
+	T(t_sendrec_fail_restart_code, "sendrec: a FAIL with a kernel restart code never reaches it"),
+	T(t_sendrec_late_reply, "sendrec: a reply after the caller timed out is dropped"),
+	T(t_sendrec_duplicate_reply, "sendrec: duplicate and stale replies reach no one"),
+	T(t_sendrec_reply_mismatch, "sendrec: replies for another caller, id or source are ignored"),
+	T(t_sendrec_timeout_undrained, "sendrec: timed out before the drain: never drained"),
+	T(t_sendrec_restart, "sendrec: SA_RESTART after the drain: the reply, sent once"),
+	T(t_sendrec_eintr, "sendrec: EINTR before the drain: withdrawn"),
+	T(t_sendrec_many, "sendrec: 4 processes x 100 calls served by drain and inject", .timeout_s = 60),
+	T(t_sendrec_reply_too_big, "sendrec: an injected reply too big is kept for RESUME"),
+	T(t_inject_message, "inject: MESSAGE records reach local receives from the remote"),
+	T(t_inject_many, "inject: 1000 records in one call to 10 endpoints, in order", .timeout_s = 60),
+	T(t_inject_request, "inject: REQUESTs reach a server; its replies drain as REPLY"),
+	T(t_inject_reply_full_remote, "inject: a server's reply to a remote caller never waits"),
+	T(t_inject_request_server_dies, "inject: a server killed with requests: FAIL records, -ESRCH"),
+	T(t_inject_notify, "inject: NOTIFY records coalesce and come before messages"),
+	T(t_inject_errors, "inject: stops at the first bad record with count, size, error"),
+	T(t_inject_args, "inject: flags, reserved, deadline, out fields; unreadable records"),
+	T(t_inject_full_queue, "inject: a full queue holds queue_length injected, then EAGAIN"),
+	T(t_inject_reply_after_del, "inject: replies to a removed remote caller are dropped"),
+	T(t_del_esrch, "REMOTE_DEL: every call waiting on the endpoint ends with ESRCH"),
+	T(t_del_node_down, "REMOTE_DEL with NODE_DOWN: waiting calls end with EHOSTUNREACH"),
+	T(t_del_discards, "REMOTE_DEL: what waited for the drain is freed"),
+	T(t_close_proxy, "closing the proxy: EHOSTUNREACH for all, remotes 0, counters back"),
+	T(t_kill_proxy, "SIGKILL of the proxy process, also in a drain: the same"),
+};
+#define N_CASES ((int)(sizeof(cases) / sizeof(cases[0])))
+
+static void reap_all(int ms)
+{
+	uint64_t end = in_ms(ms);
+
+	while (now_ns() < end) {
+		pid_t r = waitpid(-1, NULL, WNOHANG);
+
+		if (r < 0 && errno == ECHILD)
+			return;
+		if (r <= 0)
+			sleep_ms(2);
+	}
+}
+
+static bool destroy_case_dcs(uint32_t base, char *why, size_t len)
+{
+	bool ok = true;
+
+	for (uint32_t id = base; id < base + DCS_PER_CASE; id++) {
+		uint64_t end = in_ms(3000);
+		int rc;
+
+		while ((rc = dc_destroy(id)) == -EBUSY && now_ns() < end)
+			sleep_ms(5);
+		if (rc != 0 && rc != -ENOENT) {
+			snprintf(why, len, "destroying DC %u after the case: %s", id, errname(-rc));
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static bool run_case(int index, const struct test_case *c)
+{
+	int timeout = c->timeout_s ? c->timeout_s : 20, st = 0;
+	uint32_t base = DC_FIRST + DCS_PER_CASE * index;
+	struct dvk_stats before, after;
+	char why[512];
+	bool ok = true, exited;
+	pid_t pid;
+
+	REQUIRE(stats_read(&before) == 0);
+	fflush(stdout);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		setpgid(0, 0);
+		signal(SIGPIPE, SIG_IGN);
+		alarm(timeout);
+		dc_base = base;
+		c->fn();
+		_exit(tap_failed ? 1 : 0);
+	}
+	setpgid(pid, pid);
+	exited = reap(pid, (timeout + 5) * 1000, &st);
+	kill(-pid, SIGKILL);
+	if (!exited) {
+		tap_diag("timed out after %d s", timeout + 5);
+		reap(pid, 5000, &st);
+		ok = false;
+	} else if (WIFSIGNALED(st)) {
+		tap_diag("the case was killed by signal %d (%s)%s", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)), WTERMSIG(st) == SIGALRM ? ": its watchdog" : "");
+		ok = false;
+	} else if (WEXITSTATUS(st) != 0) {
+		ok = false;
+	}
+	reap_all(5000);
+	if (!destroy_case_dcs(base, why, sizeof(why))) {
+		tap_diag("%s", why);
+		ok = false;
+	}
+	{
+		uint64_t end = in_ms(3000);
+		bool same;
+
+		do {
+			REQUIRE(stats_read(&after) == 0);
+			same = stats_same(&before, &after, why, sizeof(why));
+			if (!same)
+				sleep_ms(5);
+		} while (!same && now_ns() < end);
+		if (!same) {
+			tap_diag("counters not back after the case: %s", why);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static bool selected(const char *name, int argc, char **argv)
+{
+	if (argc < 2)
+		return true;
+	for (int i = 1; i < argc; i++)
+		if (strstr(name, argv[i]))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	struct dvk_version v;
+	int fd, planned = 0, number = 0, failed = 0;
+	struct dvk_stats s;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || dvk_ioctl(fd, DVK_IOC_VERSION, &v) != 0 || stats_read(&s) != 0) {
+		printf("Bail out! %s or %s not usable: %s\n", DVK_DEV, DVK_STATS, strerror(errno));
+		return 1;
+	}
+	close(fd);
+	if (!(v.features & DVK_FEATURE_PROXY)) {
+		printf("1..0 # SKIP the module has no proxy role\n");
+		return 0;
+	}
+	if (stats_get(&s, "remotes") < 0) {
+		printf("Bail out! %s has no remotes line\n", DVK_STATS);
+		return 1;
+	}
+	max_payload = param_read("max_payload", v.max_payload);
+	queue_length = param_read("queue_length", v.queue_length);
+	queue_bytes = param_read("queue_bytes", v.queue_bytes);
+	dbuf_len = REC(max_payload) * 2;
+	if (dbuf_len < (1u << 20))
+		dbuf_len = 1u << 20;
+	dbuf = malloc(dbuf_len);
+	if (!dbuf) {
+		printf("Bail out! no memory for a drain buffer of %u bytes\n", dbuf_len);
+		return 1;
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+	for (int i = 0; i < N_CASES; i++)
+		planned += selected(cases[i].name, argc, argv);
+	printf("1..%d\n", planned);
+	printf("# max_payload %u, queue_length %u, queue_bytes %u\n", max_payload, queue_length,
+	       queue_bytes);
+	for (int i = 0; i < N_CASES; i++) {
+		bool ok;
+
+		if (!selected(cases[i].name, argc, argv))
+			continue;
+		ok = run_case(i, &cases[i]);
+		failed += !ok;
+		printf("%s %d - %s\n", ok ? "ok" : "not ok", ++number, cases[i].name);
+	}
+	if (failed)
+		printf("# %d of %d failed\n", failed, planned);
+	return failed ? 1 : 0;
+}
