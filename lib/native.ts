@@ -9,6 +9,22 @@ import { fileURLToPath } from 'node:url';
 export interface NativeAddon {
   /** SO_PEERCRED of a connected Unix socket: who the kernel says is on the other end. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** DVK_IOC_VERSION on an open /dev/dvk; throws with `code` (ENOTTY for another file). */
+  dvkVersion(fd: number): {
+    abi: number;
+    maxPayload: number;
+    features: bigint;
+    queueLength: number;
+    queueBytes: number;
+  };
+  /** The uAPI header's constants this build was compiled with. */
+  readonly abi: {
+    readonly version: number;
+    readonly nameMax: number;
+    readonly slotsMax: number;
+    readonly any: number;
+    readonly parkedMax: number;
+  };
 }
 
 const require = createRequire(import.meta.url);
