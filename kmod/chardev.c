@@ -80,6 +80,22 @@ static bool reply_valid(const struct dvk_reply *r)
 	       r->msg.peer_gen;
 }
 
+static bool submit_valid(const struct dvk_submit *s)
+{
+	static const struct dvk_msg none;
+
+	if (s->flags || s->reserved)
+		return false;
+	switch (s->op) {
+	case DVK_OP_SEND:
+	case DVK_OP_SENDREC:
+		return !s->from && !s->from_gen && outgoing_valid(&s->msg) && !s->msg.request_id;
+	case DVK_OP_RECEIVE:
+		return (s->from != DVK_ANY || !s->from_gen) && !memcmp(&s->msg, &none, sizeof(none));
+	}
+	return false;
+}
+
 static bool sendrec_valid(const struct dvk_sendrec *s)
 {
 	if (s->flags & ~DVK_CALL_RESUME || s->reserved || !deadline_valid(s->deadline_ns))
@@ -94,7 +110,8 @@ static long ioctl_version(void __user *uarg)
 	struct dvk_version v = {
 		.abi = DVK_ABI_VERSION,
 		.max_payload = dvk_max_payload,
-		.features = DVK_FEATURE_IPC | DVK_FEATURE_REPLY_RECEIVE | DVK_FEATURE_PROXY,
+		.features = DVK_FEATURE_IPC | DVK_FEATURE_REPLY_RECEIVE | DVK_FEATURE_PROXY |
+			    DVK_FEATURE_ASYNC,
 		.queue_length = dvk_queue_length,
 		.queue_bytes = dvk_queue_bytes,
 	};
@@ -143,11 +160,33 @@ static long ioctl_ipc(struct dvk_endpoint *ep, unsigned int cmd, void __user *ua
 		struct dvk_reply reply;
 		struct dvk_reply_receive reply_receive;
 		struct dvk_notify notify;
+		struct dvk_submit submit;
+		struct dvk_reap reap;
+		struct dvk_cancel cancel;
 	} a;
+	int ret;
 
 	if (copy_from_user(&a, uarg, _IOC_SIZE(cmd)))
 		return -EFAULT;
 	switch (cmd) {
+	case DVK_IOC_SUBMIT:
+		if (!submit_valid(&a.submit))
+			return -EINVAL;
+		ret = dvk_submit(ep, &a.submit);
+		if (!ret && put_user(a.submit.token, &((struct dvk_submit __user *)uarg)->token))
+			return -EFAULT;	/* the call runs; its completion names the token */
+		return ret;
+	case DVK_IOC_REAP:
+		if (a.reap.reserved)
+			return -EINVAL;
+		ret = dvk_reap(ep, &a.reap);
+		if ((!ret || ret == -EMSGSIZE) && copy_to_user(uarg, &a.reap, sizeof(a.reap)))
+			return -EFAULT;
+		return ret;
+	case DVK_IOC_CANCEL:
+		if (a.cancel.reserved)
+			return -EINVAL;
+		return dvk_cancel(ep, &a.cancel);
 	case DVK_IOC_SEND:
 		if (a.send.flags & ~DVK_CALL_NONBLOCK || a.send.reserved ||
 		    !deadline_valid(a.send.deadline_ns) || !outgoing_valid(&a.send.msg) ||
@@ -242,6 +281,9 @@ static long dvk_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case DVK_IOC_REPLY:
 	case DVK_IOC_REPLY_RECEIVE:
 	case DVK_IOC_NOTIFY:
+	case DVK_IOC_SUBMIT:
+	case DVK_IOC_REAP:
+	case DVK_IOC_CANCEL:
 		if (!dvk_ep_dc(ep))
 			return -ENOTCONN;
 		return ioctl_ipc(ep, cmd, uarg);

@@ -65,6 +65,11 @@ struct dvk_endpoint {
 	struct list_head owed;		/* dvk_kmsg requests received and not answered */
 	struct list_head calls;		/* dvk_call of its own sendrecs not yet returned */
 	bool unbinding;			/* set first by dvk_unbind: admit no held sender now */
+	bool async_used;		/* a call was submitted: EPOLLIN means completions */
+	struct list_head async;		/* dvk_call submitted and not reaped, by async_link */
+	struct list_head completions;	/* dvk_call finished and not reaped, by link */
+	u32 nr_async;
+	u64 next_token;
 	u32 nr_parked;
 	u64 next_request_id;
 	u64 sent;
@@ -127,6 +132,9 @@ struct dvk_call {
 	u32 needed;			/* with -EMSGSIZE: the size that did not fit */
 	u64 id;				/* sendrec: the request id, also its call id for resume */
 	bool parked;			/* sendrec kept after a signal, see DVK_CALL_RESUME */
+	bool async;			/* submitted: finishing queues it in ep->completions */
+	u64 token;			/* async: its name for REAP and CANCEL */
+	struct list_head async_link;	/* async: in ep->async until reaped or cancelled */
 };
 
 /* Object counters, for leak checks (/proc/dvk/stats). */
@@ -179,6 +187,27 @@ void dvk_pump(struct dvk_endpoint *ep);
 void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m);		/* takes the lock */
 bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head);
 bool dvk_complete_call(struct dvk_kmsg *owed, struct dvk_kmsg *reply, int error, bool sync);
+struct dvk_kmsg *dvk_kmsg_from_user(struct dvk_endpoint *ep, const struct dvk_msg *msg,
+				    u32 flags);				/* no lock */
+struct dvk_call *dvk_call_alloc(struct dvk_endpoint *ep, enum dvk_call_kind kind); /* no lock */
+void dvk_call_free(struct dvk_call *call);				/* no lock */
+void dvk_finish(struct dvk_call *call, int result, bool sync);
+int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_kmsg *m,
+		   u32 dst_nr, u32 dst_gen, int wait_error);
+struct dvk_kmsg *dvk_receive_start(struct dvk_endpoint *ep, struct dvk_call *call,
+				   int wait_error);
+struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg *request,
+				   u64 deadline, u64 *token);		/* takes the lock */
+void dvk_undo(struct dvk_call *call, struct list_head *garbage);
+void dvk_untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage);
+void dvk_async_track(struct dvk_endpoint *ep, struct dvk_call *call);
+void dvk_async_release(struct dvk_endpoint *ep, struct list_head *garbage,
+		       struct list_head *calls);
+
+/* async.c: submitted calls. */
+int dvk_submit(struct dvk_endpoint *ep, struct dvk_submit *args);
+int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args);
+int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args);
 void dvk_wake(struct dvk_endpoint *ep, bool sync);
 int dvk_wait_event(struct dvk_endpoint *ep, atomic_t *count, u64 deadline);	/* no lock */
 

@@ -78,7 +78,7 @@ void dvk_kmsg_free_list(struct list_head *garbage)
 }
 
 /* A message from @ep carrying the user's payload; ERR_PTR on failure. */
-static struct dvk_kmsg *kmsg_from_user(struct dvk_endpoint *ep, const struct dvk_msg *msg,
+struct dvk_kmsg *dvk_kmsg_from_user(struct dvk_endpoint *ep, const struct dvk_msg *msg,
 				       u32 flags)
 {
 	struct dvk_kmsg *m;
@@ -114,10 +114,13 @@ void dvk_wake(struct dvk_endpoint *ep, bool sync)
 		wake_up_interruptible_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
 }
 
-static void finish(struct dvk_call *call, int result, bool sync)
+/* Ends a call with @result; a submitted one joins its file's completions. */
+void dvk_finish(struct dvk_call *call, int result, bool sync)
 {
 	call->result = result;
 	WRITE_ONCE(call->state, DVK_DONE);
+	if (call->async)
+		list_move_tail(&call->link, &call->ep->completions);
 	dvk_wake(call->ep, sync);
 }
 
@@ -308,12 +311,12 @@ static void enqueue_at(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync, b
 		list_del_init(&r->link);
 		if (m->size > r->capacity) {
 			r->needed = m->size;
-			finish(r, -EMSGSIZE, false);
+			dvk_finish(r, -EMSGSIZE, false);
 			continue;
 		}
 		hand_over(ep, m);
 		r->msg = m;
-		finish(r, 0, sync);
+		dvk_finish(r, 0, sync);
 		return;
 	}
 	if ((m->flags & DVK_MSG_REQUEST) && m->call)
@@ -365,7 +368,9 @@ static void admitted(struct dvk_kmsg *m)
 
 	if (call && call->kind == DVK_SEND) {
 		m->call = NULL;
-		finish(call, 0, false);
+		call->msg = NULL;
+		call->ep->sent++;
+		dvk_finish(call, 0, false);
 	}
 }
 
@@ -471,7 +476,7 @@ bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
 			list_del_init(&r->link);
 			ep->received++;
 			r->msg = note;
-			finish(r, 0, false);
+			dvk_finish(r, 0, false);
 			return true;
 		}
 	}
@@ -488,7 +493,7 @@ bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
  * Puts a taken message back where receive found it, because it could not be copied out. A
  * request whose caller gave up meanwhile is dropped instead: nobody waits for its reply.
  */
-static void untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage)
+void dvk_untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage)
 {
 	ep->received--;
 	if (m->flags & DVK_MSG_NOTIFY) {
@@ -525,7 +530,7 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 	if (copy_to_user(u64_to_user_ptr(out->payload), m->data, m->size) ||
 	    copy_to_user(uout, out, sizeof(*out))) {
 		spin_lock(&dc->lock);
-		untake(ep, m, &garbage);
+		dvk_untake(ep, m, &garbage);
 		dvk_wake(ep, false);
 		spin_unlock(&dc->lock);
 		dvk_kmsg_free_list(&garbage);
@@ -569,58 +574,75 @@ void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 
 /* --- send ---------------------------------------------------------------------------------- */
 
+/* What a call that would wait gets instead, for its flags and deadline (0: it may wait). */
+static int wait_error(u32 flags, u64 deadline)
+{
+	if (flags & DVK_CALL_NONBLOCK)
+		return -EAGAIN;
+	if (deadline_passed(deadline))
+		return -ETIMEDOUT;
+	return 0;
+}
+
+/*
+ * Starts a send of @m from @ep to @dst_nr: returns 0 once it is queued (the queue owns @m),
+ * 1 if it waits in the destination's held list for room (with @call, finished when it is
+ * admitted), or a negative errno (-ENOENT; @wait_error instead of waiting), @m untouched.
+ */
+int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_kmsg *m,
+		   u32 dst_nr, u32 dst_gen, int wait_error)
+{
+	struct dvk_endpoint *dst = dvk_lookup(ep->dc, dst_nr, dst_gen);
+
+	if (!dst)
+		return -ENOENT;
+	if (dvk_admit(dst, m, false)) {
+		ep->sent++;
+		dvk_wake(dst, false);
+		return 0;
+	}
+	if (wait_error)
+		return wait_error;
+	m->call = call;
+	call->peer = dst;
+	call->msg = m;
+	WRITE_ONCE(call->state, DVK_HELD);
+	list_add_tail(&m->link, &dst->held);
+	return 1;
+}
+
 int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
 {
 	struct dvk_dc *dc = ep->dc;
-	struct dvk_call call = { .kind = DVK_SEND, .ep = ep, .state = DVK_HELD };
-	struct dvk_endpoint *dst;
+	struct dvk_call call = { .kind = DVK_SEND, .ep = ep, .link = LIST_HEAD_INIT(call.link) };
 	struct dvk_kmsg *m;
+	LIST_HEAD(garbage);
 	int ret;
 
-	m = kmsg_from_user(ep, &args->msg, 0);
+	m = dvk_kmsg_from_user(ep, &args->msg, 0);
 	if (IS_ERR(m))
 		return PTR_ERR(m);
 
 	spin_lock(&dc->lock);
-	dst = dvk_lookup(dc, args->msg.peer, args->msg.peer_gen);
-	if (!dst) {
-		ret = -ENOENT;
-		goto out_free;
-	}
-	if (dvk_admit(dst, m, false)) {
-		ep->sent++;
-		dvk_wake(dst, false);
-		spin_unlock(&dc->lock);
-		return 0;
-	}
-	if (args->flags & DVK_CALL_NONBLOCK) {
-		ret = -EAGAIN;
-		goto out_free;
-	}
-	if (deadline_passed(args->deadline_ns)) {
-		ret = -ETIMEDOUT;
-		goto out_free;
-	}
-	m->call = &call;
-	call.peer = dst;
-	list_add_tail(&m->link, &dst->held);
+	ret = dvk_send_start(ep, &call, m, args->msg.peer, args->msg.peer_gen,
+			     wait_error(args->flags, args->deadline_ns));
 	spin_unlock(&dc->lock);
+	if (ret < 0)
+		dvk_kmsg_free(m);
+	if (ret <= 0)
+		return ret;
 
 	ret = wait_call(ep, &call, args->deadline_ns);
 
 	spin_lock(&dc->lock);
-	if (call.state == DVK_DONE) {
+	if (call.state == DVK_DONE)
 		/* Admitted (0), or the destination unbound (-ESRCH) and freed the message. */
-		if (!call.result)
-			ep->sent++;
-		spin_unlock(&dc->lock);
-		return call.result;
-	}
-	/* Timed out or interrupted while held: it was never queued. */
-	unhold(dst, m);
-out_free:
+		ret = call.result;
+	else
+		/* Timed out, interrupted or closed while held: it was never queued. */
+		dvk_undo(&call, &garbage);
 	spin_unlock(&dc->lock);
-	dvk_kmsg_free(m);
+	dvk_kmsg_free_list(&garbage);
 	return ret;
 }
 
@@ -636,6 +658,27 @@ static bool source_may_come(struct dvk_dc *dc, u32 from, u32 from_gen)
 }
 
 /*
+ * Starts a receive for the filter and capacity in @call: returns a taken message, NULL with
+ * @call waiting in ep->receivers, or an ERR_PTR (-EMSGSIZE with call->needed set, -ENOENT,
+ * or @wait_error instead of waiting).
+ */
+struct dvk_kmsg *dvk_receive_start(struct dvk_endpoint *ep, struct dvk_call *call,
+				   int wait_error)
+{
+	struct dvk_kmsg *m = take(ep, call->from, call->from_gen, call->capacity, &call->needed);
+
+	if (m)
+		return m;
+	if (!source_may_come(ep->dc, call->from, call->from_gen))
+		return ERR_PTR(-ENOENT);
+	if (wait_error)
+		return ERR_PTR(wait_error);
+	WRITE_ONCE(call->state, DVK_WAITING);
+	list_add_tail(&call->link, &ep->receivers);
+	return NULL;
+}
+
+/*
  * Waits for a message matching the filter in @args (the DC lock held on entry, dropped on
  * return). Returns the taken message, or an ERR_PTR; with -EMSGSIZE, *needed is set.
  */
@@ -647,7 +690,7 @@ static struct dvk_kmsg *receive_locked(struct dvk_endpoint *ep, const struct dvk
 	struct dvk_call call = {
 		.kind = DVK_RECEIVE,
 		.ep = ep,
-		.state = DVK_WAITING,
+		.link = LIST_HEAD_INIT(call.link),
 		.from = args->from,
 		.from_gen = args->from_gen,
 		.capacity = args->msg.size,
@@ -655,22 +698,9 @@ static struct dvk_kmsg *receive_locked(struct dvk_endpoint *ep, const struct dvk
 	struct dvk_kmsg *m;
 	int ret;
 
-	m = take(ep, args->from, args->from_gen, args->msg.size, needed);
+	m = dvk_receive_start(ep, &call, wait_error(args->flags, args->deadline_ns));
 	if (m)
 		goto out;
-	if (!source_may_come(dc, args->from, args->from_gen)) {
-		m = ERR_PTR(-ENOENT);
-		goto out;
-	}
-	if (args->flags & DVK_CALL_NONBLOCK) {
-		m = ERR_PTR(-EAGAIN);
-		goto out;
-	}
-	if (deadline_passed(args->deadline_ns)) {
-		m = ERR_PTR(-ETIMEDOUT);
-		goto out;
-	}
-	list_add_tail(&call.link, &ep->receivers);
 	spin_unlock(&dc->lock);
 
 	ret = wait_call(ep, &call, args->deadline_ns);
@@ -678,12 +708,12 @@ static struct dvk_kmsg *receive_locked(struct dvk_endpoint *ep, const struct dvk
 	spin_lock(&dc->lock);
 	if (call.state == DVK_DONE) {
 		m = call.result ? ERR_PTR(call.result) : call.msg;
-		*needed = call.needed;
 	} else {
-		list_del(&call.link);
+		dvk_undo(&call, NULL);
 		m = ERR_PTR(ret);
 	}
 out:
+	*needed = call.needed;
 	spin_unlock(&dc->lock);
 	return m;
 }
@@ -721,20 +751,21 @@ int dvk_receive(struct dvk_endpoint *ep, struct dvk_receive *args,
 
 /* --- sendrec ------------------------------------------------------------------------------- */
 
-static struct dvk_call *call_alloc(struct dvk_endpoint *ep)
+struct dvk_call *dvk_call_alloc(struct dvk_endpoint *ep, enum dvk_call_kind kind)
 {
 	struct dvk_call *call = kzalloc(sizeof(*call), GFP_KERNEL_ACCOUNT);
 
 	if (!call)
 		return NULL;
-	call->kind = DVK_SENDREC;
+	call->kind = kind;
 	call->ep = ep;
 	INIT_LIST_HEAD(&call->link);
+	INIT_LIST_HEAD(&call->async_link);
 	atomic_long_inc(&dvk_stats.calls);
 	return call;
 }
 
-static void call_free(struct dvk_call *call)
+void dvk_call_free(struct dvk_call *call)
 {
 	atomic_long_dec(&dvk_stats.calls);
 	kfree(call);
@@ -774,6 +805,63 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 	if (call->parked)
 		call->ep->nr_parked--;
 	list_del_init(&call->link);
+}
+
+/*
+ * Undoes a call that has not finished, as a timeout does: a held send is withdrawn, a receive
+ * stops waiting, a sendrec is abandoned. What it held goes to @garbage.
+ */
+void dvk_undo(struct dvk_call *call, struct list_head *garbage)
+{
+	switch (call->kind) {
+	case DVK_SEND:
+		unhold(call->peer, call->msg);
+		list_add(&call->msg->link, garbage);
+		call->msg = NULL;
+		break;
+	case DVK_RECEIVE:
+		list_del_init(&call->link);
+		break;
+	case DVK_SENDREC:
+		abandon(call, garbage);
+		break;
+	}
+}
+
+static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error,
+			struct list_head *garbage);
+
+/* A submitted call: named by a token, and counted against DVK_ASYNC_MAX until reaped. */
+void dvk_async_track(struct dvk_endpoint *ep, struct dvk_call *call)
+{
+	call->async = true;
+	call->token = ++ep->next_token;
+	list_add_tail(&call->async_link, &ep->async);
+	ep->nr_async++;
+	ep->async_used = true;
+}
+
+/*
+ * The file goes (unbind): every submitted call is undone, and what finished calls hold is
+ * let go as at unbind (a received request's caller gets ESRCH). The calls go to @calls.
+ */
+void dvk_async_release(struct dvk_endpoint *ep, struct list_head *garbage,
+		       struct list_head *calls)
+{
+	struct dvk_call *call, *next;
+
+	list_for_each_entry_safe(call, next, &ep->async, async_link) {
+		if (call->state != DVK_DONE)
+			dvk_undo(call, garbage);
+		else if (call->msg && call->kind == DVK_RECEIVE)
+			fail_waiter(ep, call->msg, -ESRCH, garbage);
+		else if (call->msg)
+			list_add(&call->msg->link, garbage);
+		call->msg = NULL;
+		list_del_init(&call->link);
+		list_move(&call->async_link, calls);
+	}
+	ep->nr_async = 0;
 }
 
 static struct dvk_call *find_parked(struct dvk_endpoint *ep, u64 id)
@@ -825,30 +913,40 @@ static void free_evicted(struct list_head *evicted)
 
 	list_for_each_entry_safe(c, next, evicted, link) {
 		list_del(&c->link);
-		call_free(c);
+		dvk_call_free(c);
 	}
 }
 
-/* Sends the request of a new sendrec; returns the call waiting for its reply. */
-static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_sendrec *args)
+/*
+ * Sends the request of a new sendrec; returns the call waiting for its reply. A submitted one
+ * (@token set) is tracked for REAP and CANCEL, its token written to *@token, and fails with
+ * EAGAIN beyond DVK_ASYNC_MAX.
+ */
+struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg *request,
+				   u64 deadline, u64 *token)
 {
+	bool async = token;
 	struct dvk_dc *dc = ep->dc;
 	struct dvk_endpoint *dst;
 	struct dvk_call *call;
 	struct dvk_kmsg *m;
 	int ret;
 
-	m = kmsg_from_user(ep, &args->request, DVK_MSG_REQUEST);
+	m = dvk_kmsg_from_user(ep, request, DVK_MSG_REQUEST);
 	if (IS_ERR(m))
 		return ERR_CAST(m);
-	call = call_alloc(ep);
+	call = dvk_call_alloc(ep, DVK_SENDREC);
 	if (!call) {
 		dvk_kmsg_free(m);
 		return ERR_PTR(-ENOMEM);
 	}
 
 	spin_lock(&dc->lock);
-	dst = dvk_lookup(dc, args->request.peer, args->request.peer_gen);
+	if (async && ep->nr_async >= DVK_ASYNC_MAX) {
+		ret = -EAGAIN;
+		goto fail;
+	}
+	dst = dvk_lookup(dc, request->peer, request->peer_gen);
 	if (!dst) {
 		ret = -ENOENT;
 		goto fail;
@@ -860,14 +958,19 @@ static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_
 	call->msg = m;
 	WRITE_ONCE(call->state, DVK_HELD);
 	/* The caller sleeps next: a sync wake-up lets the server run on this CPU. */
-	if (!dvk_admit(dst, m, true)) {
-		if (deadline_passed(args->deadline_ns)) {
+	if (!dvk_admit(dst, m, !async)) {
+		if (deadline_passed(deadline)) {
 			ret = -ETIMEDOUT;
 			goto fail;
 		}
 		list_add_tail(&m->link, &dst->held);
 	}
 	list_add(&call->link, &ep->calls);
+	if (async) {
+		/* Read under the lock: once it is dropped, another thread may reap the call. */
+		dvk_async_track(ep, call);
+		*token = call->token;
+	}
 	ep->sent++;
 	dvk_wake(dst, false);
 	spin_unlock(&dc->lock);
@@ -875,7 +978,7 @@ static struct dvk_call *sendrec_start(struct dvk_endpoint *ep, const struct dvk_
 fail:
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free(m);
-	call_free(call);
+	dvk_call_free(call);
 	return ERR_PTR(ret);
 }
 
@@ -933,7 +1036,7 @@ done:
 	abandon(call, &garbage);
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free_list(&garbage);
-	call_free(call);
+	dvk_call_free(call);
 	return ret;
 }
 
@@ -960,7 +1063,7 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 			return -EINVAL;
 		resumed = true;
 	} else {
-		call = sendrec_start(ep, args);
+		call = dvk_sendrec_start(ep, &args->request, args->deadline_ns, NULL);
 		if (IS_ERR(call))
 			return PTR_ERR(call);
 	}
@@ -996,7 +1099,7 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 	abandon(call, &garbage);
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free_list(&garbage);
-	call_free(call);
+	dvk_call_free(call);
 	if (resumed && clear_resume(args, uargs))
 		ret = -EFAULT;
 	return ret;
@@ -1016,9 +1119,7 @@ bool dvk_complete_call(struct dvk_kmsg *owed, struct dvk_kmsg *reply, int error,
 		return false;
 	owed->call = NULL;
 	call->msg = reply;
-	call->result = error;
-	WRITE_ONCE(call->state, DVK_DONE);
-	dvk_wake(call->ep, sync);
+	dvk_finish(call, error, sync);
 	return true;
 }
 
@@ -1029,7 +1130,7 @@ static int reply(struct dvk_endpoint *ep, const struct dvk_reply *args, bool syn
 	struct dvk_kmsg *m, *req, *found = NULL;
 	struct dvk_endpoint *caller;
 
-	m = kmsg_from_user(ep, &args->msg, DVK_MSG_REPLY);
+	m = dvk_kmsg_from_user(ep, &args->msg, DVK_MSG_REPLY);
 	if (IS_ERR(m))
 		return PTR_ERR(m);
 	m->request_id = args->msg.request_id;
@@ -1125,6 +1226,12 @@ __poll_t dvk_poll_mask(struct dvk_endpoint *ep)
 	if (!dc)
 		return 0;
 	spin_lock(&dc->lock);
+	if (ep->async_used) {
+		if (!list_empty(&ep->completions))
+			mask = EPOLLIN | EPOLLRDNORM;
+		spin_unlock(&dc->lock);
+		return mask;
+	}
 	if (!list_empty(&ep->notes) || !list_empty(&ep->queue))
 		mask = EPOLLIN | EPOLLRDNORM;
 	list_for_each_entry(call, &ep->calls, link) {
@@ -1141,6 +1248,8 @@ void dvk_endpoint_init(struct dvk_endpoint *ep)
 	init_waitqueue_head(&ep->wait);
 	spin_lock_init(&ep->sleepers_lock);
 	INIT_LIST_HEAD(&ep->sleepers);
+	INIT_LIST_HEAD(&ep->async);
+	INIT_LIST_HEAD(&ep->completions);
 	INIT_LIST_HEAD(&ep->queue);
 	INIT_LIST_HEAD(&ep->held);
 	INIT_LIST_HEAD(&ep->notes);
@@ -1163,7 +1272,7 @@ static void end_receives_from(struct dvk_dc *dc, struct dvk_endpoint *gone, int 
 		list_for_each_entry_safe(r, next, &ep->receivers, link) {
 			if (r->from == gone->nr && r->from_gen == gone->gen) {
 				list_del_init(&r->link);
-				finish(r, error, false);
+				dvk_finish(r, error, false);
 			}
 		}
 	}
@@ -1183,9 +1292,8 @@ static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error
 	list_del_init(&m->link);
 	if (call) {
 		m->call = NULL;
-		if (call->kind == DVK_SENDREC)
-			call->msg = NULL;
-		finish(call, error, false);
+		call->msg = NULL;
+		dvk_finish(call, error, false);
 	} else if (m->flags & DVK_MSG_REQUEST) {
 		caller = dvk_lookup(gone->dc, m->src, m->src_gen);
 		if (caller && caller->remote_of) {
@@ -1216,6 +1324,7 @@ void dvk_unbind(struct dvk_endpoint *ep, int error)
 	unsigned int records = 0;
 	LIST_HEAD(garbage);
 	LIST_HEAD(calls);
+	LIST_HEAD(async_calls);
 
 	if (!dc)
 		return;
@@ -1223,6 +1332,7 @@ void dvk_unbind(struct dvk_endpoint *ep, int error)
 	ep->unbinding = true;
 	dc->bound[ep->nr] = NULL;
 	dc->nr_bound--;
+	dvk_async_release(ep, &garbage, &async_calls);
 	list_for_each_entry_safe(call, next_call, &ep->calls, link) {
 		abandon(call, &garbage);
 		list_add(&call->link, &calls);
@@ -1248,7 +1358,11 @@ void dvk_unbind(struct dvk_endpoint *ep, int error)
 	dvk_kmsg_free_list(&garbage);
 	list_for_each_entry_safe(call, next_call, &calls, link) {
 		list_del(&call->link);
-		call_free(call);
+		dvk_call_free(call);
+	}
+	list_for_each_entry_safe(call, next_call, &async_calls, async_link) {
+		list_del(&call->async_link);
+		dvk_call_free(call);
 	}
 	atomic_long_dec(ep->remote_of ? &dvk_stats.remotes : &dvk_stats.endpoints);
 }

@@ -62,6 +62,24 @@
  *   naming the request's source, source generation and request id; a reply to a caller that
  *   gave up is accepted and dropped.
  *
+ * Asynchronous calls
+ *   An event loop (the Node addon) keeps many calls in flight on one file: DVK_IOC_SUBMIT
+ *   starts a send, receive or sendrec and returns at once with the call's token; its outcome
+ *   arrives later as a completion, and poll() reports EPOLLIN while completions wait (once a
+ *   file has submitted a call, that is all EPOLLIN means for it). DVK_IOC_REAP copies
+ *   completions out, oldest first, as records: a struct dvk_completion, then the received
+ *   payload, then zeros up to a multiple of 8 bytes. A reap buffer should hold at least one
+ *   largest record (sizeof(struct dvk_completion) + max_payload); if the next does not fit,
+ *   the call fails with EMSGSIZE and dvk_reap.size gives the size needed. Nothing waits in
+ *   REAP: with no completion it fails with EAGAIN.
+ *   Submitted calls follow the rules of their blocking forms, in submission order (sends
+ *   keep their order in a full queue; receives are served in submission order), with no
+ *   deadline: the caller ends a call with DVK_IOC_CANCEL, which either undoes it as a timeout
+ *   would (0: no completion will come) or finds it complete (EALREADY: its completion is
+ *   reaped as usual, and its outcome stands). A file keeps at most DVK_ASYNC_MAX calls
+ *   submitted and not reaped; beyond that SUBMIT fails with EAGAIN. Closing the file undoes
+ *   every pending call.
+ *
  * The proxy role
  *   The node agent carries messages between nodes. It opens /dev/dvk and attaches the file as
  *   the node's one proxy (DVK_IOC_PROXY_ATTACH, privileged). It registers each endpoint that
@@ -110,6 +128,7 @@
  *   EEXIST     a DC id or name in use.
  *   EFAULT     a bad pointer.                      ENOTTY   an unknown ioctl.
  *   EBADF      the calling process closed the file while the call waited.
+ *   EALREADY   DVK_IOC_CANCEL of a call that has completed.
  */
 #ifndef _UAPI_LINUX_DVK_H
 #define _UAPI_LINUX_DVK_H
@@ -123,6 +142,7 @@
 #define DVK_FEATURE_IPC		(1ULL << 0)	/* the calls above */
 #define DVK_FEATURE_REPLY_RECEIVE (1ULL << 1)	/* DVK_IOC_REPLY_RECEIVE */
 #define DVK_FEATURE_PROXY	(1ULL << 2)	/* the proxy role and its batch ioctls */
+#define DVK_FEATURE_ASYNC	(1ULL << 3)	/* SUBMIT, REAP and CANCEL */
 
 /* A DC name: 1..63 characters of [A-Za-z0-9_.-], NUL-terminated, zero-filled after. */
 #define DVK_NAME_MAX		64
@@ -132,6 +152,8 @@
 #define DVK_ANY			0xffffffffU
 /* Interrupted sendrecs kept per file for resumption. */
 #define DVK_PARKED_MAX		16
+/* Asynchronous calls a file may have submitted and not reaped. */
+#define DVK_ASYNC_MAX		4096
 
 /* Call flags (dvk_send.flags, dvk_receive.flags, dvk_sendrec.flags). */
 #define DVK_CALL_NONBLOCK	(1U << 0)	/* fail with EAGAIN instead of waiting */
@@ -229,6 +251,41 @@ struct dvk_notify {
 	__u32 reserved;
 };
 
+/* dvk_submit.op, dvk_completion.op */
+#define DVK_OP_SEND		1
+#define DVK_OP_RECEIVE		2
+#define DVK_OP_SENDREC		3
+
+struct dvk_submit {
+	__u64 token;		/* out: names the call in its completion and in DVK_IOC_CANCEL */
+	__u32 op;		/* DVK_OP_* */
+	__u32 flags;		/* none defined: zero */
+	__u32 from;		/* RECEIVE: DVK_ANY or one source; otherwise zero */
+	__u32 from_gen;		/* RECEIVE: with from, 0 = any incarnation */
+	__u64 reserved;
+	struct dvk_msg msg;	/* SEND, SENDREC: the message, as for DVK_IOC_SEND; RECEIVE: zero */
+};
+
+/* One record of a DVK_IOC_REAP buffer: the header, then msg.size payload bytes, then padding. */
+struct dvk_completion {
+	__u64 token;
+	__u32 op;		/* DVK_OP_* */
+	__s32 result;		/* 0, or a negative errno as the blocking call would fail with */
+	struct dvk_msg msg;	/* RECEIVE: the message; SENDREC: the reply; payload is 0 */
+};
+
+struct dvk_reap {
+	__u64 buffer;		/* pointer to room for records */
+	__u32 size;		/* in: buffer bytes; out: bytes written, or with EMSGSIZE needed */
+	__u32 count;		/* out: records written */
+	__u64 reserved;
+};
+
+struct dvk_cancel {
+	__u64 token;
+	__u64 reserved;
+};
+
 struct dvk_proxy_attach {
 	__u32 node;		/* this node's id, as the cluster knows it */
 	__u32 flags;		/* none defined: zero */
@@ -291,6 +348,9 @@ struct dvk_proxy_batch {
 #define DVK_IOC_REPLY		_IOW(DVK_IOC_MAGIC, 0x13, struct dvk_reply)
 #define DVK_IOC_REPLY_RECEIVE	_IOWR(DVK_IOC_MAGIC, 0x14, struct dvk_reply_receive)
 #define DVK_IOC_NOTIFY		_IOW(DVK_IOC_MAGIC, 0x15, struct dvk_notify)
+#define DVK_IOC_SUBMIT		_IOWR(DVK_IOC_MAGIC, 0x16, struct dvk_submit)
+#define DVK_IOC_REAP		_IOWR(DVK_IOC_MAGIC, 0x17, struct dvk_reap)
+#define DVK_IOC_CANCEL		_IOW(DVK_IOC_MAGIC, 0x18, struct dvk_cancel)
 #define DVK_IOC_PROXY_ATTACH	_IOW(DVK_IOC_MAGIC, 0x20, struct dvk_proxy_attach)
 #define DVK_IOC_REMOTE_ADD	_IOW(DVK_IOC_MAGIC, 0x21, struct dvk_remote)
 #define DVK_IOC_REMOTE_DEL	_IOW(DVK_IOC_MAGIC, 0x22, struct dvk_remote)
