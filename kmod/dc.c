@@ -71,13 +71,16 @@ int dvk_dc_create(const struct dvk_dc_config *config)
 	int ret = 0;
 
 	if (config->flags || config->reserved || !dvk_name_valid(config->name) ||
-	    config->slots == 0 || config->slots > DVK_SLOTS_MAX || config->id == DVK_ANY)
+	    config->slots == 0 || config->slots > DVK_SLOTS_MAX || config->id == DVK_ANY ||
+	    config->queue_length > 65536)
 		return -EINVAL;
 	dc = kzalloc(sizeof(*dc), GFP_KERNEL_ACCOUNT);
 	if (!dc)
 		return -ENOMEM;
 	dc->id = config->id;
 	dc->slots = config->slots;
+	dc->queue_length = config->queue_length ?: dvk_queue_length;
+	dc->queue_bytes = config->queue_bytes ?: dvk_queue_bytes;
 	memcpy(dc->name, config->name, DVK_NAME_MAX);
 	spin_lock_init(&dc->lock);
 	dc->bound = kvcalloc(dc->slots, sizeof(*dc->bound), GFP_KERNEL_ACCOUNT);

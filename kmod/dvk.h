@@ -26,6 +26,8 @@ struct dvk_dc {
 	struct list_head node;		/* in dvk_dcs, under dvk_dcs_lock */
 	u32 id;
 	u32 slots;
+	u32 queue_length;		/* bounds of each endpoint's queue */
+	u32 queue_bytes;
 	char name[DVK_NAME_MAX];
 	spinlock_t lock;		/* the IPC lock: see ipc.c */
 	struct dvk_endpoint **bound;	/* [slots], under lock */

@@ -255,8 +255,10 @@ static bool has_room(struct dvk_endpoint *ep, const struct dvk_kmsg *m)
 {
 	if (!ep->queued)
 		return true;
-	return ep->queued < dvk_queue_length && ep->queued_bytes <= dvk_queue_bytes &&
-	       m->size <= dvk_queue_bytes - ep->queued_bytes;
+	struct dvk_dc *dc = ep->dc;
+
+	return ep->queued < dc->queue_length && ep->queued_bytes <= dc->queue_bytes &&
+	       m->size <= dc->queue_bytes - ep->queued_bytes;
 }
 
 /* A record now waits at a remote endpoint: the proxy has something to drain. */

@@ -401,7 +401,7 @@ static int inject_to_local(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
 		dvk_wake(dst, false);
 		return 0;
 	}
-	if (injected_held(dst) >= dvk_queue_length)
+	if (injected_held(dst) >= dc->queue_length)
 		return -EAGAIN;
 	list_add_tail(&m->link, &dst->held);
 	return 0;

@@ -33,11 +33,12 @@ static int dcs_show(struct seq_file *s, void *unused)
 {
 	struct dvk_dc *dc;
 
-	seq_puts(s, "id name slots bound\n");
+	seq_puts(s, "id name slots bound queue_length queue_bytes\n");
 	mutex_lock(&dvk_dcs_lock);
 	list_for_each_entry(dc, &dvk_dcs, node) {
 		spin_lock(&dc->lock);
-		seq_printf(s, "%u %s %u %u\n", dc->id, dc->name, dc->slots, dc->nr_bound);
+		seq_printf(s, "%u %s %u %u %u %u\n", dc->id, dc->name, dc->slots, dc->nr_bound,
+			   dc->queue_length, dc->queue_bytes);
 		spin_unlock(&dc->lock);
 	}
 	mutex_unlock(&dvk_dcs_lock);

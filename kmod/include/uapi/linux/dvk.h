@@ -102,7 +102,7 @@
  *   next record does not fit, and dvk_proxy_batch.size gives the size needed. An inject takes
  *   records in order and stops at the first it cannot take: dvk_proxy_batch.count and .size
  *   say how many records and bytes it took, and .error why it stopped (0: it took them all).
- *   EAGAIN there means the destination already holds queue_length injected messages that wait
+ *   EAGAIN there means the destination already holds its DC's queue_length injected messages that wait
  *   for room: inject the rest later. EADDRNOTAVAIL means the source is not a registered remote
  *   endpoint; ENOENT that the local destination is not bound (or not that generation). The
  *   padding after a payload is ignored on inject and zero on drain; count and error are only
@@ -171,8 +171,8 @@ struct dvk_version {
 	__u32 abi;		/* DVK_ABI_VERSION */
 	__u32 max_payload;	/* bytes */
 	__u64 features;		/* DVK_FEATURE_* */
-	__u32 queue_length;	/* messages an endpoint queues before senders wait */
-	__u32 queue_bytes;	/* payload bytes an endpoint queues before senders wait */
+	__u32 queue_length;	/* the default for a DC's endpoints: messages queued before */
+	__u32 queue_bytes;	/* senders wait, and payload bytes (dvk_dc_config overrides) */
 	__u64 reserved[4];
 };
 
@@ -181,6 +181,8 @@ struct dvk_dc_config {
 	__u32 id;
 	__u32 slots;		/* 1..DVK_SLOTS_MAX */
 	__u32 flags;		/* none defined: zero */
+	__u32 queue_length;	/* messages an endpoint queues; 0: the module's queue_length */
+	__u32 queue_bytes;	/* payload bytes an endpoint queues; 0: the module's queue_bytes */
 	__u32 reserved;
 	char name[DVK_NAME_MAX];
 };
