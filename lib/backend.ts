@@ -46,6 +46,16 @@ export interface BoundEndpoint {
     payload: Uint8Array,
   ): Promise<void>;
   notify(dst: number, dstGen: number, bits: number): Promise<void>;
+  /** Kernel backend only: receive, blocking this thread (see `Endpoint.receiveSync`). */
+  receiveSync?(from: number, fromGen: number, deadline: bigint, nonblock: boolean): Message;
+  /** Kernel backend only: sendrec, blocking this thread (see `Endpoint.sendrecSync`). */
+  sendrecSync?(
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Uint8Array,
+    deadline: bigint,
+  ): Message;
   /** Unbinds. Calls still pending settle with ECANCELED. */
   close(): Promise<void>;
   /** Called once when the binding ends for any reason other than `close()`. */

@@ -179,11 +179,65 @@ export class Endpoint implements AsyncIterable<Message> {
     return this.messages();
   }
 
+  /**
+   * `receive`, synchronously: **blocks this thread, and its event loop, until a message
+   * comes** or the timeout passes. For worker threads and tight loops that do nothing else.
+   * Takes no AbortSignal (nothing could run to fire it). Kernel backend only: elsewhere it
+   * throws EOPNOTSUPP. Errors are thrown, not returned as rejected promises.
+   */
+  receiveSync(options: Omit<ReceiveOptions, 'signal'> = {}): Message {
+    return this.runSync('receiveSync', options?.from, (bound) => {
+      const control = this.control(options);
+      const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
+      if (!bound.receiveSync)
+        throw new DvkError('EOPNOTSUPP', 'receiveSync needs the kernel backend');
+      return bound.receiveSync(ep, gen, control.deadline, control.nonblock);
+    });
+  }
+
+  /**
+   * `sendrec`, synchronously: **blocks this thread, and its event loop, until the reply
+   * comes** or the timeout passes. For worker threads and hot paths. Takes no AbortSignal.
+   * Kernel backend only: elsewhere it throws EOPNOTSUPP.
+   */
+  sendrecSync(
+    dst: Target,
+    message: OutgoingMessage,
+    options: Omit<CallOptions, 'signal'> = {},
+  ): Message {
+    return this.runSync('sendrecSync', dst, (bound) => {
+      const [ep, gen] = target(dst);
+      const [type, payload] = this.outgoing(message);
+      const control = this.control(options);
+      if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
+      if (!bound.sendrecSync)
+        throw new DvkError('EOPNOTSUPP', 'sendrecSync needs the kernel backend');
+      return bound.sendrecSync(ep, gen, type, payload, control.deadline);
+    });
+  }
+
   /** Unbinds the endpoint. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.bound.close();
+  }
+
+  /** Runs a synchronous call; errors become DvkErrors (EINVAL for bad arguments) with context. */
+  private runSync<T>(call: string, peer: Target | undefined, body: (b: BoundEndpoint) => T): T {
+    const p = typeof peer === 'number' ? peer : isObject(peer) ? peer.endpoint : undefined;
+    const context = this.context(call, typeof p === 'number' ? p : undefined);
+    try {
+      if (this.lost) throw this.lost;
+      if (this.closed) throw new DvkError('EBADF');
+      return body(this.bound);
+    } catch (err) {
+      const dvk =
+        err instanceof DvkError
+          ? err
+          : new DvkError('EINVAL', `bad argument: ${(err as Error)?.message ?? String(err)}`);
+      throw dvk.withContext(context);
+    }
   }
 
   private context(call: string, peer?: number): ErrorContext {

@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'ECANCELED'
   | 'EAGAIN'
   | 'EBADF'
-  | 'EPROTO';
+  | 'EPROTO'
+  | 'EOPNOTSUPP';
 
 const errorMessages: Record<ErrorCode, string> = {
   ENOENT: 'no such endpoint',
@@ -33,6 +34,7 @@ const errorMessages: Record<ErrorCode, string> = {
   EAGAIN: 'would block',
   EBADF: 'endpoint is closed',
   EPROTO: 'protocol error',
+  EOPNOTSUPP: 'not supported by this backend',
 };
 
 const codeByErrno = new Map<number, ErrorCode>(

@@ -6,10 +6,32 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** A message header as the kernel wrote it (`struct dvk_msg`, less the payload pointer). */
+export interface NativeMessage {
+  peer: number;
+  peerGen: number;
+  type: number;
+  flags: number;
+  requestId: bigint;
+  size: number;
+  bits: number;
+}
+
+/** Calls `onReadable(status)` on this thread's event loop while started and the fd is readable. */
+export interface NativePoller {
+  start(): void;
+  stop(): void;
+  close(): void;
+}
+
+/**
+ * The addon: typed wrappers over SO_PEERCRED and the ioctls of /dev/dvk. Each throws an Error
+ * whose `code` is the errno name (and `errno` its number).
+ */
 export interface NativeAddon {
   /** SO_PEERCRED of a connected Unix socket: who the kernel says is on the other end. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
-  /** DVK_IOC_VERSION on an open /dev/dvk; throws with `code` (ENOTTY for another file). */
+  /** DVK_IOC_VERSION on an open /dev/dvk; ENOTTY for another file. */
   dvkVersion(fd: number): {
     abi: number;
     maxPayload: number;
@@ -17,6 +39,61 @@ export interface NativeAddon {
     queueLength: number;
     queueBytes: number;
   };
+  dcCreate(
+    fd: number,
+    id: number,
+    slots: number,
+    name: string,
+    queueLength: number,
+    queueBytes: number,
+  ): void;
+  dcDestroy(fd: number, id: number): void;
+  bind(fd: number, dc: number | string, endpoint: number): { dc: number; generation: number };
+  /** DVK_IOC_SUBMIT: starts a call; returns its token. `payload` is null for a receive. */
+  submit(
+    fd: number,
+    op: number,
+    peer: number,
+    peerGen: number,
+    type: number,
+    payload: Uint8Array | null,
+    from: number,
+    fromGen: number,
+  ): number;
+  /** DVK_IOC_REAP into `buffer`; EAGAIN with nothing to reap, EMSGSIZE with `needed`. */
+  reap(fd: number, buffer: Uint8Array): { count: number; size: number };
+  /** DVK_IOC_CANCEL: true if the call was undone, false if it had completed. */
+  cancel(fd: number, token: number): boolean;
+  sendNonblock(fd: number, peer: number, peerGen: number, type: number, payload: Uint8Array): void;
+  /** Blocks this thread. The payload lands in `buffer`. */
+  receiveSync(
+    fd: number,
+    from: number,
+    fromGen: number,
+    deadline: bigint,
+    nonblock: boolean,
+    buffer: Uint8Array,
+  ): NativeMessage;
+  /** Blocks this thread. The reply's payload lands in `replyBuffer`. */
+  sendrecSync(
+    fd: number,
+    peer: number,
+    peerGen: number,
+    type: number,
+    payload: Uint8Array,
+    deadline: bigint,
+    replyBuffer: Uint8Array,
+  ): NativeMessage;
+  reply(
+    fd: number,
+    peer: number,
+    peerGen: number,
+    requestId: bigint,
+    type: number,
+    payload: Uint8Array,
+  ): void;
+  notify(fd: number, peer: number, peerGen: number, bits: number): void;
+  Poller: new (fd: number, onReadable: (status: number) => void) => NativePoller;
   /** The uAPI header's constants this build was compiled with. */
   readonly abi: {
     readonly version: number;
@@ -24,6 +101,16 @@ export interface NativeAddon {
     readonly slotsMax: number;
     readonly any: number;
     readonly parkedMax: number;
+    readonly asyncMax: number;
+    readonly featureAsync: bigint;
+    /** sizeof(struct dvk_completion): the header of each reaped record. */
+    readonly completionSize: number;
+    readonly ops: { readonly send: number; readonly receive: number; readonly sendrec: number };
+    readonly messageFlags: {
+      readonly request: number;
+      readonly notify: number;
+      readonly reply: number;
+    };
   };
 }
 

@@ -1,13 +1,15 @@
+import { existsSync } from 'node:fs';
 import type { Backend, BackendKind, NodeStatus } from './backend.js';
 import { Endpoint } from './endpoint.js';
 import { DvkError } from './errors.js';
+import { DEVICE_PATH, KernelBackend } from './kernel/backend.js';
 import { UserBackend } from './user/client.js';
 import { defaultSocketPath } from './user/socket-path.js';
 
 export interface NodeOptions {
   /**
-   * `auto` (the default) picks the kernel module when /dev/dvk exists, else the node agent.
-   * Also settable with the DVK_BACKEND environment variable.
+   * `auto` (the default) picks the kernel module when /dev/dvk exists and no `socketPath` is
+   * given, else the node agent. Also settable with the DVK_BACKEND environment variable.
    */
   readonly backend?: BackendKind | 'auto';
   /** The node agent's socket (user backend). Default: DVK_SOCKET, else the agent's default. */
@@ -109,11 +111,14 @@ function chooseBackend(options: NodeOptions): Backend {
   const wanted = options.backend ?? (process.env.DVK_BACKEND as NodeOptions['backend']) ?? 'auto';
   switch (wanted) {
     case 'auto':
+      // A socket path names an agent: the caller asked for it.
+      return existsSync(DEVICE_PATH) && options.socketPath === undefined
+        ? new KernelBackend()
+        : new UserBackend(options.socketPath ?? defaultSocketPath());
     case 'user':
-      // The kernel backend joins `auto` with the addon's /dev/dvk bindings.
       return new UserBackend(options.socketPath ?? defaultSocketPath());
     case 'kernel':
-      throw new DvkError('EINVAL', 'the kernel backend is not part of this build yet');
+      return new KernelBackend();
     default:
       throw new DvkError('EINVAL', `unknown backend ${JSON.stringify(wanted)}`);
   }

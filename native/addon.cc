@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <linux/dvk.h>
+#include <uv.h>
 
 namespace {
 
@@ -53,15 +54,61 @@ Napi::Value PeerCredentials(const Napi::CallbackInfo &info) {
   return out;
 }
 
+// --- /dev/dvk --------------------------------------------------------------------------------
+//
+// Each wrapper fills one uAPI structure from its arguments, makes one ioctl and returns what
+// the kernel wrote, or throws with `code` = the errno name. Arguments arrive checked by the
+// TypeScript backend (lib/kernel/); here only their JavaScript types are trusted.
+
+bool CheckArgs(const Napi::CallbackInfo &info, size_t n, const char *usage) {
+  if (info.Length() == n) return true;
+  Napi::TypeError::New(info.Env(), usage).ThrowAsJavaScriptException();
+  return false;
+}
+
+uint32_t U32(const Napi::Value &v) { return v.As<Napi::Number>().Uint32Value(); }
+int32_t I32(const Napi::Value &v) { return v.As<Napi::Number>().Int32Value(); }
+
+uint64_t U64(const Napi::Value &v) {
+  bool lossless;
+  return v.As<Napi::BigInt>().Uint64Value(&lossless);
+}
+
+// Points a message at a Uint8Array's bytes (the kernel reads or fills them during the call).
+void SetPayload(struct dvk_msg *msg, const Napi::Value &v) {
+  Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
+  msg->payload = reinterpret_cast<uintptr_t>(bytes.Data());
+  msg->size = static_cast<uint32_t>(bytes.ByteLength());
+}
+
+Napi::Object MessageObject(Napi::Env env, const struct dvk_msg &m) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("peer", Napi::Number::New(env, m.peer));
+  out.Set("peerGen", Napi::Number::New(env, m.peer_gen));
+  out.Set("type", Napi::Number::New(env, m.type));
+  out.Set("flags", Napi::Number::New(env, m.flags));
+  out.Set("requestId", Napi::BigInt::New(env, static_cast<uint64_t>(m.request_id)));
+  out.Set("size", Napi::Number::New(env, m.size));
+  out.Set("bits", Napi::Number::New(env, m.bits));
+  return out;
+}
+
+// An ioctl that a signal may interrupt: repeated with the same arguments, as SA_RESTART would
+// (the deadline is absolute, and a sendrec the server holds resumes, see DVK_CALL_RESUME).
+int Ioctl(int fd, unsigned long cmd, void *arg) {
+  int ret;
+  do {
+    ret = ioctl(fd, cmd, arg);
+  } while (ret != 0 && errno == EINTR);
+  return ret;
+}
+
 // dvkVersion(fd) -> what DVK_IOC_VERSION reports for an open /dev/dvk.
 Napi::Value DvkVersion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "dvkVersion(fd: number)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (!CheckArgs(info, 1, "dvkVersion(fd)")) return env.Undefined();
   struct dvk_version v = {};
-  if (ioctl(info[0].As<Napi::Number>().Int32Value(), DVK_IOC_VERSION, &v) != 0) {
+  if (ioctl(I32(info[0]), DVK_IOC_VERSION, &v) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_VERSION)");
   }
   Napi::Object out = Napi::Object::New(env);
@@ -73,6 +120,286 @@ Napi::Value DvkVersion(const Napi::CallbackInfo &info) {
   return out;
 }
 
+// dcCreate(fd, id, slots, name, queueLength, queueBytes)
+Napi::Value DcCreate(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 6, "dcCreate(fd, id, slots, name, queueLength, queueBytes)")) {
+    return env.Undefined();
+  }
+  struct dvk_dc_config c = {};
+  c.id = U32(info[1]);
+  c.slots = U32(info[2]);
+  std::string name = info[3].As<Napi::String>().Utf8Value();
+  std::strncpy(c.name, name.c_str(), sizeof(c.name));  // too long: no NUL, EINVAL
+  c.queue_length = U32(info[4]);
+  c.queue_bytes = U32(info[5]);
+  if (ioctl(I32(info[0]), DVK_IOC_DC_CREATE, &c) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_DC_CREATE)");
+  }
+  return env.Undefined();
+}
+
+// dcDestroy(fd, id)
+Napi::Value DcDestroy(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 2, "dcDestroy(fd, id)")) return env.Undefined();
+  uint32_t id = U32(info[1]);
+  if (ioctl(I32(info[0]), DVK_IOC_DC_DESTROY, &id) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_DC_DESTROY)");
+  }
+  return env.Undefined();
+}
+
+// bind(fd, dc: number | string, endpoint) -> { dc, generation }
+Napi::Value Bind(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 3, "bind(fd, dc, endpoint)")) return env.Undefined();
+  struct dvk_bind b = {};
+  if (info[1].IsString()) {
+    std::string name = info[1].As<Napi::String>().Utf8Value();
+    std::strncpy(b.dc_name, name.c_str(), sizeof(b.dc_name));
+    b.flags = DVK_BIND_BY_NAME;
+  } else {
+    b.dc = U32(info[1]);
+  }
+  b.endpoint = U32(info[2]);
+  if (ioctl(I32(info[0]), DVK_IOC_BIND, &b) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_BIND)");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("dc", Napi::Number::New(env, b.dc));
+  out.Set("generation", Napi::Number::New(env, b.generation));
+  return out;
+}
+
+// submit(fd, op, peer, peerGen, type, payload | null, from, fromGen) -> token
+Napi::Value Submit(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 8, "submit(fd, op, peer, peerGen, type, payload, from, fromGen)")) {
+    return env.Undefined();
+  }
+  struct dvk_submit s = {};
+  s.op = U32(info[1]);
+  s.msg.peer = U32(info[2]);
+  s.msg.peer_gen = U32(info[3]);
+  s.msg.type = I32(info[4]);
+  if (!info[5].IsNull()) SetPayload(&s.msg, info[5]);
+  s.from = U32(info[6]);
+  s.from_gen = U32(info[7]);
+  if (ioctl(I32(info[0]), DVK_IOC_SUBMIT, &s) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_SUBMIT)");
+  }
+  return Napi::Number::New(env, static_cast<double>(s.token));
+}
+
+// reap(fd, buffer) -> { count, size }: completion records, as the uAPI header lays them out,
+// written to the start of `buffer`. EAGAIN: none; EMSGSIZE: the error's `needed` says how much.
+Napi::Value Reap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 2, "reap(fd, buffer)")) return env.Undefined();
+  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
+  struct dvk_reap r = {};
+  r.buffer = reinterpret_cast<uintptr_t>(buf.Data());
+  r.size = static_cast<uint32_t>(buf.ByteLength());
+  if (ioctl(I32(info[0]), DVK_IOC_REAP, &r) != 0) {
+    if (errno != EMSGSIZE) return ThrowErrno(env, errno, "ioctl(DVK_IOC_REAP)");
+    Napi::Error e = Napi::Error::New(env, "ioctl(DVK_IOC_REAP): the buffer is too small");
+    e.Set("code", Napi::String::New(env, "EMSGSIZE"));
+    e.Set("errno", Napi::Number::New(env, EMSGSIZE));
+    e.Set("needed", Napi::Number::New(env, r.size));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("count", Napi::Number::New(env, r.count));
+  out.Set("size", Napi::Number::New(env, r.size));
+  return out;
+}
+
+// cancel(fd, token) -> true if undone, false if it had completed (its completion follows).
+Napi::Value Cancel(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 2, "cancel(fd, token)")) return env.Undefined();
+  struct dvk_cancel c = {};
+  c.token = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  if (ioctl(I32(info[0]), DVK_IOC_CANCEL, &c) != 0) {
+    if (errno == EALREADY) return Napi::Boolean::New(env, false);
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_CANCEL)");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// sendNonblock(fd, peer, peerGen, type, payload): a send that fails with EAGAIN
+// instead of waiting.
+Napi::Value SendNonblock(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 5, "sendNonblock(fd, peer, peerGen, type, payload)")) {
+    return env.Undefined();
+  }
+  struct dvk_send s = {};
+  s.msg.peer = U32(info[1]);
+  s.msg.peer_gen = U32(info[2]);
+  s.msg.type = I32(info[3]);
+  SetPayload(&s.msg, info[4]);
+  s.flags = DVK_CALL_NONBLOCK;
+  if (ioctl(I32(info[0]), DVK_IOC_SEND, &s) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_SEND)");
+  }
+  return env.Undefined();
+}
+
+// receiveSync(fd, from, fromGen, deadline: bigint, nonblock, buffer) -> message header; the
+// payload lands in `buffer`. Blocks the calling thread (and its event loop) until it returns.
+Napi::Value ReceiveSync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 6, "receiveSync(fd, from, fromGen, deadline, nonblock, buffer)")) {
+    return env.Undefined();
+  }
+  struct dvk_receive r = {};
+  r.from = U32(info[1]);
+  r.from_gen = U32(info[2]);
+  r.deadline_ns = U64(info[3]);
+  r.flags = info[4].As<Napi::Boolean>().Value() ? DVK_CALL_NONBLOCK : 0;
+  SetPayload(&r.msg, info[5]);
+  if (Ioctl(I32(info[0]), DVK_IOC_RECEIVE, &r) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_RECEIVE)");
+  }
+  return MessageObject(env, r.msg);
+}
+
+// sendrecSync(fd, peer, peerGen, type, payload, deadline: bigint, replyBuffer) -> the reply's
+// header; its payload lands in `replyBuffer`. Blocks the calling thread until it returns.
+Napi::Value SendrecSync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 7, "sendrecSync(fd, peer, peerGen, type, payload, deadline, replyBuffer)")) {
+    return env.Undefined();
+  }
+  struct dvk_sendrec s = {};
+  s.request.peer = U32(info[1]);
+  s.request.peer_gen = U32(info[2]);
+  s.request.type = I32(info[3]);
+  SetPayload(&s.request, info[4]);
+  s.deadline_ns = U64(info[5]);
+  SetPayload(&s.reply, info[6]);
+  if (Ioctl(I32(info[0]), DVK_IOC_SENDREC, &s) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_SENDREC)");
+  }
+  return MessageObject(env, s.reply);
+}
+
+// reply(fd, peer, peerGen, requestId: bigint, type, payload)
+Napi::Value Reply(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 6, "reply(fd, peer, peerGen, requestId, type, payload)")) {
+    return env.Undefined();
+  }
+  struct dvk_reply r = {};
+  r.msg.peer = U32(info[1]);
+  r.msg.peer_gen = U32(info[2]);
+  r.msg.request_id = U64(info[3]);
+  r.msg.type = I32(info[4]);
+  SetPayload(&r.msg, info[5]);
+  if (ioctl(I32(info[0]), DVK_IOC_REPLY, &r) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_REPLY)");
+  }
+  return env.Undefined();
+}
+
+// notify(fd, peer, peerGen, bits)
+Napi::Value Notify(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 4, "notify(fd, peer, peerGen, bits)")) return env.Undefined();
+  struct dvk_notify n = {};
+  n.peer = U32(info[1]);
+  n.peer_gen = U32(info[2]);
+  n.bits = U32(info[3]);
+  if (ioctl(I32(info[0]), DVK_IOC_NOTIFY, &n) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_NOTIFY)");
+  }
+  return env.Undefined();
+}
+
+// Poller: calls back on the event loop of the thread that made it (main thread or worker,
+// through napi_get_uv_event_loop, never uv_default_loop) whenever the fd is readable. No
+// thread pool: a readable /dev/dvk file means completions to reap.
+class Poller : public Napi::ObjectWrap<Poller> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Poller",
+                       {InstanceMethod("start", &Poller::Start),
+                        InstanceMethod("stop", &Poller::Stop),
+                        InstanceMethod("close", &Poller::Close)});
+  }
+
+  explicit Poller(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Poller>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "new Poller(fd, onReadable)").ThrowAsJavaScriptException();
+      return;
+    }
+    uv_loop_t *loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      Napi::Error::New(env, "no event loop").ThrowAsJavaScriptException();
+      return;
+    }
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    handle_ = new uv_poll_t;
+    int err = uv_poll_init(loop, handle_, I32(info[0]));
+    if (err != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      ThrowErrno(env, -err, "uv_poll_init");
+      return;
+    }
+    handle_->data = this;
+    env_ = env;
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+  }
+
+  ~Poller() override { Release(); }
+
+ private:
+  static void OnPoll(uv_poll_t *handle, int status, int) {
+    Poller *self = static_cast<Poller *>(handle->data);
+    if (!self) return;
+    Napi::HandleScope scope(self->env_);
+    self->callback_.MakeCallback(self->Value(), {Napi::Number::New(self->env_, status)});
+  }
+
+  static void OnClose(uv_handle_t *handle) { delete reinterpret_cast<uv_poll_t *>(handle); }
+
+  static void CleanupHook(void *arg) { static_cast<Poller *>(arg)->Release(); }
+
+  // Stops and closes the handle once; libuv frees it after the close callback.
+  void Release() {
+    if (!handle_) return;
+    uv_poll_stop(handle_);
+    handle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t *>(handle_), OnClose);
+    handle_ = nullptr;
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo &info) {
+    if (handle_) uv_poll_start(handle_, UV_READABLE, OnPoll);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo &info) {
+    if (handle_) uv_poll_stop(handle_);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  Napi::FunctionReference callback_;
+  uv_poll_t *handle_ = nullptr;
+  napi_env env_ = nullptr;
+};
+
 // The ABI this build was compiled against, for the kernel backend to compare with the module.
 Napi::Object Abi(Napi::Env env) {
   Napi::Object abi = Napi::Object::New(env);
@@ -81,12 +408,37 @@ Napi::Object Abi(Napi::Env env) {
   abi.Set("slotsMax", Napi::Number::New(env, DVK_SLOTS_MAX));
   abi.Set("any", Napi::Number::New(env, DVK_ANY));
   abi.Set("parkedMax", Napi::Number::New(env, DVK_PARKED_MAX));
+  abi.Set("asyncMax", Napi::Number::New(env, DVK_ASYNC_MAX));
+  abi.Set("featureAsync", Napi::BigInt::New(env, static_cast<uint64_t>(DVK_FEATURE_ASYNC)));
+  abi.Set("completionSize", Napi::Number::New(env, sizeof(struct dvk_completion)));
+  Napi::Object ops = Napi::Object::New(env);
+  ops.Set("send", Napi::Number::New(env, DVK_OP_SEND));
+  ops.Set("receive", Napi::Number::New(env, DVK_OP_RECEIVE));
+  ops.Set("sendrec", Napi::Number::New(env, DVK_OP_SENDREC));
+  abi.Set("ops", ops);
+  Napi::Object flags = Napi::Object::New(env);
+  flags.Set("request", Napi::Number::New(env, DVK_MSG_REQUEST));
+  flags.Set("notify", Napi::Number::New(env, DVK_MSG_NOTIFY));
+  flags.Set("reply", Napi::Number::New(env, DVK_MSG_REPLY));
+  abi.Set("messageFlags", flags);
   return abi;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("dvkVersion", Napi::Function::New(env, DvkVersion, "dvkVersion"));
+  exports.Set("dcCreate", Napi::Function::New(env, DcCreate, "dcCreate"));
+  exports.Set("dcDestroy", Napi::Function::New(env, DcDestroy, "dcDestroy"));
+  exports.Set("bind", Napi::Function::New(env, Bind, "bind"));
+  exports.Set("submit", Napi::Function::New(env, Submit, "submit"));
+  exports.Set("reap", Napi::Function::New(env, Reap, "reap"));
+  exports.Set("cancel", Napi::Function::New(env, Cancel, "cancel"));
+  exports.Set("sendNonblock", Napi::Function::New(env, SendNonblock, "sendNonblock"));
+  exports.Set("receiveSync", Napi::Function::New(env, ReceiveSync, "receiveSync"));
+  exports.Set("sendrecSync", Napi::Function::New(env, SendrecSync, "sendrecSync"));
+  exports.Set("reply", Napi::Function::New(env, Reply, "reply"));
+  exports.Set("notify", Napi::Function::New(env, Notify, "notify"));
+  exports.Set("Poller", Poller::Define(env));
   exports.Set("abi", Abi(env));
   return exports;
 }

@@ -19,6 +19,7 @@
  */
 
 import type { DcStatus, EndpointStatus } from '../backend.js';
+import { type Deadline, deadlineTimer } from '../deadline.js';
 import { DvkError } from '../errors.js';
 import {
   ENDPOINT_ANY,
@@ -27,7 +28,6 @@ import {
   MessageFlags,
   type MessageKind,
 } from '../message.js';
-import { type Deadline, deadlineTimer } from './deadline.js';
 
 export interface Limits {
   /** Largest payload in bytes. */

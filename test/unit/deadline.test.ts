@@ -1,5 +1,5 @@
 import test from 'ava';
-import { deadlineTimer } from '../../lib/agent/deadline.js';
+import { deadlineTimer } from '../../lib/deadline.js';
 
 const msFromNow = (ms: number) => process.hrtime.bigint() + BigInt(ms) * 1_000_000n;
 
