@@ -24,8 +24,8 @@ import {
   Op,
   REPLY_BIT,
 } from '../../lib/user/wire.js';
-import { cliPath, DC, numbered, numberOf, startAgent, startNode } from '../helpers/backend.js';
-import { rejects } from '../helpers/expect.js';
+import { cliPath, DC, numbered, numberOf, startAgent, startUserNode } from '../helpers/backend.js';
+import { codeOf, codeWhenSettled, rejects } from '../helpers/expect.js';
 
 const libDir = fileURLToPath(new URL('../../lib/', import.meta.url));
 
@@ -257,7 +257,7 @@ interface Attack {
 
 const malformed = test.macro({
   async exec(t, attack: Attack) {
-    const node = await startNode(t);
+    const node = await startUserNode(t);
     const server = await node.peer(1);
     await server.serve('echo');
     const client = await node.bind(2);
@@ -409,7 +409,7 @@ function generator(seed: number): () => number {
 }
 
 test('2000 connections of random and mutated frames leave the agent alive and serving', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const server = await node.peer(1, 'other');
   await server.serve('echo');
   const client = await node.bind(2, 'other');
@@ -513,7 +513,7 @@ test('2000 connections of random and mutated frames leave the agent alive and se
 // --- unbound connections -------------------------------------------------------------------
 
 test('an unbound connection may ask for status; other calls get EINVAL and the connection stays open', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const raw = await Raw.open(node.socketPath);
   raw.write(frame({ op: Op.STATUS, tag: 1 }));
   const status = await raw.reply(1);
@@ -550,7 +550,7 @@ test('an unbound connection may ask for status; other calls get EINVAL and the c
 // --- dvk status ----------------------------------------------------------------------------
 
 test('dvk status --json prints the node status with a bound endpoint', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const peer = await node.peer(9);
   const run = await dvk(['status', '--json', '--socket', node.socketPath]);
   t.is(run.code, 0, run.stderr);
@@ -563,7 +563,7 @@ test('dvk status --json prints the node status with a bound endpoint', async (t)
 });
 
 test('dvk status prints a table with a row for each bound endpoint', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const peer = await node.peer(9);
   await node.bind(12, 'other');
   const run = await dvk(['status', '--socket', node.socketPath]);
@@ -668,7 +668,7 @@ test('a valid YAML config is honoured: its DCs, slots and limits', async (t) => 
 // --- the socket file -----------------------------------------------------------------------
 
 test('a second agent on the same socket exits 2 and leaves the first one serving', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const run = await dvk(['agent', '--socket', node.socketPath, '--dc', '1:test']);
   t.is(run.signal, null);
   t.is(run.code, 2);
@@ -723,7 +723,7 @@ test('a socket path longer than 97 bytes is refused with exit 2 before anything 
 });
 
 test('the socket is created with mode 0600 by default', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   await settled(() => node.agentLog);
   const s = await stat(node.socketPath);
   t.true(s.isSocket());
@@ -732,7 +732,7 @@ test('the socket is created with mode 0600 by default', async (t) => {
 });
 
 test('--socket-mode and --socket-group set the socket file mode and group', async (t) => {
-  const node = await startNode(t, {
+  const node = await startUserNode(t, {
     agentArgs: ['--socket-mode', '0660', '--socket-group', '65534'],
   });
   await settled(() => node.agentLog);
@@ -748,7 +748,7 @@ test('--socket-group also takes a group name from /etc/group', async (t) => {
     .filter((f) => f.length >= 3 && f[0] && f[2] && f[2] !== '0');
   const [name, , gid] = groups[0] ?? [];
   t.truthy(name, '/etc/group lists a group other than gid 0');
-  const node = await startNode(t, {
+  const node = await startUserNode(t, {
     agentArgs: ['--socket-mode', '0660', '--socket-group', String(name)],
   });
   await settled(() => node.agentLog);
@@ -758,7 +758,7 @@ test('--socket-group also takes a group name from /etc/group', async (t) => {
 });
 
 test('another user gets EACCES binding through a 0600 socket', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const result = await bindAsNobody(node.socketPath, DC.name, 3);
   t.false(result.ok);
   if (!result.ok) t.is(result.code, 'EACCES', result.message);
@@ -798,7 +798,7 @@ test("a DC's allow list refuses other users with EPERM while root and open DCs s
 // --- shutdown ------------------------------------------------------------------------------
 
 test('SIGTERM: the agent exits 0, pending calls get EHOSTUNREACH, other files stay', async (t) => {
-  const node = await startNode(t);
+  const node = await startUserNode(t);
   const keep = join(node.dir, 'keep.txt');
   await writeFile(keep, 'not the agent’s');
   const peer = await node.peer(1);
@@ -828,4 +828,51 @@ test('SIGTERM: the agent exits 0, pending calls get EHOSTUNREACH, other files st
   await ownAgent(t, node.socketPath, ['--dc', '1:test']);
   const ep = await openNode({ socketPath: node.socketPath }).bind({ dc: 'test', endpoint: 1 });
   await ep.close();
+});
+
+// --- the agent dying under its clients --------------------------------------------------
+
+test('calls pending when the agent is killed with SIGKILL reject with EHOSTUNREACH', async (t) => {
+  const node = await startUserNode(t);
+  const local = await node.bind(1);
+  const remote = await node.peer(2);
+  await node.bind(3);
+  // Settled into codes right away: the calls reject while the test awaits the agent's exit.
+  const receive = codeWhenSettled(local.receive());
+  const remoteReceive = remote.receive();
+  const sendrec = codeWhenSettled(local.sendrec(3, { payload: numbered(1) }));
+  await node.until('both receives to wait and the request to queue', async () => {
+    const s = await node.status();
+    const eps = s.dcs.find((d) => d.id === DC.id)?.endpoints ?? [];
+    const waiting = eps.reduce((n, e) => n + e.waitingReceives, 0);
+    return waiting === 2 && eps.find((e) => e.endpoint === 3)?.queued === 1;
+  });
+  const exited = once(node.agent, 'exit');
+  node.agent.kill('SIGKILL');
+  await exited;
+  t.is(await receive, 'EHOSTUNREACH');
+  t.is(await sendrec, 'EHOSTUNREACH');
+  t.is(codeOf(await remoteReceive), 'EHOSTUNREACH');
+  await rejects(t, node.node.bind({ dc: DC.name, endpoint: 4 }), 'EHOSTUNREACH');
+});
+
+test('a call after the node agent died fails with EHOSTUNREACH, not EBADF', async (t) => {
+  const node = await startUserNode(t);
+  const ep = await node.bind(1);
+  const pending = ep.receive();
+  node.agent.kill('SIGKILL');
+  const first = await t.throwsAsync(pending, { instanceOf: DvkError });
+  t.is(first?.code, 'EHOSTUNREACH');
+  for (const call of [
+    () => ep.send(2, {}),
+    () => ep.receive({ timeout: 0 }),
+    () => ep.notify(2, 1),
+  ]) {
+    const err = await t.throwsAsync(call(), { instanceOf: DvkError });
+    t.is(err?.code, 'EHOSTUNREACH');
+  }
+  const iterate = async () => {
+    for await (const _ of ep) t.fail('nothing to receive');
+  };
+  t.is((await t.throwsAsync(iterate(), { instanceOf: DvkError }))?.code, 'EHOSTUNREACH');
 });

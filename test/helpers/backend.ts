@@ -1,10 +1,13 @@
 /**
  * The fixture every conformance test runs on. DVK_TEST_BACKEND picks the backend (default
- * `user`); each test gets a node of its own, so tests run concurrently without sharing state.
- * The user backend starts a real agent process (`dvk agent`) on a private socket.
+ * `user`). The user backend starts a real agent process (`dvk agent`) on a private socket for
+ * each test, so tests run concurrently without sharing state. The kernel backend uses dvk.ko
+ * (in the test VM): each test creates the DCs it binds in and destroys them at its end; DC ids
+ * and names are the node's, so kernel runs are serial (ava --serial --concurrency 1).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +20,8 @@ import {
   type NodeStatus,
   openNode,
 } from '../../lib/index.js';
+import { DEVICE_PATH } from '../../lib/kernel/backend.js';
+import { native } from '../../lib/native.js';
 import { Peer } from './peer.js';
 
 export const backendKind = process.env.DVK_TEST_BACKEND ?? 'user';
@@ -42,12 +47,22 @@ export class TestNode {
   private readonly endpoints: Endpoint[] = [];
   private readonly peers: Peer[] = [];
 
+  /**
+   * @param socketPath the agent's socket (user backend), undefined for the kernel backend
+   * @param cleanup what ends the node once the test's endpoints and peers are gone
+   */
   constructor(
-    readonly socketPath: string,
-    readonly dir: string,
-    readonly agent: ChildProcess,
+    readonly socketPath: string | undefined,
+    private readonly agentProcess: ChildProcess | undefined,
+    private readonly cleanup: () => Promise<void>,
   ) {
-    this.node = openNode({ socketPath });
+    this.node = openNode(socketPath === undefined ? { backend: 'kernel' } : { socketPath });
+  }
+
+  /** The agent process (user backend only). */
+  get agent(): ChildProcess {
+    if (!this.agentProcess) throw new Error('the kernel backend has no agent process');
+    return this.agentProcess;
   }
 
   /** Binds an endpoint in this process; closed when the test ends. */
@@ -105,12 +120,7 @@ export class TestNode {
 
   async stop(): Promise<void> {
     await this.release();
-    if (this.agent.exitCode === null && this.agent.signalCode === null) {
-      const exited = once(this.agent, 'exit');
-      this.agent.kill('SIGTERM');
-      await exited;
-    }
-    await rm(this.dir, { recursive: true, force: true });
+    await this.cleanup();
   }
 }
 
@@ -150,9 +160,30 @@ export async function startAgent(
 
 /** A fresh node for one test, torn down when the test ends. */
 export async function startNode(t: ExecutionContext, options: NodeOptions = {}): Promise<TestNode> {
-  if (backendKind !== 'user') {
-    throw new Error(`DVK_TEST_BACKEND=${backendKind}: this build has only the user backend`);
+  if (backendKind === 'kernel') return startKernelNode(t, options);
+  if (backendKind !== 'user') throw new Error(`DVK_TEST_BACKEND=${backendKind}: unknown backend`);
+  return startUserNode(t, options);
+}
+
+/** A user-backend node: its agent's socket and private directory are known. */
+export class UserTestNode extends TestNode {
+  declare readonly socketPath: string;
+
+  constructor(
+    socketPath: string,
+    readonly dir: string,
+    agent: ChildProcess,
+    cleanup: () => Promise<void>,
+  ) {
+    super(socketPath, agent, cleanup);
   }
+}
+
+/** A node with its own agent process, whatever DVK_TEST_BACKEND says (agent tests). */
+export async function startUserNode(
+  t: ExecutionContext,
+  options: NodeOptions = {},
+): Promise<UserTestNode> {
   const dir = await mkdtemp(join(tmpdir(), 'dvk-test-'));
   // Peers may run as another user in permission tests; the socket's own mode is what guards.
   await chmod(dir, 0o755);
@@ -175,10 +206,57 @@ export async function startNode(t: ExecutionContext, options: NodeOptions = {}):
     throw err;
   }
   const { agent, log } = started;
-  const node = new TestNode(socketPath, dir, agent);
+  const node = new UserTestNode(socketPath, dir, agent, async () => {
+    if (agent.exitCode === null && agent.signalCode === null) {
+      const exited = once(agent, 'exit');
+      agent.kill('SIGTERM');
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
   Object.defineProperty(node, 'agentLog', { get: log });
   t.teardown(() => node.stop());
   return node;
+}
+
+/** A kernel-backend node: the test's DCs in dvk.ko, with the test's queue bounds. */
+async function startKernelNode(t: ExecutionContext, options: NodeOptions): Promise<TestNode> {
+  if (options.maxPayload || options.agentArgs) {
+    throw new Error('maxPayload and agentArgs configure the agent: not for the kernel backend');
+  }
+  const addon = native();
+  const admin = openSync(DEVICE_PATH, 'r+');
+  const dcs = [DC, OTHER_DC];
+  for (const dc of dcs) {
+    addon.dcCreate(
+      admin,
+      dc.id,
+      dc.slots,
+      dc.name,
+      options.queueLength ?? 0,
+      options.queueBytes ?? 0,
+    );
+  }
+  const node = new TestNode(undefined, undefined, async () => {
+    // Peers are dead and local endpoints closed, so the DCs empty out as their files close.
+    for (const dc of dcs) await destroyWhenEmpty(admin, dc.id);
+    closeSync(admin);
+  });
+  t.teardown(() => node.stop());
+  return node;
+}
+
+async function destroyWhenEmpty(admin: number, id: number): Promise<void> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    try {
+      native().dcDestroy(admin, id);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EBUSY' || Date.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 /** A payload whose bytes encode `n`, so order and identity can be checked on arrival. */

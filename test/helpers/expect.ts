@@ -4,6 +4,7 @@
 import type { ExecutionContext } from 'ava';
 import { DvkError, type Endpoint, type ErrorCode } from '../../lib/index.js';
 import type { TestNode } from './backend.js';
+import type { Outcome } from './peer.js';
 
 /** Awaits `promise`, which must reject with a DvkError carrying `code`; returns the error. */
 export async function rejects(
@@ -45,4 +46,17 @@ export function blockedSenders(node: TestNode, endpoint: number, n = 1): Promise
   return node.until(`${n} sender(s) held at ${endpoint}`, async () => {
     return (await node.endpointStatus(endpoint))?.blockedSenders === n;
   });
+}
+
+/** The error code of a peer call, or 'ok'. */
+export function codeOf(outcome: Outcome<unknown>): string {
+  return outcome.ok ? 'ok' : outcome.error.code;
+}
+
+/** A call's error code once it settles, or 'ok'; attaches its handler at once. */
+export function codeWhenSettled(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => 'ok',
+    (err: unknown) => (err instanceof DvkError ? err.code : String(err)),
+  );
 }

@@ -35,7 +35,9 @@ process.on('message', async (cmd: PeerCommand) => {
   try {
     switch (cmd.cmd) {
       case 'bind': {
-        const node = openNode({ socketPath: cmd.socketPath });
+        const node = openNode(
+          cmd.socketPath === undefined ? { backend: 'kernel' } : { socketPath: cmd.socketPath },
+        );
         ep = await node.bind({ dc: cmd.dc, endpoint: cmd.endpoint });
         return send({ id: cmd.id, ok: true, value: ep.address });
       }

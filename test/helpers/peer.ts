@@ -16,7 +16,13 @@ type Method = 'send' | 'sendrec' | 'receive' | 'notify' | 'reply';
 type Options = Omit<CallOptions, 'signal'> & { from?: Target };
 
 export type PeerCommand =
-  | { cmd: 'bind'; id: number; socketPath: string; dc: number | string; endpoint: number }
+  | {
+      cmd: 'bind';
+      id: number;
+      socketPath: string | undefined;
+      dc: number | string;
+      endpoint: number;
+    }
   | { cmd: 'serve'; id: number; mode: 'echo' | 'hold' | 'count' }
   | { cmd: 'call'; id: number; method: Method; args: unknown[]; options?: Options }
   | { cmd: 'abort'; id: number; target: number }
@@ -109,7 +115,12 @@ export class Peer {
     return r.value;
   }
 
-  async bind(socketPath: string, dc: number | string, endpoint: number): Promise<EndpointAddress> {
+  /** Binds in the peer, through the agent at `socketPath`, or dvk.ko if it is undefined. */
+  async bind(
+    socketPath: string | undefined,
+    dc: number | string,
+    endpoint: number,
+  ): Promise<EndpointAddress> {
     this.bound = await this.must<EndpointAddress>({
       cmd: 'bind',
       id: this.nextId++,
