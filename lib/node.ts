@@ -19,11 +19,11 @@ export interface NodeOptions {
 }
 
 /** DC names, as the agent's configuration schema (lib/agent/config.ts) defines them. */
-const DC_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const DC_NAME = /^[A-Za-z0-9_.-]{1,63}$/;
 
 export interface BindOptions {
   /**
-   * The DC, by id (an integer in 0..2^32-1) or by name (1 to 64 letters, digits, "_", "." or
+   * The DC, by id (an integer in 0..2^32-1) or by name (1 to 63 letters, digits, "_", "." or
    * "-").
    */
   readonly dc: number | string;
@@ -74,7 +74,7 @@ export class DvkNode {
     if (typeof dc === 'string' && !DC_NAME.test(dc)) {
       throw new DvkError(
         'EINVAL',
-        'a DC name is 1 to 64 letters, digits, "_", "." or "-"',
+        'a DC name is 1 to 63 letters, digits, "_", "." or "-"',
         context,
       );
     }

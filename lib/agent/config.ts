@@ -26,13 +26,14 @@ const socketMode = z
 
 export const dcSchema = z.strictObject({
   id: u32,
-  // Clients check names by the same rule before binding (lib/node.ts).
+  // Clients check names by the same rule before binding (lib/node.ts); the limits are the
+  // kernel module's (DVK_NAME_MAX with its NUL, DVK_SLOTS_MAX), so a DC works on both backends.
   name: z
     .string()
     .min(1)
-    .max(64)
+    .max(63)
     .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
-  slots: z.number().int().min(1).max(1_048_576).default(1024),
+  slots: z.number().int().min(1).max(65_536).default(1024),
   allow: z
     .strictObject({ uids: z.array(u32).optional(), gids: z.array(u32).optional() })
     .optional(),

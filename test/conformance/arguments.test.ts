@@ -102,7 +102,7 @@ test('bind rejects ill-formed DCs and endpoint numbers with EINVAL before reachi
     ['a negative DC id', { dc: -1, endpoint: 1 }],
     ['an empty DC name', { dc: '', endpoint: 1 }],
     ['a DC name with a slash', { dc: 'a/b', endpoint: 1 }],
-    ['a DC name of 65 characters', { dc: 'x'.repeat(65), endpoint: 1 }],
+    ['a DC name of 64 characters', { dc: 'x'.repeat(64), endpoint: 1 }],
     ['a fractional endpoint', { dc: DC.name, endpoint: 0.5 }],
     ['the any-endpoint number', { dc: DC.name, endpoint: 0xffff_ffff }],
     ['an endpoint given as a string', { dc: DC.name, endpoint: '3' }],
@@ -117,11 +117,11 @@ test('bind rejects ill-formed DCs and endpoint numbers with EINVAL before reachi
     [],
     'nothing was bound',
   );
-  // A well-formed bind on the same handle still works, and a 64-character name is accepted
+  // A well-formed bind on the same handle still works, and a 63-character name is accepted
   // by the client (the agent then says whether it knows the DC).
   const ep = await dvk.bind({ dc: DC.name, endpoint: 3 });
   t.is(ep.endpoint, 3);
-  await rejects(t, dvk.bind({ dc: 'y'.repeat(64), endpoint: 1 }), 'ENOENT');
+  await rejects(t, dvk.bind({ dc: 'y'.repeat(63), endpoint: 1 }), 'ENOENT');
   await ep.close();
 });
 

@@ -228,6 +228,10 @@ async function startKernelNode(t: ExecutionContext, options: NodeOptions): Promi
   const admin = openSync(DEVICE_PATH, 'r+');
   const dcs = [DC, OTHER_DC];
   for (const dc of dcs) {
+    // A failed test may leave its DCs behind; they go once its endpoints are closed.
+    try {
+      addon.dcDestroy(admin, dc.id);
+    } catch {}
     addon.dcCreate(
       admin,
       dc.id,
