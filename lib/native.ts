@@ -17,7 +17,10 @@ export interface NativeMessage {
   bits: number;
 }
 
-/** Calls `onReadable(status)` on this thread's event loop while started and the fd is readable. */
+/**
+ * Owns an open /dev/dvk file: calls `onReadable(status)` on this thread's event loop while
+ * started and the file is readable. `close()` closes the file, as the thread's exit does.
+ */
 export interface NativePoller {
   start(): void;
   stop(): void;

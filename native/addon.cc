@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <linux/dvk.h>
 #include <uv.h>
@@ -319,9 +320,11 @@ Napi::Value Notify(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// Poller: calls back on the event loop of the thread that made it (main thread or worker,
-// through napi_get_uv_event_loop, never uv_default_loop) whenever the fd is readable. No
-// thread pool: a readable /dev/dvk file means completions to reap.
+// Poller: owns an open /dev/dvk file and calls back on the event loop of the thread that made
+// it (main thread or worker, through napi_get_uv_event_loop, never uv_default_loop) whenever
+// the file is readable: completions to reap. No thread pool. close() closes the file, and so
+// does the thread's exit (an env cleanup hook): a worker that ends without closing its
+// endpoints still unbinds them, since file descriptors outlive the thread that opened them.
 class Poller : public Napi::ObjectWrap<Poller> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -343,8 +346,9 @@ class Poller : public Napi::ObjectWrap<Poller> {
       return;
     }
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    fd_ = I32(info[0]);
     handle_ = new uv_poll_t;
-    int err = uv_poll_init(loop, handle_, I32(info[0]));
+    int err = uv_poll_init(loop, handle_, fd_);
     if (err != 0) {
       delete handle_;
       handle_ = nullptr;
@@ -370,13 +374,16 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   static void CleanupHook(void *arg) { static_cast<Poller *>(arg)->Release(); }
 
-  // Stops and closes the handle once; libuv frees it after the close callback.
+  // Stops and closes the handle, then the file, once; libuv frees the handle after its close
+  // callback.
   void Release() {
     if (!handle_) return;
     uv_poll_stop(handle_);
     handle_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t *>(handle_), OnClose);
     handle_ = nullptr;
+    close(fd_);
+    fd_ = -1;
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
   }
 
@@ -396,6 +403,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   }
 
   Napi::FunctionReference callback_;
+  int fd_ = -1;
   uv_poll_t *handle_ = nullptr;
   napi_env env_ = nullptr;
 };

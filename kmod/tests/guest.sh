@@ -11,7 +11,18 @@ stats_zero() { ! grep -qv ' 0$' /proc/dvk/stats; }
 
 ./uapi || status=1
 ./proxy || status=1
+./async || status=1
 ./stress "${DVK_STRESS_CALLS:-100000}" 4 || status=1
+# The TypeScript suites on the kernel backend: the conformance suite (the same tests the user
+# backend passes), the addon's, and the kernel-only ones (worker threads, exit cleanup, leaks).
+root=$(cd ../.. && pwd)
+if [ -f "$root/dist/test/conformance/send-receive.test.js" ]; then
+  (cd "$root" && node node_modules/ava/entrypoints/cli.mjs --config ava.kernel.config.mjs --tap) ||
+    status=1
+else
+  echo "not ok - the TypeScript build is missing (dist/): run npm run build first"
+  status=1
+fi
 check "after all tests, /proc/dvk/stats is all zeros" stats_zero
 [ "$status" -eq 0 ] || cat /proc/dvk/stats
 

@@ -72,6 +72,7 @@ export class KernelBackend implements Backend {
       const bound = addon.bind(fd, dc, endpoint);
       const { maxPayload } = addon.dvkVersion(fd);
       const address = { dc: bound.dc, endpoint, generation: bound.generation };
+      // From here the endpoint's poller owns the file.
       return new KernelEndpoint(addon, fd, address, maxPayload);
     } catch (err) {
       closeSync(fd);
@@ -180,8 +181,7 @@ class KernelEndpoint implements BoundEndpoint {
       this.forget(token, p);
       p.reject(new DvkError('ECANCELED', 'endpoint closed'));
     }
-    this.poller.close();
-    closeSync(this.fd);
+    this.poller.close(); // closes the file too
   }
 
   onLost(): void {
