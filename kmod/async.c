@@ -179,7 +179,7 @@ static void release_reaped(struct dvk_endpoint *ep, struct dvk_call *call)
 	dvk_call_free(call);
 }
 
-int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args)
+int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args, struct dvk_reap __user *uargs)
 {
 	u8 __user *buf = u64_to_user_ptr(args->buffer);
 	struct dvk_call *call, *next;
@@ -215,13 +215,16 @@ int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args)
 			return -EFAULT;
 		}
 		off += record_size(call);
+		count++;
+	}
+	/* Until the caller knows what it got, the records can still go back. */
+	if (put_user((u32)used, &uargs->size) || put_user(count, &uargs->count)) {
+		unreap(ep, &taken);
+		return -EFAULT;
 	}
 	list_for_each_entry_safe(call, next, &taken, link) {
 		list_del_init(&call->link);
 		release_reaped(ep, call);
-		count++;
 	}
-	args->size = used;
-	args->count = count;
 	return 0;
 }

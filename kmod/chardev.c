@@ -179,8 +179,8 @@ static long ioctl_ipc(struct dvk_endpoint *ep, unsigned int cmd, void __user *ua
 	case DVK_IOC_REAP:
 		if (a.reap.reserved)
 			return -EINVAL;
-		ret = dvk_reap(ep, &a.reap);
-		if ((!ret || ret == -EMSGSIZE) && copy_to_user(uarg, &a.reap, sizeof(a.reap)))
+		ret = dvk_reap(ep, &a.reap, uarg);
+		if (ret == -EMSGSIZE && put_user(a.reap.size, &((struct dvk_reap __user *)uarg)->size))
 			return -EFAULT;
 		return ret;
 	case DVK_IOC_CANCEL:

@@ -208,7 +208,7 @@ void dvk_async_release(struct dvk_endpoint *ep, struct list_head *garbage,
 
 /* async.c: submitted calls. */
 int dvk_submit(struct dvk_endpoint *ep, struct dvk_submit *args);
-int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args);
+int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args, struct dvk_reap __user *uargs);
 int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args);
 void dvk_wake(struct dvk_endpoint *ep, bool sync);
 int dvk_wait_event(struct dvk_endpoint *ep, atomic_t *count, u64 deadline);	/* no lock */

@@ -949,6 +949,15 @@ struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg
 		goto fail;
 	}
 	dst = dvk_lookup(dc, request->peer, request->peer_gen);
+	if (!dst && async) {
+		/* As for a submitted send: the outcome comes as the call's completion. */
+		dvk_async_track(ep, call);
+		*token = call->token;
+		dvk_finish(call, -ENOENT, false);
+		spin_unlock(&dc->lock);
+		dvk_kmsg_free(m);
+		return call;
+	}
 	if (!dst) {
 		ret = -ENOENT;
 		goto fail;

@@ -363,11 +363,26 @@ class Poller : public Napi::ObjectWrap<Poller> {
   ~Poller() override { Release(); }
 
  private:
+  // Raw N-API calls with their statuses checked: while a worker is being terminated, JavaScript
+  // can no longer run, and the C++ wrappers would abort the process trying to report that.
   static void OnPoll(uv_poll_t *handle, int status, int) {
     Poller *self = static_cast<Poller *>(handle->data);
     if (!self) return;
-    Napi::HandleScope scope(self->env_);
-    self->callback_.MakeCallback(self->Value(), {Napi::Number::New(self->env_, status)});
+    napi_env env = self->env_;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value fn, recv, arg;
+    if (napi_get_reference_value(env, static_cast<napi_ref>(self->callback_), &fn) == napi_ok && fn &&
+        napi_get_global(env, &recv) == napi_ok &&
+        napi_create_int32(env, status, &arg) == napi_ok) {
+      napi_value result;
+      if (napi_make_callback(env, nullptr, recv, fn, 1, &arg, &result) == napi_pending_exception) {
+        // A throw in the callback is the process's uncaught exception, as from any callback.
+        napi_value err;
+        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+      }
+    }
+    napi_close_handle_scope(env, scope);
   }
 
   static void OnClose(uv_handle_t *handle) { delete reinterpret_cast<uv_poll_t *>(handle); }

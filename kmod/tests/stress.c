@@ -7,23 +7,26 @@
  * The parent (root) creates a few small DCs and starts PROCS workers. Each worker opens files,
  * binds them, and issues random calls until CALLS calls have been made in all: valid traffic
  * (send, receive, sendrec, reply, notify, poll) with NONBLOCK or deadlines of at most ~20 ms,
- * structures with plausible but wrong values, structures of random bytes, NULL and bad
- * pointers, known command numbers and near misses, random closes and reopens, and DC creates
- * and destroys. One worker at a time holds the node's proxy file (whichever attached first;
- * the others keep trying, and get EBUSY): it registers and removes random remote endpoints in
- * the run's DCs, where the other workers' traffic lands, drains what waits there into good,
- * short and bad buffers, and injects batches of plausible, answering, mutated and random
- * records; then it closes the proxy file, or is killed with it. Some workers run two threads
- * on the same files. Meanwhile the parent
- * interrupts workers with a signal (with and without SA_RESTART) and kills some with SIGKILL,
- * starting new ones in their place.
+ * submitted calls (SUBMIT of sends, receives and sendrecs that stay in flight until reaped,
+ * cancelled or closed, REAP into good, short and bad buffers, CANCEL of tokens given, reaped
+ * or made up; a request reaped is answered or kept like a received one), structures with
+ * plausible but wrong values, structures of random bytes, NULL and bad pointers, known
+ * command numbers and near misses, random closes and reopens, and DC creates and destroys.
+ * One worker at a time holds the node's proxy file (whichever attached first; the others
+ * keep trying, and get EBUSY): it registers and removes random remote endpoints in the run's
+ * DCs, where the other workers' traffic lands, drains what waits there into good, short and
+ * bad buffers, and injects batches of plausible, answering, mutated and random records; then
+ * it closes the proxy file, or is killed with it. Some workers run two threads on the same
+ * files. Meanwhile the parent interrupts workers with a signal (with and without
+ * SA_RESTART) and kills some with SIGKILL, starting new ones in their place.
  *
  * Nothing may hang: every call that can wait has a short deadline, and the parent fails the
  * run if a call stays in the kernel for more than HANG_MS. Workers check what they can
  * (unknown commands fail with ENOTTY, errors are ones the header documents, received
- * messages and drained batches are well-formed, an inject reports a count, size and error
- * that fit the batch) and count anything else as an anomaly. At the end the parent
- * kills everything, destroys the DCs and checks that /proc/dvk/stats is back to zero.
+ * messages, reaped completions and drained batches are well-formed, SUBMIT never accepts
+ * what the header forbids, an inject reports a count, size and error that fit the batch)
+ * and count anything else as an anomaly. At the end the parent kills everything, destroys
+ * the DCs and checks that /proc/dvk/stats is back to zero.
  */
 #include "tap.h"
 
@@ -49,8 +52,9 @@ struct shared {
 	_Atomic uint64_t anomalies;
 	_Atomic int diags;
 	_Atomic int stop;
-	_Atomic uint64_t ok[16];		/* successes per known command (index in known_cmds) */
+	_Atomic uint64_t ok[24];		/* successes per known command (index in known_cmds) */
 	_Atomic uint64_t drained, injected;	/* records */
+	_Atomic uint64_t reaped, reaped_ok, undone;	/* completions; of them 0; cancels that undid */
 	_Atomic uint64_t inject_stop[160];	/* injects by the error they stopped with */
 	_Atomic uint64_t err[160];		/* failures per errno */
 	_Atomic uint64_t kills, interrupts, restarts;
@@ -96,12 +100,13 @@ static const unsigned long known_cmds[] = {
 	DVK_IOC_VERSION, DVK_IOC_DC_CREATE, DVK_IOC_DC_DESTROY, DVK_IOC_BIND, DVK_IOC_SEND,
 	DVK_IOC_RECEIVE, DVK_IOC_SENDREC, DVK_IOC_REPLY, DVK_IOC_REPLY_RECEIVE, DVK_IOC_NOTIFY,
 	DVK_IOC_PROXY_ATTACH, DVK_IOC_REMOTE_ADD, DVK_IOC_REMOTE_DEL, DVK_IOC_PROXY_DRAIN,
-	DVK_IOC_PROXY_INJECT,
+	DVK_IOC_PROXY_INJECT, DVK_IOC_SUBMIT, DVK_IOC_REAP, DVK_IOC_CANCEL,
 };
 static const char *const known_names[] = {
 	"VERSION", "DC_CREATE", "DC_DESTROY", "BIND", "SEND",
 	"RECEIVE", "SENDREC", "REPLY", "REPLY_RECEIVE", "NOTIFY",
-	"PROXY_ATTACH", "REMOTE_ADD", "REMOTE_DEL", "PROXY_DRAIN", "PROXY_INJECT",
+	"PROXY_ATTACH", "REMOTE_ADD", "REMOTE_DEL", "PROXY_DRAIN", "PROXY_INJECT", "SUBMIT",
+	"REAP", "CANCEL",
 };
 #define N_KNOWN (sizeof(known_cmds) / sizeof(known_cmds[0]))
 
@@ -141,7 +146,7 @@ static bool documented(int e)
 	switch (e) {
 	case ENOENT: case EADDRINUSE: case EISCONN: case ENOTCONN: case EINVAL: case EMSGSIZE:
 	case ESRCH: case ETIMEDOUT: case EAGAIN: case EPERM: case EBUSY: case EEXIST:
-	case EFAULT: case ENOTTY: case EINTR: case EBADF: case EHOSTUNREACH:
+	case EFAULT: case ENOTTY: case EINTR: case EBADF: case EHOSTUNREACH: case EALREADY:
 		return true;
 	}
 	return false;
@@ -164,6 +169,13 @@ struct request {
 #define REQUESTS 32
 #define REMOTES 16
 #define KEPT 16
+#define TOKENS 32
+
+/* A submitted call's token, and the file it was submitted on. */
+struct token {
+	int fd;
+	uint64_t token;
+};
 
 /* A remote endpoint this worker registered as the proxy. */
 struct remote {
@@ -190,6 +202,8 @@ struct worker {
 	unsigned char *out;	/* max_payload + 64 bytes of data to send */
 	unsigned char *in;	/* max_payload bytes, then an inaccessible page */
 	void *none;		/* an inaccessible page */
+	struct token tok[TOKENS];	/* tokens of submitted calls, to cancel */
+	int ntok;
 };
 
 static struct worker w;
@@ -201,6 +215,8 @@ struct thread {
 	unsigned char *dbuf;	/* this thread's drain buffer: dlen bytes, then a hole */
 	uint32_t dlen;
 	struct px_batch batch;	/* this thread's inject batch */
+	unsigned char *rbuf;	/* this thread's reap buffer: rlen bytes, then a hole */
+	uint32_t rlen;
 };
 
 /*
@@ -643,6 +659,206 @@ static void op_dc(struct thread *t)
 	c.slots = chance(&t->r, 90) ? 1 + rnd(&t->r, 16) : (uint32_t)rnd64(&t->r);
 	snprintf(c.name, sizeof(c.name), chance(&t->r, 90) ? "stress-%u" : "bad name %u", c.id);
 	call(t, s.fd, DVK_IOC_DC_CREATE, &c);
+}
+
+/* ---- submitted calls ---- */
+
+static void remember_token(int fd, uint64_t token)
+{
+	pthread_mutex_lock(&w.mu);
+	w.tok[w.ntok < TOKENS ? w.ntok++ : (int)(token % TOKENS)] = (struct token){ fd, token };
+	pthread_mutex_unlock(&w.mu);
+}
+
+/* Takes a remembered token (or makes one up); false if there is none. */
+static bool take_token(struct rng *r, struct token *k)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&w.mu);
+	if (w.ntok > 0 && chance(r, 85)) {
+		int i = rnd(r, w.ntok);
+
+		*k = w.tok[i];
+		w.tok[i] = w.tok[--w.ntok];
+		got = true;
+	}
+	pthread_mutex_unlock(&w.mu);
+	if (!got && chance(r, 50)) {
+		*k = (struct token){ -1, chance(r, 80) ? rnd(r, 200) : rnd64(r) };
+		got = true;
+	}
+	return got;
+}
+
+/*
+ * SUBMIT of a send, receive or sendrec, mostly plausible (they stay in flight until reaped,
+ * cancelled or their file goes), sometimes with what the header forbids.
+ */
+static void op_submit(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_submit x = { 0 };
+	bool bad = false;
+	uint32_t p = rnd(&t->r, 100);
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	x.op = p < 35 ? DVK_OP_SEND : p < 70 ? DVK_OP_RECEIVE : p < 97 ? DVK_OP_SENDREC
+		: (uint32_t)rnd64(&t->r);
+	if (x.op < DVK_OP_SEND || x.op > DVK_OP_SENDREC)
+		bad = true;
+	if (x.op == DVK_OP_RECEIVE) {
+		x.from = chance(&t->r, 60) ? DVK_ANY : some_endpoint(&t->r);
+		x.from_gen = x.from == DVK_ANY && chance(&t->r, 97) ? 0 : some_generation(&t->r);
+		if (x.from == DVK_ANY && x.from_gen)
+			bad = true;
+		if (chance(&t->r, 4)) {	/* RECEIVE takes no buffer: msg must be zero */
+			((uint32_t *)&x.msg)[rnd(&t->r, sizeof(x.msg) / 4)] = (uint32_t)rnd64(&t->r) | 1;
+			bad = true;
+		}
+	} else {
+		x.msg.peer = some_endpoint(&t->r);
+		x.msg.peer_gen = some_generation(&t->r);
+		x.msg.type = (int32_t)rnd64(&t->r);
+		some_payload(&t->r, &x.msg);
+		if (x.msg.peer == DVK_ANY || x.msg.size > max_payload)
+			bad = true;
+		if (chance(&t->r, 3)) {
+			x.msg.flags = 1u << rnd(&t->r, 32);
+			bad = true;
+		}
+		if (chance(&t->r, 2)) {
+			x.msg.request_id = rnd64(&t->r) | 1;
+			bad = true;
+		}
+		if (chance(&t->r, 2)) {
+			x.msg.bits = (uint32_t)rnd64(&t->r) | 1;
+			bad = true;
+		}
+		if (chance(&t->r, 2)) {
+			x.from = (uint32_t)rnd64(&t->r) | 1;
+			bad = true;
+		}
+	}
+	if (chance(&t->r, 3)) {
+		x.flags = 1u << rnd(&t->r, 32);
+		bad = true;
+	}
+	if (chance(&t->r, 3)) {
+		x.reserved = rnd64(&t->r) | 1;
+		bad = true;
+	}
+	if (chance(&t->r, 5))
+		x.token = rnd64(&t->r);	/* only written */
+	rc = call(t, s.fd, DVK_IOC_SUBMIT, &x);
+	if (rc == 0 && bad)
+		anomaly("SUBMIT of op %u (flags 0x%x, reserved %llu, from %u/%u, msg flags 0x%x, "
+			"size %u) succeeded", x.op, x.flags, (unsigned long long)x.reserved, x.from,
+			x.from_gen, x.msg.flags, x.msg.size);
+	if (rc == 0 && x.token == 0)
+		anomaly("SUBMIT returned token 0");
+	if (rc == 0)
+		remember_token(s.fd, x.token);
+}
+
+/* REAP into a good, short or bad buffer; the records must be what the header describes. */
+static void op_reap(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct dvk_reap x = { 0 };
+	uint32_t p = rnd(&t->r, 100), cap;
+	bool ours = true;
+	int rc;
+
+	if (s.fd < 0)
+		return;
+	x.buffer = (uintptr_t)t->rbuf;
+	x.size = cap = t->rlen;
+	if (p < 20) {
+		x.size = cap = rnd(&t->r, 300);		/* often too small */
+	} else if (p < 25) {
+		x.buffer = chance(&t->r, 50) ? 0 : (uintptr_t)w.none;
+		ours = false;
+	} else if (p < 32) {
+		/* The last bytes before the hole, with a size that runs into it. */
+		cap = rnd(&t->r, 200);
+		x.buffer = (uintptr_t)(t->rbuf + t->rlen - cap);
+		x.size = cap + rnd(&t->r, 4096);
+	}
+	if (chance(&t->r, 3))
+		x.reserved = rnd64(&t->r) | 1;
+	if (chance(&t->r, 20))
+		x.count = (uint32_t)rnd64(&t->r);	/* only written */
+	rc = call(t, s.fd, DVK_IOC_REAP, &x);
+	if (rc == -EMSGSIZE && (x.size <= cap || x.size > cq_record_size(max_payload)))
+		anomaly("REAP EMSGSIZE into %u bytes needs %u", cap, x.size);
+	if (rc)
+		return;
+	if (x.reserved || !ours || x.count == 0 || x.size > cap || x.size < x.count * 56u) {
+		anomaly("REAP succeeded with reserved %llu into %s: %u records, %u bytes in %u",
+			(unsigned long long)x.reserved, ours ? "our buffer" : "a bad one", x.count,
+			x.size, cap);
+		return;
+	}
+	{
+		const unsigned char *buf = (const unsigned char *)(uintptr_t)x.buffer;
+		uint32_t count = 0;
+		size_t off = 0, len;
+		char why[256];
+
+		while (off < x.size) {
+			struct dvk_completion c;
+
+			len = cq_record_check(buf, x.size, off, max_payload, why, sizeof(why));
+			if (!len) {
+				anomaly("reaped %u records, %u bytes: %s", x.count, x.size, why);
+				return;
+			}
+			memcpy(&c, buf + off, sizeof(c));
+			if (c.result == 0)
+				atomic_fetch_add(&sh->reaped_ok, 1);
+			else if (!documented(-c.result) || c.result == -EINVAL || c.result == -EFAULT)
+				anomaly("a completion of op %u with %s", c.op, rcname(c.result));
+			/* A request reaped is owed: answer it now or later, like a received one. */
+			if (c.op == DVK_OP_RECEIVE && c.result == 0 && c.msg.flags == DVK_MSG_REQUEST)
+				answer_or_keep(t, s.fd, &c.msg);
+			off += len;
+			count++;
+		}
+		if (count != x.count)
+			anomaly("REAP reported %u records, found %u", x.count, count);
+		atomic_fetch_add(&sh->reaped, count);
+	}
+}
+
+/* CANCEL of a token given (on its file, mostly), reaped, or made up. */
+static void op_cancel(struct thread *t)
+{
+	struct slot s = pick(&t->r);
+	struct token k;
+	struct dvk_cancel x = { 0 };
+	int rc, fd;
+
+	if (s.fd < 0 || !take_token(&t->r, &k))
+		return;
+	fd = k.fd >= 0 && chance(&t->r, 90) ? k.fd : s.fd;
+	x.token = k.token;
+	if (chance(&t->r, 4))
+		x.reserved = rnd64(&t->r) | 1;
+	rc = call(t, fd, DVK_IOC_CANCEL, &x);
+	if (rc == 0)
+		atomic_fetch_add(&sh->undone, 1);
+	if (x.reserved && rc != -EINVAL && rc != -ENOTCONN && rc != -EBADF)
+		anomaly("CANCEL with reserved %llu: %s", (unsigned long long)x.reserved,
+			rcname(rc));
+	else if (!x.reserved && rc && rc != -EALREADY && rc != -ENOENT && rc != -ENOTCONN &&
+		 rc != -EBADF)
+		anomaly("CANCEL of token %llu: %s", (unsigned long long)x.token, rcname(rc));
+	/* Completed: its completion follows, and a later CANCEL of it says so again, or ENOENT. */
+	if (rc == -EALREADY && chance(&t->r, 50))
+		remember_token(fd, k.token);
 }
 
 /* ---- the proxy role ---- */
@@ -1155,6 +1371,23 @@ static void randomize(struct rng *r, unsigned long cmd, unsigned char *arg, size
 		x->flags = (x->flags & ~DVK_CALL_NONBLOCK) | flags;
 		break;
 	}
+	case DVK_IOC_REAP: {
+		/* The kernel writes there: our receive buffer, within it, or nothing. */
+		struct dvk_reap *x = (void *)arg;
+
+		x->buffer = chance(r, 80) ? (uintptr_t)w.in : 0;
+		x->size %= max_payload + 1;
+		break;
+	}
+	case DVK_IOC_SUBMIT: {
+		/* The kernel only reads the payload; mostly ours, so that some get through. */
+		struct dvk_submit *x = (void *)arg;
+
+		if (chance(r, 50))
+			x->msg.payload = (uintptr_t)w.out;
+		x->msg.size %= max_payload + 64;
+		break;
+	}
 	case DVK_IOC_PROXY_INJECT: {
 		struct dvk_proxy_batch *x = (void *)arg;
 
@@ -1239,26 +1472,32 @@ static void one_op(struct thread *t)
 		op_close(t);
 	else if (p < 110)
 		op_bind(t);
-	else if (p < 290)
+	else if (p < 260)
 		op_send(t);
-	else if (p < 520)
+	else if (p < 460)
 		op_receive(t);
-	else if (p < 630)
+	else if (p < 560)
 		op_sendrec(t);
-	else if (p < 660)
+	else if (p < 590)
 		op_reply(t);
-	else if (p < 710)
+	else if (p < 640)
 		op_reply_receive(t);
-	else if (p < 770)
+	else if (p < 690)
 		op_notify(t);
-	else if (p < 800)
+	else if (p < 720)
 		op_poll(t);
-	else if (p < 805)
+	else if (p < 725)
 		op_dc(t);
-	else if (p < 815)
+	else if (p < 735)
 		op_version(t);
-	else if (p < 875)
+	else if (p < 795)
 		op_proxy(t);
+	else if (p < 855)
+		op_submit(t);
+	else if (p < 895)
+		op_reap(t);
+	else if (p < 910)
+		op_cancel(t);
 	else
 		op_raw(t);
 }
@@ -1325,6 +1564,10 @@ static void worker_main(int index, uint64_t seed)
 		t[i].dlen = (uint32_t)((px_record_size(max_payload) + 4095) / 4096 * 4096);
 		t[i].dbuf = map(t[i].dlen + 4096, PROT_READ | PROT_WRITE);
 		REQUIRE(mprotect(t[i].dbuf + t[i].dlen, 4096, PROT_NONE) == 0);
+		/* A reap buffer for a few records, the largest among them, and a hole after it. */
+		t[i].rlen = (uint32_t)((cq_record_size(max_payload) + 4096 + 4095) / 4096 * 4096);
+		t[i].rbuf = map(t[i].rlen + 4096, PROT_READ | PROT_WRITE);
+		REQUIRE(mprotect(t[i].rbuf + t[i].rlen, 4096, PROT_NONE) == 0);
 		if (i > 0)
 			REQUIRE(pthread_create(&t[i].tid, NULL, worker_thread, &t[i]) == 0);
 	}
@@ -1529,6 +1772,9 @@ static void report(void)
 			off += snprintf(line + off, sizeof(line) - off, "%s %" PRIu64 " ",
 					errname(e), (uint64_t)atomic_load(&sh->err[e]));
 	tap_diag("failed: %s", line);
+	tap_diag("completions reaped %" PRIu64 " (%" PRIu64 " with result 0), calls undone by "
+		 "CANCEL %" PRIu64, (uint64_t)atomic_load(&sh->reaped),
+		 (uint64_t)atomic_load(&sh->reaped_ok), (uint64_t)atomic_load(&sh->undone));
 	tap_diag("proxy records drained %" PRIu64 ", injected %" PRIu64,
 		 (uint64_t)atomic_load(&sh->drained), (uint64_t)atomic_load(&sh->injected));
 	off = 0;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers shared by the dvk C tests (uapi.c, proxy.c, stress.c): TAP diagnostics and checks,
- * clocks, readers for the module's introspection files (/proc/dvk/stats, /proc/dvk/endpoints
- * and the module parameters), and builders for proxy batches. Every program includes this
- * header first.
+ * Helpers shared by the dvk C tests (uapi.c, proxy.c, async.c, stress.c): TAP diagnostics and
+ * checks, clocks, readers for the module's introspection files (/proc/dvk/stats,
+ * /proc/dvk/endpoints and the module parameters), builders for proxy batches and a checker
+ * for reaped completion records. Every program includes this header first.
  *
  * Conventions: helpers that wrap a system call return 0 or -errno, so a check can compare the
  * result with the expected error directly (CHECK_RC(send(...), -EAGAIN)).
@@ -114,6 +114,7 @@ static inline const char *errname(int e)
 	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
 	case ECONNRESET: return "ECONNRESET";
 	case ECANCELED: return "ECANCELED";
+	case EALREADY: return "EALREADY";
 	case EOVERFLOW: return "EOVERFLOW";
 	case ERESTART: return "ERESTART";
 	case 512: return "ERESTARTSYS(512)";
@@ -552,6 +553,95 @@ static inline size_t px_record_check(const unsigned char *buf, size_t len, size_
 		char what[200];
 
 		snprintf(what, sizeof(what), "record at %zu: %s", off, why);
+		snprintf(why, why_len, "%s", what);
+		return 0;
+	}
+	return n;
+}
+
+/* ---- completion records (DVK_IOC_REAP) ---- */
+
+/* The bytes one completion record takes in a reap buffer: the header, the payload, zeros to 8. */
+static inline size_t cq_record_size(uint32_t payload)
+{
+	return sizeof(struct dvk_completion) + (((size_t)payload + 7) & ~(size_t)7);
+}
+
+/*
+ * Checks one reaped record at buf[off..len) the way the header describes records: a token
+ * (never 0), an op the header defines, a result that is 0 or a negative errno, msg.payload 0,
+ * a size within max_payload and within the buffer, padding zero. A call that failed, and a
+ * SEND, carry no message (msg all zero); a received message has a source generation and the
+ * fields of its kind (plain, request, notification); a sendrec's reply is flagged
+ * DVK_MSG_REPLY with the request id it answers. Returns the record's length, or 0 with the
+ * reason in `why`.
+ */
+static inline size_t cq_record_check(const unsigned char *buf, size_t len, size_t off,
+				     uint32_t max_payload, char *why, size_t why_len)
+{
+	static const struct dvk_msg none;
+	struct dvk_completion c;
+	size_t n;
+
+	if (len - off < sizeof(c)) {
+		snprintf(why, why_len, "%zu bytes left at %zu: a truncated record", len - off, off);
+		return 0;
+	}
+	memcpy(&c, buf + off, sizeof(c));
+	n = cq_record_size(c.msg.size);
+	if (c.msg.size > max_payload || n > len - off) {
+		snprintf(why, why_len, "record at %zu: size %u in %zu bytes left", off, c.msg.size,
+			 len - off);
+		return 0;
+	}
+	for (size_t i = sizeof(c) + c.msg.size; i < n; i++) {
+		if (buf[off + i]) {
+			snprintf(why, why_len, "record at %zu: padding byte %zu is 0x%02x", off,
+				 i - sizeof(c) - c.msg.size, buf[off + i]);
+			return 0;
+		}
+	}
+	why[0] = 0;
+	if (!c.token)
+		snprintf(why, why_len, "token 0");
+	else if (c.op < DVK_OP_SEND || c.op > DVK_OP_SENDREC)
+		snprintf(why, why_len, "op %u", c.op);
+	else if (c.result > 0 || c.result <= -4096)
+		snprintf(why, why_len, "result %d", c.result);
+	else if (c.msg.payload)
+		snprintf(why, why_len, "msg.payload 0x%llx", (unsigned long long)c.msg.payload);
+	else if ((c.result || c.op == DVK_OP_SEND) && memcmp(&c.msg, &none, sizeof(none)))
+		snprintf(why, why_len, "op %u, result %d with a message (flags 0x%x, size %u)",
+			 c.op, c.result, c.msg.flags, c.msg.size);
+	else if (c.result || c.op == DVK_OP_SEND)
+		;
+	else if (!c.msg.peer_gen || c.msg.peer == DVK_ANY)
+		snprintf(why, why_len, "op %u from %u generation %u", c.op, c.msg.peer,
+			 c.msg.peer_gen);
+	else if (c.op == DVK_OP_SENDREC && (c.msg.flags != DVK_MSG_REPLY || !c.msg.request_id ||
+					    c.msg.bits))
+		snprintf(why, why_len, "a reply with flags 0x%x, request_id %llu, bits 0x%x",
+			 c.msg.flags, (unsigned long long)c.msg.request_id, c.msg.bits);
+	else if (c.op == DVK_OP_RECEIVE && c.msg.flags == DVK_MSG_NOTIFY) {
+		if (!c.msg.bits || c.msg.size || c.msg.request_id || c.msg.type)
+			snprintf(why, why_len, "a notification with bits 0x%x, size %u, id %llu",
+				 c.msg.bits, c.msg.size, (unsigned long long)c.msg.request_id);
+	} else if (c.op == DVK_OP_RECEIVE && c.msg.flags == DVK_MSG_REQUEST) {
+		if (!c.msg.request_id || c.msg.bits)
+			snprintf(why, why_len, "a request with id %llu, bits 0x%x",
+				 (unsigned long long)c.msg.request_id, c.msg.bits);
+	} else if (c.op == DVK_OP_RECEIVE && c.msg.flags == 0) {
+		if (c.msg.request_id || c.msg.bits)
+			snprintf(why, why_len, "a plain message with id %llu, bits 0x%x",
+				 (unsigned long long)c.msg.request_id, c.msg.bits);
+	} else if (c.op == DVK_OP_RECEIVE) {
+		snprintf(why, why_len, "a received message with flags 0x%x", c.msg.flags);
+	}
+	if (why[0]) {
+		char what[200];
+
+		snprintf(what, sizeof(what), "record at %zu (token %llu): %s", off,
+			 (unsigned long long)c.token, why);
 		snprintf(why, why_len, "%s", what);
 		return 0;
 	}

@@ -24,6 +24,7 @@ import {
   Op,
   REPLY_BIT,
 } from '../../lib/user/wire.js';
+import { VERSION } from '../../lib/version.js';
 import { cliPath, DC, numbered, numberOf, startAgent, startUserNode } from '../helpers/backend.js';
 import { codeOf, codeWhenSettled, rejects } from '../helpers/expect.js';
 
@@ -39,10 +40,14 @@ function libForNobody(): Promise<string> {
   nobodyLib ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dvk-nobody-lib-'));
     await chmod(dir, 0o755);
-    await cp(libDir, join(dir, 'lib'), { recursive: true });
-    await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
+    // The package's layout (dist/lib next to package.json), which lib/version.js relies on.
+    await cp(libDir, join(dir, 'dist', 'lib'), { recursive: true });
+    await writeFile(
+      join(dir, 'package.json'),
+      JSON.stringify({ type: 'module', version: VERSION }),
+    );
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    return pathToFileURL(join(dir, 'lib', 'index.js')).href;
+    return pathToFileURL(join(dir, 'dist', 'lib', 'index.js')).href;
   })();
   return nobodyLib;
 }

@@ -69,9 +69,11 @@
  *   file has submitted a call, that is all EPOLLIN means for it). DVK_IOC_REAP copies
  *   completions out, oldest first, as records: a struct dvk_completion, then the received
  *   payload, then zeros up to a multiple of 8 bytes. A reap buffer should hold at least one
- *   largest record (sizeof(struct dvk_completion) + max_payload); if the next does not fit,
- *   the call fails with EMSGSIZE and dvk_reap.size gives the size needed. Nothing waits in
- *   REAP: with no completion it fails with EAGAIN.
+ *   largest record (sizeof(struct dvk_completion) + max_payload rounded up to 8); REAP
+ *   returns the records that fit, and fails with EMSGSIZE (dvk_reap.size giving the size
+ *   needed) only when the first does not. Nothing waits in REAP: with no completion it fails
+ *   with EAGAIN. A SUBMIT whose token cannot be written back fails with EFAULT, but the call
+ *   runs: its completion comes under a token the caller never learnt.
  *   Submitted calls follow the rules of their blocking forms, in submission order (sends
  *   keep their order in a full queue; receives are served in submission order), with no
  *   deadline: the caller ends a call with DVK_IOC_CANCEL, which either undoes it as a timeout
