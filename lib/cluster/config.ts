@@ -1,0 +1,204 @@
+/**
+ * The cluster file: the nodes (id, name, address), the DCs with the nodes they span, the
+ * shared secret links authenticate with, and the link timing. One zod schema validates it;
+ * unknown keys are errors and every cross-reference (a DC naming a node, an endpoint range
+ * naming a node of its DC) is checked, so a typo fails at start-up with the path to it.
+ */
+import { z } from 'zod';
+import { ConfigError, loadConfigFile } from '../agent/config.js';
+
+const u32 = z.number().int().min(0).max(0xffff_ffff);
+const name = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"');
+
+/** host:port, with an IPv6 host in brackets. */
+const address = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'host:port, e.g. 10.0.0.1:7100')
+  .refine((a) => {
+    const port = Number(a.slice(a.lastIndexOf(':') + 1));
+    return port >= 1 && port <= 65535;
+  }, 'the port must be 1 to 65535');
+
+/** "0-15" or "7": a range of endpoint numbers. */
+const range = z
+  .string()
+  .regex(/^\d+(-\d+)?$/, 'an endpoint number or a range such as "0-15"')
+  .transform((r) => {
+    const [lo, hi = lo] = r.split('-').map(Number) as [number, number?];
+    return { lo, hi };
+  })
+  .refine((r) => r.lo <= r.hi, 'a range runs from low to high');
+
+const nodeSchema = z.strictObject({
+  /** Small integer id, unique in the cluster; it also orders who dials whom. */
+  id: z.number().int().min(1).max(65_535),
+  name,
+  /** Where the node's agent listens for other agents. */
+  address,
+});
+
+const dcSchema = z.strictObject({
+  id: u32,
+  name,
+  slots: z.number().int().min(1).max(65_536).default(1024),
+  /** The nodes this DC spans, by name. */
+  nodes: z.array(name).min(1),
+  /**
+   * Which node each endpoint number lives on, by node name: ranges such as "0-15". Numbers no
+   * range covers may be bound on any node of the DC.
+   */
+  placement: z.record(name, z.array(range)).default({}),
+});
+
+const linkSchema = z
+  .strictObject({
+    /** How often an idle link sends a heartbeat. */
+    heartbeatMs: z.number().int().min(10).max(60_000).default(500),
+    /** Silence after which a link is dropped and redialled. */
+    silenceMs: z.number().int().min(50).max(600_000).default(2_000),
+    /** Unreachable this long, a node is declared down: calls waiting on it get EHOSTUNREACH. */
+    nodeDownMs: z.number().int().min(100).max(3_600_000).default(5_000),
+    /** The largest frame a link accepts (bytes). */
+    maxFrame: z
+      .number()
+      .int()
+      .min(65_536)
+      .max(64 * 1024 * 1024)
+      .default(17 * 1024 * 1024),
+  })
+  .refine((l) => l.silenceMs > l.heartbeatMs, {
+    message: 'silenceMs must be longer than heartbeatMs',
+    path: ['silenceMs'],
+  })
+  .refine((l) => l.nodeDownMs >= l.silenceMs, {
+    message: 'nodeDownMs must be at least silenceMs',
+    path: ['nodeDownMs'],
+  });
+
+export const clusterSchema = z
+  .strictObject({
+    cluster: z.strictObject({
+      name,
+      /** The shared secret every agent proves it knows (HMAC); at least 16 characters. */
+      secret: z.string().min(16, 'the secret must have at least 16 characters'),
+    }),
+    link: linkSchema.default({
+      heartbeatMs: 500,
+      silenceMs: 2_000,
+      nodeDownMs: 5_000,
+      maxFrame: 17 * 1024 * 1024,
+    }),
+    nodes: z.array(nodeSchema).min(1),
+    dcs: z.array(dcSchema).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const unique = (what: string, values: unknown[], key: string, list: string) => {
+      const seen = new Set<unknown>();
+      values.forEach((v, i) => {
+        if (seen.has(v)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `duplicate ${what} ${String(v)}`,
+            path: [list, i, key],
+          });
+        }
+        seen.add(v);
+      });
+    };
+    unique(
+      'node id',
+      c.nodes.map((n) => n.id),
+      'id',
+      'nodes',
+    );
+    unique(
+      'node name',
+      c.nodes.map((n) => n.name),
+      'name',
+      'nodes',
+    );
+    unique(
+      'node address',
+      c.nodes.map((n) => n.address),
+      'address',
+      'nodes',
+    );
+    unique(
+      'DC id',
+      c.dcs.map((d) => d.id),
+      'id',
+      'dcs',
+    );
+    unique(
+      'DC name',
+      c.dcs.map((d) => d.name),
+      'name',
+      'dcs',
+    );
+    const nodeNames = new Set(c.nodes.map((n) => n.name));
+    c.dcs.forEach((dc, i) => {
+      dc.nodes.forEach((n, j) => {
+        if (!nodeNames.has(n)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `no node named ${n}`,
+            path: ['dcs', i, 'nodes', j],
+          });
+        }
+      });
+      const owner = new Map<number, string>();
+      for (const [node, ranges] of Object.entries(dc.placement)) {
+        if (!dc.nodes.includes(node)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${node} is not a node of DC ${dc.name}`,
+            path: ['dcs', i, 'placement', node],
+          });
+        }
+        ranges.forEach((r, j) => {
+          if (r.hi >= dc.slots) {
+            ctx.addIssue({
+              code: 'custom',
+              message: `range ${r.lo}-${r.hi} goes past the DC's ${dc.slots} slots`,
+              path: ['dcs', i, 'placement', node, j],
+            });
+            return;
+          }
+          for (let e = r.lo; e <= r.hi; e++) {
+            const other = owner.get(e);
+            if (other !== undefined && other !== node) {
+              ctx.addIssue({
+                code: 'custom',
+                message: `endpoint ${e} is placed on both ${other} and ${node}`,
+                path: ['dcs', i, 'placement', node, j],
+              });
+              return;
+            }
+            owner.set(e, node);
+          }
+        });
+      }
+    });
+  });
+
+export type ClusterConfig = z.output<typeof clusterSchema>;
+export type ClusterNode = ClusterConfig['nodes'][number];
+export type ClusterDc = ClusterConfig['dcs'][number];
+
+/** Validates a cluster configuration object. Throws ConfigError listing every problem. */
+export function parseCluster(input: unknown, source = 'cluster file'): ClusterConfig {
+  const result = clusterSchema.safeParse(input ?? {});
+  if (!result.success) {
+    throw new ConfigError(`invalid ${source}:\n${z.prettifyError(result.error)}`);
+  }
+  return result.data;
+}
+
+/** Reads, parses and validates a cluster YAML file. */
+export async function loadCluster(path: string): Promise<ClusterConfig> {
+  return parseCluster(await loadConfigFile(path), path);
+}
