@@ -127,15 +127,12 @@ export class Link extends EventEmitter {
     this.socket?.destroy();
   }
 
-  /** A connection the server accepted from this peer, with the frames read so far. */
+  /**
+   * A connection the server accepted from this peer, with the frames read so far. The current
+   * connection stays until this one has authenticated: a stranger cannot cut a live link.
+   */
   attach(socket: Socket, decoder: LinkDecoder, frames: LinkFrame[]): void {
-    this.drop('replaced by a new connection');
-    this.use(socket, decoder);
-    try {
-      for (const f of frames) this.onFrame(f);
-    } catch (err) {
-      this.violation(err);
-    }
+    this.use(socket, decoder, frames);
   }
 
   private scheduleDial(): void {
@@ -153,35 +150,23 @@ export class Link extends EventEmitter {
     if (this.closed || this.socket) return;
     const { host, port } = splitAddress(this.o.dialAddress ?? this.o.peer.address);
     const socket = createConnection({ host, port });
+    // The dialler's one connection, from the start: no second dial while it is in progress.
+    this.socket = socket;
     this.use(socket, new LinkDecoder(this.o.timing.maxFrame));
   }
 
-  private use(socket: Socket, decoder: LinkDecoder): void {
-    this.socket = socket;
-    this.ready = false;
+  /** Runs one connection: its handshake, then, once authenticated, the link's traffic. */
+  private use(socket: Socket, decoder: LinkDecoder, initial: LinkFrame[] = []): void {
     this.counters.connections++;
     socket.setNoDelay(true);
-    const nonce = randomBytes(NONCE_BYTES);
-    const hello = this.hello(nonce);
+    const hello = this.hello(randomBytes(NONCE_BYTES));
     let peerHello: Hello | undefined;
     let peerHelloBytes: Buffer = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      if (this.socket !== socket) return;
-      try {
-        for (const f of decoder.push(chunk)) this.onFrame(f);
-      } catch (err) {
-        this.violation(err);
-      }
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      if (this.socket !== socket) return;
-      this.socket = undefined;
-      this.ready = false;
-      this.scheduleDial();
-    });
-    // The handshake lives in this closure: each connection has its own.
-    this.handshake = (f: LinkFrame) => {
+    let authenticated = false;
+    const deadline = setTimeout(() => {
+      if (!authenticated) this.violation(new ProtocolViolation('no handshake in time'), socket);
+    }, this.o.timing.silenceMs);
+    const handshake = (f: LinkFrame) => {
       if (f.type === FrameType.HELLO) {
         if (peerHello) throw new ProtocolViolation('a second HELLO');
         peerHello = decodeHello(f.body);
@@ -190,26 +175,60 @@ export class Link extends EventEmitter {
           throw new ProtocolViolation(`HELLO from node ${peerHello.node} of ${peerHello.cluster}`);
         }
         const proof = this.mac(hello, peerHelloBytes, this.o.self);
-        this.write(
+        socket.write(
           encodeFrame({ type: FrameType.AUTH, seq: 0n, ack: 0n, stream: 0n, body: proof }),
         );
         return;
       }
-      if (f.type === FrameType.AUTH) {
-        if (!peerHello) throw new ProtocolViolation('AUTH before HELLO');
-        const expected = this.mac(peerHelloBytes, hello, this.o.peer.id);
-        if (f.body.length !== expected.length || !timingSafeEqual(f.body, expected)) {
-          throw new ProtocolViolation('authentication failed: wrong cluster secret?');
-        }
-        this.resume(peerHello);
-        return;
+      if (f.type !== FrameType.AUTH) {
+        throw new ProtocolViolation(`frame type ${f.type} before authentication`);
       }
-      throw new ProtocolViolation(`frame type ${f.type} before authentication`);
+      if (!peerHello) throw new ProtocolViolation('AUTH before HELLO');
+      const expected = this.mac(peerHelloBytes, hello, this.o.peer.id);
+      if (f.body.length !== expected.length || !timingSafeEqual(f.body, expected)) {
+        throw new ProtocolViolation('authentication failed: wrong cluster secret?');
+      }
+      authenticated = true;
+      clearTimeout(deadline);
+      this.promote(socket);
+      this.resume(peerHello);
     };
-    this.write(encodeFrame({ type: FrameType.HELLO, seq: 0n, ack: 0n, stream: 0n, body: hello }));
+    const onFrames = (frames: LinkFrame[]) => {
+      try {
+        for (const f of frames) {
+          if (!authenticated) handshake(f);
+          else if (this.socket === socket) this.onFrame(f);
+        }
+      } catch (err) {
+        this.violation(err, socket);
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        onFrames(decoder.push(chunk));
+      } catch (err) {
+        this.violation(err, socket);
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      if (this.socket !== socket) return;
+      this.socket = undefined;
+      this.ready = false;
+      this.scheduleDial();
+    });
+    socket.write(encodeFrame({ type: FrameType.HELLO, seq: 0n, ack: 0n, stream: 0n, body: hello }));
+    onFrames(initial);
   }
 
-  private handshake: (f: LinkFrame) => void = () => {};
+  /** An authenticated connection becomes the link's, replacing the one before. */
+  private promote(socket: Socket): void {
+    const old = this.socket;
+    this.socket = socket;
+    this.batch = [];
+    if (old && old !== socket) old.destroy();
+  }
 
   private hello(nonce: Buffer): Buffer {
     return encodeHello({
@@ -260,10 +279,6 @@ export class Link extends EventEmitter {
 
   private onFrame(f: LinkFrame): void {
     this.lastHeard = Date.now();
-    if (!this.ready) {
-      this.handshake(f);
-      return;
-    }
     this.acknowledge(f.ack);
     switch (f.type) {
       case FrameType.DATA:
@@ -391,10 +406,11 @@ export class Link extends EventEmitter {
     this.scheduleDial();
   }
 
-  private violation(err: unknown): void {
+  private violation(err: unknown, socket: Socket): void {
     const reason = err instanceof ProtocolViolation ? err.message : String(err);
     this.o.log.warn({ peer: this.o.peer.name, reason }, 'link protocol violation, closing');
     this.emit('violation', reason);
-    this.drop(reason);
+    if (socket === this.socket) this.drop(reason);
+    else socket.destroy();
   }
 }

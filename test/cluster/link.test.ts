@@ -232,6 +232,7 @@ test('10,000 random and mutated frames are refused and the link server keeps ser
   for (let c = 0; c < 250; c++) {
     const socket = createConnection({ host: '127.0.0.1', port });
     socket.on('error', () => {});
+    socket.resume(); // read and drop what the server says, so the socket can close
     await once(socket, 'connect');
     const chunks: Buffer[] = [];
     for (let i = 0; i < 40; i++, frames++) {
@@ -256,4 +257,35 @@ test('10,000 random and mutated frames are refused and the link server keeps ser
   a.send(numbered(0));
   await until('delivery after the fuzz', () => atB.count === 1, 10_000);
   t.is(atB.count, 1);
+});
+
+test('a stranger claiming to be the peer does not cut the live link', async (t) => {
+  const { a, b, port } = await pair(t);
+  const atB = counter(b);
+  a.start();
+  await once(a, 'up');
+  const connections = a.counters.connections;
+  const violations: string[] = [];
+  b.on('violation', (r: string) => violations.push(r));
+  const stranger = createConnection({ host: '127.0.0.1', port });
+  stranger.on('error', () => {});
+  stranger.resume();
+  await once(stranger, 'connect');
+  const hello = encodeHello({
+    node: 1,
+    cluster: 'lab',
+    stream: 9n,
+    peerStream: 0n,
+    delivered: 0n,
+    nonce: Buffer.alloc(32, 1),
+  });
+  stranger.write(encodeFrame({ type: FrameType.HELLO, seq: 0n, ack: 0n, stream: 0n, body: hello }));
+  stranger.write(
+    encodeFrame({ type: FrameType.AUTH, seq: 0n, ack: 0n, stream: 0n, body: Buffer.alloc(32) }),
+  );
+  await once(stranger, 'close');
+  t.true(violations.some((v) => /authentication failed/.test(v)));
+  a.send(numbered(0));
+  await until('delivery over the original connection', () => atB.count === 1, 5_000);
+  t.is(a.counters.connections, connections, 'the live connection was never dropped');
 });
