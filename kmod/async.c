@@ -158,11 +158,8 @@ static void unreap(struct dvk_endpoint *ep, struct list_head *taken)
 	struct dvk_call *call, *prev;
 
 	spin_lock(&ep->dc->lock);
-	list_for_each_entry_safe_reverse(call, prev, taken, link) {
+	list_for_each_entry_safe_reverse(call, prev, taken, link)
 		list_move(&call->link, &ep->completions);
-		list_add(&call->async_link, &ep->async);
-		ep->nr_async++;
-	}
 	dvk_wake(ep, false);
 	spin_unlock(&ep->dc->lock);
 }
@@ -192,9 +189,11 @@ int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args, struct dvk_reap __u
 		if (used + record_size(call) > args->size)
 			break;
 		used += record_size(call);
+		/*
+		 * It stays in ep->async until the caller has it, so that a CANCEL meanwhile
+		 * finds it complete (EALREADY) rather than unknown.
+		 */
 		list_move_tail(&call->link, &taken);
-		list_del_init(&call->async_link);
-		ep->nr_async--;
 	}
 	if (list_empty(&taken)) {
 		int ret = -EAGAIN;
@@ -222,6 +221,12 @@ int dvk_reap(struct dvk_endpoint *ep, struct dvk_reap *args, struct dvk_reap __u
 		unreap(ep, &taken);
 		return -EFAULT;
 	}
+	spin_lock(&ep->dc->lock);
+	list_for_each_entry(call, &taken, link) {
+		list_del_init(&call->async_link);
+		ep->nr_async--;
+	}
+	spin_unlock(&ep->dc->lock);
 	list_for_each_entry_safe(call, next, &taken, link) {
 		list_del_init(&call->link);
 		release_reaped(ep, call);

@@ -127,6 +127,16 @@ export class Endpoint implements AsyncIterable<Message> {
       () => {
         if (request?.kind !== 'request') throw new DvkError('EINVAL', 'reply needs a request');
         const { source, sourceGeneration, requestId } = request;
+        // A request that went through JSON, say, is not one this endpoint received.
+        if (
+          !isU32(source) ||
+          !isU32(sourceGeneration) ||
+          typeof requestId !== 'bigint' ||
+          requestId < 0n ||
+          requestId > U64_MAX
+        ) {
+          throw new DvkError('EINVAL', 'reply needs a request as receive returned it');
+        }
         const [type, payload] = this.outgoing(message);
         return () => this.bound.reply(source, sourceGeneration, requestId, type, payload);
       },
@@ -186,13 +196,17 @@ export class Endpoint implements AsyncIterable<Message> {
    * throws EOPNOTSUPP. Errors are thrown, not returned as rejected promises.
    */
   receiveSync(options: Omit<ReceiveOptions, 'signal'> = {}): Message {
-    return this.runSync('receiveSync', options?.from, (bound) => {
-      const control = this.control(options);
-      const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
-      if (!bound.receiveSync)
-        throw new DvkError('EOPNOTSUPP', 'receiveSync needs the kernel backend');
-      return bound.receiveSync(ep, gen, control.deadline, control.nonblock);
-    });
+    return this.runSync(
+      'receiveSync',
+      () => options?.from,
+      (bound) => {
+        const control = this.control(options);
+        const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
+        if (!bound.receiveSync)
+          throw new DvkError('EOPNOTSUPP', 'receiveSync needs the kernel backend');
+        return bound.receiveSync(ep, gen, control.deadline, control.nonblock);
+      },
+    );
   }
 
   /**
@@ -205,15 +219,19 @@ export class Endpoint implements AsyncIterable<Message> {
     message: OutgoingMessage,
     options: Omit<CallOptions, 'signal'> = {},
   ): Message {
-    return this.runSync('sendrecSync', dst, (bound) => {
-      const [ep, gen] = target(dst);
-      const [type, payload] = this.outgoing(message);
-      const control = this.control(options);
-      if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
-      if (!bound.sendrecSync)
-        throw new DvkError('EOPNOTSUPP', 'sendrecSync needs the kernel backend');
-      return bound.sendrecSync(ep, gen, type, payload, control.deadline);
-    });
+    return this.runSync(
+      'sendrecSync',
+      () => dst,
+      (bound) => {
+        const [ep, gen] = target(dst);
+        const [type, payload] = this.outgoing(message);
+        const control = this.control(options);
+        if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
+        if (!bound.sendrecSync)
+          throw new DvkError('EOPNOTSUPP', 'sendrecSync needs the kernel backend');
+        return bound.sendrecSync(ep, gen, type, payload, control.deadline);
+      },
+    );
   }
 
   /** Unbinds the endpoint. Idempotent. */
@@ -224,9 +242,19 @@ export class Endpoint implements AsyncIterable<Message> {
   }
 
   /** Runs a synchronous call; errors become DvkErrors (EINVAL for bad arguments) with context. */
-  private runSync<T>(call: string, peer: Target | undefined, body: (b: BoundEndpoint) => T): T {
-    const p = typeof peer === 'number' ? peer : isObject(peer) ? peer.endpoint : undefined;
-    const context = this.context(call, typeof p === 'number' ? p : undefined);
+  private runSync<T>(
+    call: string,
+    peer: () => Target | undefined,
+    body: (b: BoundEndpoint) => T,
+  ): T {
+    let context = this.context(call);
+    try {
+      const p = peer();
+      const n = typeof p === 'number' ? p : isObject(p) ? p.endpoint : undefined;
+      if (typeof n === 'number') context = this.context(call, n);
+    } catch {
+      // A broken argument: `body` reports it.
+    }
     try {
       if (this.lost) throw this.lost;
       if (this.closed) throw new DvkError('EBADF');
@@ -328,6 +356,12 @@ export class Endpoint implements AsyncIterable<Message> {
         : process.hrtime.bigint() + BigInt(Math.ceil(timeout * 1e6));
     return { deadline, nonblock, signal };
   }
+}
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+function isU32(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= U32_MAX;
 }
 
 function isObject(value: unknown): value is object {

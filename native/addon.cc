@@ -67,16 +67,40 @@ bool CheckArgs(const Napi::CallbackInfo &info, size_t n, const char *usage) {
   return false;
 }
 
-uint32_t U32(const Napi::Value &v) { return v.As<Napi::Number>().Uint32Value(); }
-int32_t I32(const Napi::Value &v) { return v.As<Napi::Number>().Int32Value(); }
+// Argument readers. A value of the wrong type throws a TypeError and reads as 0; every wrapper
+// checks Failed() before its ioctl, so a bad argument never reaches the kernel.
+void Mistyped(const Napi::Value &v, const char *want) {
+  if (!v.Env().IsExceptionPending()) {
+    Napi::TypeError::New(v.Env(), std::string("expected ") + want).ThrowAsJavaScriptException();
+  }
+}
+
+bool Failed(Napi::Env env) { return env.IsExceptionPending(); }
+
+uint32_t U32(const Napi::Value &v) {
+  if (!v.IsNumber()) return Mistyped(v, "a number"), 0;
+  return v.As<Napi::Number>().Uint32Value();
+}
+
+int32_t I32(const Napi::Value &v) {
+  if (!v.IsNumber()) return Mistyped(v, "a number"), 0;
+  return v.As<Napi::Number>().Int32Value();
+}
 
 uint64_t U64(const Napi::Value &v) {
-  bool lossless;
-  return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!v.IsBigInt()) return Mistyped(v, "a bigint"), 0;
+  bool lossless = false;
+  uint64_t n = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) Mistyped(v, "a bigint in 0..2^64-1");
+  return n;
 }
 
 // Points a message at a Uint8Array's bytes (the kernel reads or fills them during the call).
 void SetPayload(struct dvk_msg *msg, const Napi::Value &v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    Mistyped(v, "a Uint8Array");
+    return;
+  }
   Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
   msg->payload = reinterpret_cast<uintptr_t>(bytes.Data());
   msg->size = static_cast<uint32_t>(bytes.ByteLength());
@@ -109,7 +133,9 @@ Napi::Value DvkVersion(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!CheckArgs(info, 1, "dvkVersion(fd)")) return env.Undefined();
   struct dvk_version v = {};
-  if (ioctl(I32(info[0]), DVK_IOC_VERSION, &v) != 0) {
+  int fd = I32(info[0]);
+  if (Failed(env)) return env.Undefined();
+  if (ioctl(fd, DVK_IOC_VERSION, &v) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_VERSION)");
   }
   Napi::Object out = Napi::Object::New(env);
@@ -130,10 +156,12 @@ Napi::Value DcCreate(const Napi::CallbackInfo &info) {
   struct dvk_dc_config c = {};
   c.id = U32(info[1]);
   c.slots = U32(info[2]);
-  std::string name = info[3].As<Napi::String>().Utf8Value();
+  if (!info[3].IsString()) Mistyped(info[3], "a DC name");
+  std::string name = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
   std::strncpy(c.name, name.c_str(), sizeof(c.name));  // too long: no NUL, EINVAL
   c.queue_length = U32(info[4]);
   c.queue_bytes = U32(info[5]);
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_DC_CREATE, &c) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_DC_CREATE)");
   }
@@ -145,6 +173,7 @@ Napi::Value DcDestroy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!CheckArgs(info, 2, "dcDestroy(fd, id)")) return env.Undefined();
   uint32_t id = U32(info[1]);
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_DC_DESTROY, &id) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_DC_DESTROY)");
   }
@@ -164,6 +193,7 @@ Napi::Value Bind(const Napi::CallbackInfo &info) {
     b.dc = U32(info[1]);
   }
   b.endpoint = U32(info[2]);
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_BIND, &b) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_BIND)");
   }
@@ -187,6 +217,7 @@ Napi::Value Submit(const Napi::CallbackInfo &info) {
   if (!info[5].IsNull()) SetPayload(&s.msg, info[5]);
   s.from = U32(info[6]);
   s.from_gen = U32(info[7]);
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_SUBMIT, &s) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_SUBMIT)");
   }
@@ -194,22 +225,31 @@ Napi::Value Submit(const Napi::CallbackInfo &info) {
 }
 
 // reap(fd, buffer) -> { count, size }: completion records, as the uAPI header lays them out,
-// written to the start of `buffer`. EAGAIN: none; EMSGSIZE: the error's `needed` says how much.
+// written to the start of `buffer`; count 0 when there are none. EMSGSIZE: the error's
+// `needed` says how much room the next record takes.
 Napi::Value Reap(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!CheckArgs(info, 2, "reap(fd, buffer)")) return env.Undefined();
-  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
+  struct dvk_msg area = {};
+  SetPayload(&area, info[1]);
+  int fd = I32(info[0]);
+  if (Failed(env)) return env.Undefined();
   struct dvk_reap r = {};
-  r.buffer = reinterpret_cast<uintptr_t>(buf.Data());
-  r.size = static_cast<uint32_t>(buf.ByteLength());
-  if (ioctl(I32(info[0]), DVK_IOC_REAP, &r) != 0) {
-    if (errno != EMSGSIZE) return ThrowErrno(env, errno, "ioctl(DVK_IOC_REAP)");
-    Napi::Error e = Napi::Error::New(env, "ioctl(DVK_IOC_REAP): the buffer is too small");
+  r.buffer = area.payload;
+  r.size = area.size;
+  if (ioctl(fd, DVK_IOC_REAP, &r) != 0) {
+    if (errno == EAGAIN) {
+      r.count = r.size = 0;  // nothing (more) to reap: the usual end of a reap loop
+    } else if (errno != EMSGSIZE) {
+      return ThrowErrno(env, errno, "ioctl(DVK_IOC_REAP)");
+    } else {
+      Napi::Error e = Napi::Error::New(env, "ioctl(DVK_IOC_REAP): the buffer is too small");
     e.Set("code", Napi::String::New(env, "EMSGSIZE"));
     e.Set("errno", Napi::Number::New(env, EMSGSIZE));
-    e.Set("needed", Napi::Number::New(env, r.size));
-    e.ThrowAsJavaScriptException();
-    return env.Undefined();
+      e.Set("needed", Napi::Number::New(env, r.size));
+      e.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("count", Napi::Number::New(env, r.count));
@@ -222,7 +262,9 @@ Napi::Value Cancel(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!CheckArgs(info, 2, "cancel(fd, token)")) return env.Undefined();
   struct dvk_cancel c = {};
-  c.token = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  if (!info[1].IsNumber()) Mistyped(info[1], "a token");
+  else c.token = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_CANCEL, &c) != 0) {
     if (errno == EALREADY) return Napi::Boolean::New(env, false);
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_CANCEL)");
@@ -243,6 +285,7 @@ Napi::Value SendNonblock(const Napi::CallbackInfo &info) {
   s.msg.type = I32(info[3]);
   SetPayload(&s.msg, info[4]);
   s.flags = DVK_CALL_NONBLOCK;
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_SEND, &s) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_SEND)");
   }
@@ -260,8 +303,9 @@ Napi::Value ReceiveSync(const Napi::CallbackInfo &info) {
   r.from = U32(info[1]);
   r.from_gen = U32(info[2]);
   r.deadline_ns = U64(info[3]);
-  r.flags = info[4].As<Napi::Boolean>().Value() ? DVK_CALL_NONBLOCK : 0;
+  r.flags = info[4].ToBoolean().Value() ? DVK_CALL_NONBLOCK : 0;
   SetPayload(&r.msg, info[5]);
+  if (Failed(env)) return env.Undefined();
   if (Ioctl(I32(info[0]), DVK_IOC_RECEIVE, &r) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_RECEIVE)");
   }
@@ -282,6 +326,7 @@ Napi::Value SendrecSync(const Napi::CallbackInfo &info) {
   SetPayload(&s.request, info[4]);
   s.deadline_ns = U64(info[5]);
   SetPayload(&s.reply, info[6]);
+  if (Failed(env)) return env.Undefined();
   if (Ioctl(I32(info[0]), DVK_IOC_SENDREC, &s) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_SENDREC)");
   }
@@ -300,6 +345,7 @@ Napi::Value Reply(const Napi::CallbackInfo &info) {
   r.msg.request_id = U64(info[3]);
   r.msg.type = I32(info[4]);
   SetPayload(&r.msg, info[5]);
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_REPLY, &r) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_REPLY)");
   }
@@ -314,6 +360,7 @@ Napi::Value Notify(const Napi::CallbackInfo &info) {
   n.peer = U32(info[1]);
   n.peer_gen = U32(info[2]);
   n.bits = U32(info[3]);
+  if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_NOTIFY, &n) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_NOTIFY)");
   }

@@ -85,12 +85,18 @@ export class KernelBackend implements Backend {
   }
 }
 
-interface Pending {
+/** A call of this endpoint, from its submission (or its wait for one) until it settles. */
+interface Call {
   resolve(value: Message | undefined): void;
   reject(err: DvkError): void;
-  timer: Deadline | undefined;
+  /** Makes the DVK_IOC_SUBMIT for it; returns the token. */
+  submit(): number;
+  deadline: bigint;
   signal: AbortSignal | undefined;
+  timer: Deadline | undefined;
   onAbort: (() => void) | undefined;
+  /** Set once the kernel has it. */
+  token: number | undefined;
 }
 
 /** Offsets in a reaped record (`struct dvk_completion`, little-endian). */
@@ -99,10 +105,18 @@ const RESULT = 12;
 const MSG = 16;
 
 class KernelEndpoint implements BoundEndpoint {
-  private readonly pending = new Map<number, Pending>();
+  /** Calls the kernel holds, by token. */
+  private readonly pending = new Map<number, Call>();
+  /**
+   * Calls beyond DVK_ASYNC_MAX, in call order: they wait here for the kernel to take them, as
+   * callers of the agent wait when it stops reading. Their timeouts and aborts still apply.
+   */
+  private readonly backlog: Call[] = [];
   private readonly poller: NativePoller;
   private readonly ops: NativeAddon['abi']['ops'];
   private reapBuffer: Buffer;
+  /** Where synchronous receives land before their payload is copied out. */
+  private readonly scratch: Buffer;
   private closed = false;
 
   constructor(
@@ -113,8 +127,9 @@ class KernelEndpoint implements BoundEndpoint {
   ) {
     this.ops = addon.abi.ops;
     // One largest record fits; usually many small ones do.
-    this.reapBuffer = Buffer.alloc(Math.max(64 * 1024, addon.abi.completionSize + maxPayload));
-    this.poller = new addon.Poller(fd, () => this.reap());
+    this.reapBuffer = Buffer.alloc(Math.max(64 * 1024, addon.abi.completionSize + maxPayload + 8));
+    this.scratch = Buffer.alloc(maxPayload);
+    this.poller = new addon.Poller(fd, () => this.onReadable());
   }
 
   async send(dst: number, dstGen: number, type: number, payload: Uint8Array, c: CallControl) {
@@ -122,12 +137,12 @@ class KernelEndpoint implements BoundEndpoint {
       this.sync(() => this.addon.sendNonblock(this.fd, dst, dstGen, type, payload));
       return;
     }
-    await this.submit(this.ops.send, dst, dstGen, type, payload, 0, 0, c);
+    await this.call(this.ops.send, dst, dstGen, type, payload, 0, 0, c);
   }
 
   async receive(from: number, fromGen: number, c: CallControl): Promise<Message> {
     if (c.nonblock) return this.receiveSync(from, fromGen, 0n, true);
-    return this.submit(this.ops.receive, 0, 0, 0, null, from, fromGen, c) as Promise<Message>;
+    return this.call(this.ops.receive, 0, 0, 0, null, from, fromGen, c) as Promise<Message>;
   }
 
   async sendrec(
@@ -137,7 +152,7 @@ class KernelEndpoint implements BoundEndpoint {
     payload: Uint8Array,
     c: CallControl,
   ): Promise<Message> {
-    return this.submit(this.ops.sendrec, dst, dstGen, type, payload, 0, 0, c) as Promise<Message>;
+    return this.call(this.ops.sendrec, dst, dstGen, type, payload, 0, 0, c) as Promise<Message>;
   }
 
   async reply(to: number, toGen: number, requestId: bigint, type: number, payload: Uint8Array) {
@@ -150,20 +165,18 @@ class KernelEndpoint implements BoundEndpoint {
 
   /** Blocks this thread until a message comes (see `Endpoint.receiveSync`). */
   receiveSync(from: number, fromGen: number, deadline: bigint, nonblock = false): Message {
-    const buffer = Buffer.allocUnsafe(this.maxPayload);
     const header = this.sync(() =>
-      this.addon.receiveSync(this.fd, from, fromGen, deadline, nonblock, buffer),
+      this.addon.receiveSync(this.fd, from, fromGen, deadline, nonblock, this.scratch),
     );
-    return toMessage(header, buffer.subarray(0, header.size));
+    return toMessage(header, Buffer.from(this.scratch.subarray(0, header.size)));
   }
 
   /** Blocks this thread until the reply comes (see `Endpoint.sendrecSync`). */
   sendrecSync(dst: number, dstGen: number, type: number, payload: Uint8Array, deadline: bigint) {
-    const buffer = Buffer.allocUnsafe(this.maxPayload);
     const header = this.sync(() =>
-      this.addon.sendrecSync(this.fd, dst, dstGen, type, payload, deadline, buffer),
+      this.addon.sendrecSync(this.fd, dst, dstGen, type, payload, deadline, this.scratch),
     );
-    return toMessage(header, buffer.subarray(0, header.size));
+    return toMessage(header, Buffer.from(this.scratch.subarray(0, header.size)));
   }
 
   /**
@@ -173,15 +186,15 @@ class KernelEndpoint implements BoundEndpoint {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const token of [...this.pending.keys()].reverse()) {
-      this.giveUp(token, new DvkError('ECANCELED', 'endpoint closed'));
+    const closing = () => new DvkError('ECANCELED', 'endpoint closed');
+    for (const call of this.backlog.splice(0)) this.settle(call, closing());
+    try {
+      for (const call of [...this.pending.values()].reverse()) this.giveUp(call, closing());
+      this.reap();
+    } finally {
+      for (const call of [...this.pending.values()]) this.settle(call, closing());
+      this.poller.close(); // closes the file too
     }
-    this.reap();
-    for (const [token, p] of this.pending) {
-      this.forget(token, p);
-      p.reject(new DvkError('ECANCELED', 'endpoint closed'));
-    }
-    this.poller.close(); // closes the file too
   }
 
   onLost(): void {
@@ -197,7 +210,7 @@ class KernelEndpoint implements BoundEndpoint {
     }
   }
 
-  private submit(
+  private call(
     op: number,
     peer: number,
     peerGen: number,
@@ -207,48 +220,101 @@ class KernelEndpoint implements BoundEndpoint {
     fromGen: number,
     c: CallControl,
   ): Promise<Message | undefined> {
-    const token = this.sync(() =>
-      this.addon.submit(this.fd, op, peer, peerGen, type, payload, from, fromGen),
-    );
+    if (this.closed) return Promise.reject(new DvkError('EBADF'));
     return new Promise((resolve, reject) => {
-      const p: Pending = {
+      const call: Call = {
         resolve,
         reject,
-        timer: undefined,
+        submit: () => this.addon.submit(this.fd, op, peer, peerGen, type, payload, from, fromGen),
+        deadline: c.deadline,
         signal: c.signal,
+        timer: undefined,
         onAbort: undefined,
+        token: undefined,
       };
-      this.pending.set(token, p);
-      if (this.pending.size === 1) this.poller.start();
-      p.timer = deadlineTimer(c.deadline, () => this.giveUp(token, new DvkError('ETIMEDOUT')));
-      if (c.signal) {
-        p.onAbort = () => this.giveUp(token, new DvkError('ECANCELED'));
-        c.signal.addEventListener('abort', p.onAbort, { once: true });
+      call.timer = deadlineTimer(call.deadline, () => this.giveUp(call, new DvkError('ETIMEDOUT')));
+      if (call.signal) {
+        call.onAbort = () => this.giveUp(call, new DvkError('ECANCELED'));
+        call.signal.addEventListener('abort', call.onAbort, { once: true });
       }
+      // Behind calls already waiting for the kernel, a call waits too: calls keep their order.
+      if (this.backlog.length > 0 || !this.trySubmit(call)) this.backlog.push(call);
     });
   }
 
-  /** Asks the kernel to undo a call; if it had completed, its completion settles it instead. */
-  private giveUp(token: number, reason: DvkError): void {
-    const p = this.pending.get(token);
-    if (!p) return;
+  /** Hands a call to the kernel; false if it holds DVK_ASYNC_MAX calls already. */
+  private trySubmit(call: Call): boolean {
+    let token: number;
+    try {
+      token = call.submit();
+    } catch (err) {
+      if ((err as ErrnoError).code === 'EAGAIN') return false;
+      this.settle(call, fromNative(err));
+      return true;
+    }
+    call.token = token;
+    this.pending.set(token, call);
+    if (this.pending.size === 1) this.poller.start();
+    return true;
+  }
+
+  /** Submits what waited, in order, while the kernel takes it. */
+  private drainBacklog(): void {
+    while (this.backlog.length > 0 && this.trySubmit(this.backlog[0] as Call)) {
+      this.backlog.shift();
+    }
+  }
+
+  /**
+   * A timeout, an abort or close(). A call still waiting for submission never had an effect; a
+   * submitted one the kernel either undoes, or has completed, and then its completion settles it.
+   */
+  private giveUp(call: Call, reason: DvkError): void {
+    if (call.token === undefined) {
+      const i = this.backlog.indexOf(call);
+      if (i >= 0) {
+        this.backlog.splice(i, 1);
+        this.settle(call, reason);
+      }
+      return;
+    }
+    if (!this.pending.has(call.token)) return;
     let undone: boolean;
     try {
-      undone = this.addon.cancel(this.fd, token);
+      undone = this.addon.cancel(this.fd, call.token);
     } catch (err) {
       undone = true;
       reason = fromNative(err);
     }
-    if (!undone) return;
-    this.forget(token, p);
-    p.reject(reason);
+    if (undone) this.settle(call, reason);
   }
 
-  private forget(token: number, p: Pending): void {
-    this.pending.delete(token);
-    p.timer?.clear();
-    if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
-    if (this.pending.size === 0) this.poller.stop();
+  /** Settles a call once: rejects it with `err`, or resolves it with `value`. */
+  private settle(call: Call, err: DvkError | null, value?: Message): void {
+    if (call.token !== undefined) {
+      if (!this.pending.delete(call.token)) return;
+      if (this.pending.size === 0) this.poller.stop();
+    }
+    call.timer?.clear();
+    if (call.onAbort) call.signal?.removeEventListener('abort', call.onAbort);
+    if (err) call.reject(err);
+    else call.resolve(value);
+  }
+
+  /**
+   * The file is readable: completions wait. Should reaping itself fail (it does not, short of a
+   * bug), every call fails with it rather than wait on a poll that keeps firing.
+   */
+  private onReadable(): void {
+    try {
+      this.reap();
+      this.drainBacklog();
+    } catch (err) {
+      const reason = fromNative(err);
+      for (const call of [...this.pending.values(), ...this.backlog.splice(0)]) {
+        this.settle(call, reason);
+      }
+    }
   }
 
   /** Reaps every completion the kernel holds and settles its call. */
@@ -259,13 +325,13 @@ class KernelEndpoint implements BoundEndpoint {
         got = this.addon.reap(this.fd, this.reapBuffer);
       } catch (err) {
         const e = err as ErrnoError;
-        if (e.code === 'EAGAIN') return;
         if (e.code === 'EMSGSIZE' && e.needed) {
           this.reapBuffer = Buffer.alloc(e.needed);
           continue;
         }
         throw fromNative(err);
       }
+      if (got.count === 0) return;
       this.settleRecords(got.count);
     }
   }
@@ -280,12 +346,10 @@ class KernelEndpoint implements BoundEndpoint {
       const msg = readMessage(buf, off + MSG);
       const payload = Buffer.from(buf.subarray(off + header, off + header + msg.size));
       off += header + Math.ceil(msg.size / 8) * 8;
-      const p = this.pending.get(token);
-      if (!p) continue;
-      this.forget(token, p);
-      if (result < 0) p.reject(DvkError.fromErrno(-result));
-      else if (msg.flags || msg.peerGen) p.resolve(toMessage(msg, payload));
-      else p.resolve(undefined);
+      const call = this.pending.get(token);
+      if (!call) continue;
+      if (result < 0) this.settle(call, DvkError.fromErrno(-result));
+      else this.settle(call, null, msg.flags || msg.peerGen ? toMessage(msg, payload) : undefined);
     }
   }
 }

@@ -59,6 +59,10 @@ test('ill-formed destinations, messages, bits and options reject with EINVAL and
     ['notify with fractional bits', () => sender.notify(1, 1.5)],
     ['reply to something that is not a request', () => receiver.reply(bad({ kind: 'message' }))],
     ['reply to undefined', () => receiver.reply(bad(undefined))],
+    [
+      'reply to a request whose id is not a bigint (it went through JSON)',
+      () => receiver.reply(bad({ kind: 'request', source: 2, sourceGeneration: 1, requestId: 7 })),
+    ],
   ];
   const getterThrows = {
     get payload(): Uint8Array {
