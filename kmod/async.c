@@ -76,13 +76,15 @@ int dvk_submit(struct dvk_endpoint *ep, struct dvk_submit *args)
 	call->capacity = dvk_max_payload;
 
 	spin_lock(&dc->lock);
-	if (ep->nr_async >= DVK_ASYNC_MAX) {
+	if (!dvk_async_room(ep, m ? m->size : 0)) {
 		spin_unlock(&dc->lock);
 		dvk_kmsg_free(m);
 		dvk_call_free(call);
 		return -EAGAIN;
 	}
 	dvk_async_track(ep, call);
+	if (m)
+		dvk_async_charge(ep, call, m->size);
 	args->token = call->token;
 	start(ep, call, m, args, &garbage);
 	spin_unlock(&dc->lock);
@@ -107,6 +109,7 @@ int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 		spin_unlock(&dc->lock);
 		return found ? -EALREADY : -ENOENT;
 	}
+	dvk_async_uncharge(found);
 	dvk_undo(found, &garbage);
 	list_del_init(&found->async_link);
 	ep->nr_async--;

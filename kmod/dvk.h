@@ -71,6 +71,7 @@ struct dvk_endpoint {
 	struct list_head async;		/* dvk_call submitted and not reaped, by async_link */
 	struct list_head completions;	/* dvk_call finished and not reaped, by link */
 	u32 nr_async;
+	u64 async_bytes;		/* payload pinned by unfinished submitted calls */
 	u64 next_token;
 	u32 nr_parked;
 	u64 next_request_id;
@@ -135,6 +136,7 @@ struct dvk_call {
 	u64 id;				/* sendrec: the request id, also its call id for resume */
 	bool parked;			/* sendrec kept after a signal, see DVK_CALL_RESUME */
 	bool async;			/* submitted: finishing queues it in ep->completions */
+	u32 charged;			/* async: payload bytes counted in ep->async_bytes */
 	u64 token;			/* async: its name for REAP and CANCEL */
 	struct list_head async_link;	/* async: in ep->async until reaped or cancelled */
 };
@@ -203,6 +205,9 @@ struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg
 void dvk_undo(struct dvk_call *call, struct list_head *garbage);
 void dvk_untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage);
 void dvk_async_track(struct dvk_endpoint *ep, struct dvk_call *call);
+bool dvk_async_room(struct dvk_endpoint *ep, u32 bytes);
+void dvk_async_charge(struct dvk_endpoint *ep, struct dvk_call *call, u32 bytes);
+void dvk_async_uncharge(struct dvk_call *call);
 void dvk_async_release(struct dvk_endpoint *ep, struct list_head *garbage,
 		       struct list_head *calls);
 

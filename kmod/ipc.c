@@ -119,8 +119,10 @@ void dvk_finish(struct dvk_call *call, int result, bool sync)
 {
 	call->result = result;
 	WRITE_ONCE(call->state, DVK_DONE);
-	if (call->async)
+	if (call->async) {
+		dvk_async_uncharge(call);
 		list_move_tail(&call->link, &call->ep->completions);
+	}
 	dvk_wake(call->ep, sync);
 }
 
@@ -833,6 +835,26 @@ void dvk_undo(struct dvk_call *call, struct list_head *garbage)
 static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error,
 			struct list_head *garbage);
 
+/* Whether a file may submit a call pinning @bytes more payload (one is always admitted). */
+bool dvk_async_room(struct dvk_endpoint *ep, u32 bytes)
+{
+	return ep->nr_async < DVK_ASYNC_MAX &&
+	       (!ep->async_bytes || ep->async_bytes + bytes <= DVK_ASYNC_BYTES_MAX);
+}
+
+void dvk_async_charge(struct dvk_endpoint *ep, struct dvk_call *call, u32 bytes)
+{
+	call->charged = bytes;
+	ep->async_bytes += bytes;
+}
+
+/* The call's payload no longer waits on its account: it is queued, answered or undone. */
+void dvk_async_uncharge(struct dvk_call *call)
+{
+	call->ep->async_bytes -= call->charged;
+	call->charged = 0;
+}
+
 /* A submitted call: named by a token, and counted against DVK_ASYNC_MAX until reaped. */
 void dvk_async_track(struct dvk_endpoint *ep, struct dvk_call *call)
 {
@@ -853,6 +875,7 @@ void dvk_async_release(struct dvk_endpoint *ep, struct list_head *garbage,
 	struct dvk_call *call, *next;
 
 	list_for_each_entry_safe(call, next, &ep->async, async_link) {
+		dvk_async_uncharge(call);
 		if (call->state != DVK_DONE)
 			dvk_undo(call, garbage);
 		else if (call->msg && call->kind == DVK_RECEIVE)
@@ -944,7 +967,7 @@ struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg
 	}
 
 	spin_lock(&dc->lock);
-	if (async && ep->nr_async >= DVK_ASYNC_MAX) {
+	if (async && !dvk_async_room(ep, m->size)) {
 		ret = -EAGAIN;
 		goto fail;
 	}
@@ -980,6 +1003,7 @@ struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg
 	if (async) {
 		/* Read under the lock: once it is dropped, another thread may reap the call. */
 		dvk_async_track(ep, call);
+		dvk_async_charge(ep, call, m->size);
 		*token = call->token;
 	}
 	ep->sent++;

@@ -34,3 +34,27 @@ test('calls beyond DVK_ASYNC_MAX wait their turn, keep their order, and time out
     Array.from({ length: n }, (_, i) => i),
   );
 });
+
+test('submitted sends pin at most DVK_ASYNC_BYTES_MAX of payload; the rest wait in order', async (t) => {
+  t.timeout(240_000);
+  testDc(t, 105, 'pinned', 1);
+  const node = openNode({ backend: 'kernel' });
+  const receiver = await node.bind({ dc: 105, endpoint: 1 });
+  const sender = await node.bind({ dc: 105, endpoint: 2 });
+  t.teardown(async () => {
+    await receiver.close();
+    await sender.close();
+  });
+  const size = sender.maxPayload;
+  const n = Math.ceil((2 * 64 * 2 ** 20) / size); // twice the limit
+  const sends = Array.from({ length: n }, (_, i) => sender.send(1, { payload: numbered(i, size) }));
+  await new Promise((r) => setTimeout(r, 200));
+  const pinned = moduleStats().bytes;
+  t.log(`${n} sends of ${size} B in flight; the module holds ${(pinned / 2 ** 20).toFixed(1)} MiB`);
+  t.true(pinned <= 64 * 2 ** 20 + 2 * size, 'the module pins at most the limit (and the queue)');
+  for (let i = 0; i < n; i++) {
+    t.is(numberOf((await receiver.receive()).payload), i);
+  }
+  await Promise.all(sends);
+  t.is(moduleStats().bytes, 0);
+});

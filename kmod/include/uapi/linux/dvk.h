@@ -79,8 +79,9 @@
  *   deadline: the caller ends a call with DVK_IOC_CANCEL, which either undoes it as a timeout
  *   would (0: no completion will come) or finds it complete (EALREADY: its completion is
  *   reaped as usual, and its outcome stands). A file keeps at most DVK_ASYNC_MAX calls
- *   submitted and not reaped; beyond that SUBMIT fails with EAGAIN. Closing the file undoes
- *   every pending call.
+ *   submitted and not reaped, and its unfinished sends and sendrecs pin at most
+ *   DVK_ASYNC_BYTES_MAX payload bytes (one call is always admitted); beyond that SUBMIT fails
+ *   with EAGAIN. Closing the file undoes every pending call.
  *
  * The proxy role
  *   The node agent carries messages between nodes. It opens /dev/dvk and attaches the file as
@@ -156,6 +157,8 @@
 #define DVK_PARKED_MAX		16
 /* Asynchronous calls a file may have submitted and not reaped. */
 #define DVK_ASYNC_MAX		4096
+/* Payload bytes a file's submitted sends and sendrecs may pin until they complete. */
+#define DVK_ASYNC_BYTES_MAX	(64U << 20)
 
 /* Call flags (dvk_send.flags, dvk_receive.flags, dvk_sendrec.flags). */
 #define DVK_CALL_NONBLOCK	(1U << 0)	/* fail with EAGAIN instead of waiting */
