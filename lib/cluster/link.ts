@@ -103,6 +103,11 @@ export class Link extends EventEmitter {
     this.timer.unref?.();
   }
 
+  /** Messages sent and not acknowledged yet. */
+  get unackedCount(): number {
+    return this.unacked.length;
+  }
+
   /** Whether this side dials (the lower node id does). */
   get dials(): boolean {
     return this.o.self < this.o.peer.id;
