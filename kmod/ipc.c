@@ -1017,15 +1017,46 @@ fail:
 	return ERR_PTR(ret);
 }
 
+/*
+ * Keeps a sendrec for the caller to resume: records its id and DVK_CALL_RESUME in the
+ * caller's arguments first (until it is parked no other thread can reach the call), then
+ * parks it. False, with the call left as it was, if the arguments cannot be written.
+ */
+static bool keep_for_resume(struct dvk_endpoint *ep, struct dvk_call *call,
+			    const struct dvk_sendrec *args, struct dvk_sendrec __user *uargs)
+{
+	LIST_HEAD(garbage);
+	LIST_HEAD(evicted);
+
+	if (put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) ||
+	    put_user(call->id, &uargs->call))
+		return false;
+	spin_lock(&ep->dc->lock);
+	park(ep, call, &garbage, &evicted);
+	spin_unlock(&ep->dc->lock);
+	dvk_kmsg_free_list(&garbage);
+	free_evicted(&evicted);
+	return true;
+}
+
+/* Ends a sendrec for good (the DC lock held on entry, dropped on return) and frees it. */
+static void end_sendrec_locked(struct dvk_endpoint *ep, struct dvk_call *call)
+	__releases(&ep->dc->lock)
+{
+	LIST_HEAD(garbage);
+
+	abandon(call, &garbage);
+	spin_unlock(&ep->dc->lock);
+	dvk_kmsg_free_list(&garbage);
+	dvk_call_free(call);
+}
+
 /* Hands a finished sendrec's reply to the caller; see DVK_CALL_RESUME for what may be kept. */
 static int sendrec_deliver(struct dvk_endpoint *ep, struct dvk_call *call,
 			   struct dvk_sendrec *args, struct dvk_sendrec __user *uargs)
 {
-	struct dvk_dc *dc = ep->dc;
 	struct dvk_kmsg *m = call->msg;
 	struct dvk_msg *out = &args->reply;
-	LIST_HEAD(garbage);
-	LIST_HEAD(evicted);
 	int ret;
 
 	if (call->result) {
@@ -1054,24 +1085,14 @@ static int sendrec_deliver(struct dvk_endpoint *ep, struct dvk_call *call,
 	goto done;
 keep:
 	/* The reply is not lost: the caller can resume the call with a fitting buffer. */
-	if (!put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) &&
-	    !put_user(call->id, &uargs->call)) {
-		spin_lock(&dc->lock);
-		park(ep, call, &garbage, &evicted);
-		spin_unlock(&dc->lock);
-		dvk_kmsg_free_list(&garbage);
-		free_evicted(&evicted);
+	if (keep_for_resume(ep, call, args, uargs))
 		return ret;
-	}
 	ret = -EFAULT;
 done:
 	if ((args->flags & DVK_CALL_RESUME) && clear_resume(args, uargs))
 		ret = -EFAULT;
-	spin_lock(&dc->lock);
-	abandon(call, &garbage);
-	spin_unlock(&dc->lock);
-	dvk_kmsg_free_list(&garbage);
-	dvk_call_free(call);
+	spin_lock(&ep->dc->lock);
+	end_sendrec_locked(ep, call);
 	return ret;
 }
 
@@ -1080,8 +1101,6 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 {
 	struct dvk_dc *dc = ep->dc;
 	struct dvk_call *call;
-	LIST_HEAD(garbage);
-	LIST_HEAD(evicted);
 	bool resumed = false;
 	int ret;
 
@@ -1118,23 +1137,13 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 		 * recorded in the caller's arguments first.
 		 */
 		spin_unlock(&dc->lock);
-		if (!put_user(args->flags | DVK_CALL_RESUME, &uargs->flags) &&
-		    !put_user(call->id, &uargs->call)) {
-			spin_lock(&dc->lock);
-			park(ep, call, &garbage, &evicted);
-			spin_unlock(&dc->lock);
-			dvk_kmsg_free_list(&garbage);
-			free_evicted(&evicted);
+		if (keep_for_resume(ep, call, args, uargs))
 			return -ERESTARTSYS;
-		}
 		ret = -EFAULT;
 		spin_lock(&dc->lock);
 	}
 	/* Timed out, or interrupted before the server took the request: undo it. */
-	abandon(call, &garbage);
-	spin_unlock(&dc->lock);
-	dvk_kmsg_free_list(&garbage);
-	dvk_call_free(call);
+	end_sendrec_locked(ep, call);
 	if (resumed && clear_resume(args, uargs))
 		ret = -EFAULT;
 	return ret;
