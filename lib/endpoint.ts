@@ -71,10 +71,8 @@ export class Endpoint implements AsyncIterable<Message> {
       'send',
       () => dst,
       () => {
-        const [ep, gen] = target(dst);
-        const [type, payload] = this.outgoing(message);
-        const control = this.control(options);
-        return () => this.bound.send(ep, gen, type, payload, control);
+        const c = this.outgoingCall(dst, message, options, true);
+        return () => this.bound.send(c.ep, c.gen, c.type, c.payload, c.control);
       },
     );
   }
@@ -89,7 +87,7 @@ export class Endpoint implements AsyncIterable<Message> {
       () => (isObject(options) ? options.from : undefined),
       () => {
         const control = this.control(options);
-        const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
+        const [ep, gen] = source(options.from);
         return () => this.bound.receive(ep, gen, control);
       },
     );
@@ -106,11 +104,8 @@ export class Endpoint implements AsyncIterable<Message> {
       'sendrec',
       () => dst,
       () => {
-        const [ep, gen] = target(dst);
-        const [type, payload] = this.outgoing(message);
-        const control = this.control(options);
-        if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
-        return () => this.bound.sendrec(ep, gen, type, payload, control);
+        const c = this.outgoingCall(dst, message, options, false);
+        return () => this.bound.sendrec(c.ep, c.gen, c.type, c.payload, c.control);
       },
     );
   }
@@ -201,7 +196,7 @@ export class Endpoint implements AsyncIterable<Message> {
       () => options?.from,
       (bound) => {
         const control = this.control(options);
-        const [ep, gen] = options.from === undefined ? [ENDPOINT_ANY, 0] : target(options.from);
+        const [ep, gen] = source(options.from);
         if (!bound.receiveSync)
           throw new DvkError('EOPNOTSUPP', 'receiveSync needs the kernel backend');
         return bound.receiveSync(ep, gen, control.deadline, control.nonblock);
@@ -223,13 +218,11 @@ export class Endpoint implements AsyncIterable<Message> {
       'sendrecSync',
       () => dst,
       (bound) => {
-        const [ep, gen] = target(dst);
-        const [type, payload] = this.outgoing(message);
-        const control = this.control(options);
-        if (control.nonblock) throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
-        if (!bound.sendrecSync)
+        const c = this.outgoingCall(dst, message, options, false);
+        if (!bound.sendrecSync) {
           throw new DvkError('EOPNOTSUPP', 'sendrecSync needs the kernel backend');
-        return bound.sendrecSync(ep, gen, type, payload, control.deadline);
+        }
+        return bound.sendrecSync(c.ep, c.gen, c.type, c.payload, c.control.deadline);
       },
     );
   }
@@ -247,18 +240,48 @@ export class Endpoint implements AsyncIterable<Message> {
     peer: () => Target | undefined,
     body: (b: BoundEndpoint) => T,
   ): T {
-    let context = this.context(call);
+    return this.checked(this.callContext(call, peer), () => body(this.bound));
+  }
+
+  /**
+   * Runs one call: `prepare` validates the arguments and returns the backend call to make. Being
+   * async, this never throws synchronously; anything `prepare` throws (a getter on an argument
+   * object included) becomes a DvkError, EINVAL unless it is one already, naming this endpoint
+   * and `call`.
+   */
+  private async run<T>(
+    call: string,
+    peer: () => Target | undefined,
+    prepare: () => () => Promise<T>,
+  ): Promise<T> {
+    const context = this.callContext(call, peer);
+    const perform = this.checked(context, prepare);
+    try {
+      return await perform();
+    } catch (err) {
+      if (err instanceof DvkError) throw err.withContext(context);
+      throw err;
+    }
+  }
+
+  /** The error context of a call; `peer` reads the addressed endpoint, and may throw. */
+  private callContext(call: string, peer: () => Target | undefined): ErrorContext {
     try {
       const p = peer();
       const n = typeof p === 'number' ? p : isObject(p) ? p.endpoint : undefined;
-      if (typeof n === 'number') context = this.context(call, n);
+      if (typeof n === 'number') return this.context(call, n);
     } catch {
-      // A broken argument: `body` reports it.
+      // A broken argument: the call itself reports it.
     }
+    return this.context(call);
+  }
+
+  /** Runs `body` on an open endpoint; whatever it throws leaves as a DvkError with `context`. */
+  private checked<T>(context: ErrorContext, body: () => T): T {
     try {
       if (this.lost) throw this.lost;
       if (this.closed) throw new DvkError('EBADF');
-      return body(this.bound);
+      return body();
     } catch (err) {
       const dvk =
         err instanceof DvkError
@@ -272,44 +295,20 @@ export class Endpoint implements AsyncIterable<Message> {
     return { call, dc: this.address.dc, endpoint: this.address.endpoint, peer };
   }
 
-  /**
-   * Runs one call: `prepare` validates the arguments and returns the backend call to make. Being
-   * async, this never throws synchronously; anything `prepare` throws (a getter on an argument
-   * object included) becomes a DvkError, EINVAL unless it is one already, naming this endpoint
-   * and `call`. `peer` reads the addressed endpoint for the error context only.
-   */
-  private async run<T>(
-    call: string,
-    peer: () => Target | undefined,
-    prepare: () => () => Promise<T>,
-  ): Promise<T> {
-    let peerNumber: number | undefined;
-    try {
-      const p = peer();
-      const n = typeof p === 'number' ? p : isObject(p) ? p.endpoint : undefined;
-      if (typeof n === 'number') peerNumber = n;
-    } catch {
-      // A broken argument: `prepare` reports it.
+  /** Checks a destination, a message and call options: what send and sendrec take. */
+  private outgoingCall(
+    dst: Target,
+    message: OutgoingMessage,
+    options: CallOptions,
+    mayBeNonblocking: boolean,
+  ): { ep: number; gen: number; type: number; payload: Uint8Array; control: CallControl } {
+    const [ep, gen] = target(dst);
+    const [type, payload] = this.outgoing(message);
+    const control = this.control(options);
+    if (control.nonblock && !mayBeNonblocking) {
+      throw new DvkError('EINVAL', 'sendrec cannot be non-blocking');
     }
-    const context = this.context(call, peerNumber);
-    let perform: () => Promise<T>;
-    try {
-      if (this.lost) throw this.lost;
-      if (this.closed) throw new DvkError('EBADF');
-      perform = prepare();
-    } catch (err) {
-      const dvk =
-        err instanceof DvkError
-          ? err
-          : new DvkError('EINVAL', `bad argument: ${(err as Error)?.message ?? String(err)}`);
-      throw dvk.withContext(context);
-    }
-    try {
-      return await perform();
-    } catch (err) {
-      if (err instanceof DvkError) throw err.withContext(context);
-      throw err;
-    }
+    return { ep, gen, type, payload, control };
   }
 
   private outgoing(message: OutgoingMessage): [number, Uint8Array] {
@@ -366,6 +365,11 @@ function isU32(n: unknown): n is number {
 
 function isObject(value: unknown): value is object {
   return typeof value === 'object' && value !== null;
+}
+
+/** Splits and checks a `from` filter; none means any source. */
+function source(from: Target | undefined): [number, number] {
+  return from === undefined ? [ENDPOINT_ANY, 0] : target(from);
 }
 
 /** Splits and checks a destination. */

@@ -102,13 +102,22 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** Validates a configuration object. Throws ConfigError listing every problem. */
-export function parseConfig(input: unknown, source = 'configuration'): AgentConfig {
-  const result = configSchema.safeParse(input ?? {});
+/** Validates `input` with `schema`. Throws ConfigError listing every problem, by path. */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  source: string,
+): z.output<S> {
+  const result = schema.safeParse(input ?? {});
   if (!result.success) {
     throw new ConfigError(`invalid ${source}:\n${z.prettifyError(result.error)}`);
   }
   return result.data;
+}
+
+/** Validates a configuration object. Throws ConfigError listing every problem. */
+export function parseConfig(input: unknown, source = 'configuration'): AgentConfig {
+  return validate(configSchema, input, source);
 }
 
 /** Reads and validates a YAML file. */

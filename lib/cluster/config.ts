@@ -5,7 +5,7 @@
  * naming a node of its DC) is checked, so a typo fails at start-up with the path to it.
  */
 import { z } from 'zod';
-import { ConfigError, loadConfigFile } from '../agent/config.js';
+import { loadConfigFile, validate } from '../agent/config.js';
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
 const name = z
@@ -191,11 +191,7 @@ export type ClusterDc = ClusterConfig['dcs'][number];
 
 /** Validates a cluster configuration object. Throws ConfigError listing every problem. */
 export function parseCluster(input: unknown, source = 'cluster file'): ClusterConfig {
-  const result = clusterSchema.safeParse(input ?? {});
-  if (!result.success) {
-    throw new ConfigError(`invalid ${source}:\n${z.prettifyError(result.error)}`);
-  }
-  return result.data;
+  return validate(clusterSchema, input, source);
 }
 
 /** Reads, parses and validates a cluster YAML file. */

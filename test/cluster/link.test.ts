@@ -9,6 +9,7 @@ import pino from 'pino';
 import { Link, type LinkTiming } from '../../lib/cluster/link.js';
 import { LinkServer } from '../../lib/cluster/link-server.js';
 import { encodeFrame, encodeHello, FrameType } from '../../lib/cluster/link-wire.js';
+import { until } from '../helpers/until.js';
 
 const SECRET = 'a-cluster-secret-for-the-tests';
 const timing: LinkTiming = {
@@ -112,14 +113,6 @@ function numbered(i: number): Buffer {
   const b = Buffer.alloc(16);
   b.writeUInt32LE(i, 0);
   return b;
-}
-
-async function until(what: string, check: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 test('20,000 messages each way arrive exactly once and in order across 15 connection cuts', async (t) => {

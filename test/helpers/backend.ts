@@ -23,6 +23,7 @@ import {
 import { DEVICE_PATH } from '../../lib/kernel/backend.js';
 import { native } from '../../lib/native.js';
 import { Peer } from './peer.js';
+import { until } from './until.js';
 
 export const backendKind = process.env.DVK_TEST_BACKEND ?? 'user';
 
@@ -91,12 +92,8 @@ export class TestNode {
   }
 
   /** Polls until `check` holds; fails after `ms`. For state that another process changes. */
-  async until(what: string, check: () => Promise<boolean>, ms = 5000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!(await check())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  until(what: string, check: () => Promise<boolean>, ms = 5000): Promise<void> {
+    return until(what, check, ms);
   }
 
   /** Every DC is empty: no binding, queue entry or waiter survived the test's cleanup. */
@@ -250,7 +247,8 @@ async function startKernelNode(t: ExecutionContext, options: NodeOptions): Promi
   return node;
 }
 
-async function destroyWhenEmpty(admin: number, id: number): Promise<void> {
+/** Destroys a DC in dvk.ko once its endpoints' files are closed (EBUSY until then). */
+export async function destroyWhenEmpty(admin: number, id: number): Promise<void> {
   const end = Date.now() + 10_000;
   for (;;) {
     try {

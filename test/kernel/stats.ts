@@ -5,6 +5,9 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
 import { DEVICE_PATH } from '../../lib/kernel/backend.js';
 import { native } from '../../lib/native.js';
+import { destroyWhenEmpty } from '../helpers/backend.js';
+
+export { until } from '../helpers/until.js';
 
 export interface ModuleStats {
   dcs: number;
@@ -41,25 +44,7 @@ export function testDc(t: ExecutionContext, id: number, name: string, queueLengt
   const admin = openSync(DEVICE_PATH, 'r+');
   native().dcCreate(admin, id, 64, name, queueLength, 0);
   t.teardown(async () => {
-    const end = Date.now() + 10_000;
-    for (;;) {
-      try {
-        native().dcDestroy(admin, id);
-        break;
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'EBUSY' || Date.now() > end) throw err;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    }
+    await destroyWhenEmpty(admin, id);
     closeSync(admin);
   });
-}
-
-/** Polls until `check` holds, for state another thread or process changes. */
-export async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
