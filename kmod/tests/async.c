@@ -20,7 +20,8 @@
  *
  * Most DCs are created with a queue of QLEN messages, so that a full queue takes few sends.
  */
-#include "tap.h"
+
+#include "harness.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -31,9 +32,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-/* How long a call that should complete may wait: long, but never forever. */
-#define LONG_MS 10000
-#define SOON in_ms(LONG_MS)
 /* How long to watch for something that must not happen. */
 #define QUIET_MS 100
 
@@ -43,11 +41,16 @@ static uint32_t max_payload;
 /* The DC ids a case may use: dc_base .. dc_base + DCS_PER_CASE - 1; the runner destroys them. */
 #define DCS_PER_CASE 8
 #define DC_FIRST 50000
-static uint32_t dc_base;
-static int dc_used;
 
 /* The queue length of the DCs the cases create (dvk_dc_config.queue_length). */
 #define QLEN 4
+
+const struct harness_config harness_config = {
+	.dc_prefix = "async",
+	.dc_first = DC_FIRST,
+	.dcs_per_case = DCS_PER_CASE,
+	.dc_queue_length = QLEN,
+};
 
 #define HDR ((uint32_t)sizeof(struct dvk_completion))
 #define REC(len) ((uint32_t)cq_record_size(len))
@@ -57,127 +60,8 @@ static unsigned char *rbuf;
 static uint32_t rbuf_len;
 
 /* ====================================================================================== */
-/* Files of /dev/dvk, registered so that a forked helper can close the ones it must not    */
-/* hold: a process that keeps a copy of a file keeps its endpoint bound, and its calls.    */
-/* ====================================================================================== */
-
-#define MAX_FDS 256
-static int open_fds[MAX_FDS];
-static int n_open_fds;
-
-static int dev_open(void)
-{
-	int fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
-
-	REQUIRE(fd >= 0);
-	REQUIRE(n_open_fds < MAX_FDS);
-	open_fds[n_open_fds++] = fd;
-	return fd;
-}
-
-static void dev_close(int fd)
-{
-	for (int i = 0; i < n_open_fds; i++) {
-		if (open_fds[i] == fd) {
-			open_fds[i] = open_fds[--n_open_fds];
-			break;
-		}
-	}
-	CHECK(close(fd) == 0);
-}
-
-/* ====================================================================================== */
-/* DCs                                                                                     */
-/* ====================================================================================== */
-
-static int dc_ioctl(unsigned long cmd, void *arg)
-{
-	int fd = dev_open(), rc = dvk_ioctl(fd, cmd, arg);
-
-	dev_close(fd);
-	return rc;
-}
-
-static int dc_create(uint32_t id, uint32_t slots, uint32_t qlen)
-{
-	struct dvk_dc_config c = { .id = id, .slots = slots, .queue_length = qlen };
-
-	snprintf(c.name, sizeof(c.name), "async-%u", id);
-	return dc_ioctl(DVK_IOC_DC_CREATE, &c);
-}
-
-static int dc_destroy(uint32_t id)
-{
-	return dc_ioctl(DVK_IOC_DC_DESTROY, &id);
-}
-
-/* A new DC of `slots` endpoints, each with a queue of QLEN; the case ends if it fails. */
-static uint32_t dc_new(uint32_t slots)
-{
-	uint32_t id;
-	int rc;
-
-	REQUIRE(dc_used < DCS_PER_CASE);
-	id = dc_base + dc_used++;
-	rc = dc_create(id, slots, QLEN);
-	if (rc) {
-		tap_fail("creating DC %u with %u slots: %s", id, slots, errname(-rc));
-		_exit(1);
-	}
-	return id;
-}
-
-/* ====================================================================================== */
 /* Endpoints and blocking calls; each returns 0 or -errno.                                 */
 /* ====================================================================================== */
-
-static int bind_rc(int fd, uint32_t dc, uint32_t ep, uint32_t *gen)
-{
-	struct dvk_bind b = { .dc = dc, .endpoint = ep };
-	int rc = dvk_ioctl(fd, DVK_IOC_BIND, &b);
-
-	if (rc == 0 && gen)
-		*gen = b.generation;
-	return rc;
-}
-
-static int ep_open(uint32_t dc, uint32_t ep, uint32_t *gen)
-{
-	int fd = dev_open(), rc = bind_rc(fd, dc, ep, gen);
-
-	if (rc) {
-		tap_fail("binding dc %u endpoint %u: %s", dc, ep, errname(-rc));
-		_exit(1);
-	}
-	return fd;
-}
-
-static int msend(int fd, uint32_t dst, uint32_t gen, int32_t type, const void *p, uint32_t len,
-		 uint32_t flags, uint64_t deadline)
-{
-	struct dvk_send s = {
-		.msg = { .peer = dst, .peer_gen = gen, .type = type,
-			 .payload = (uintptr_t)p, .size = len },
-		.deadline_ns = deadline,
-		.flags = flags,
-	};
-
-	return dvk_ioctl(fd, DVK_IOC_SEND, &s);
-}
-
-static int mrecv(int fd, uint32_t from, uint32_t from_gen, void *buf, uint32_t cap,
-		 uint32_t flags, uint64_t deadline, struct dvk_msg *out)
-{
-	struct dvk_receive r = {
-		.from = from, .from_gen = from_gen, .deadline_ns = deadline, .flags = flags,
-		.msg = { .payload = (uintptr_t)buf, .size = cap },
-	};
-	int rc = dvk_ioctl(fd, DVK_IOC_RECEIVE, &r);
-
-	if (out)
-		*out = r.msg;
-	return rc;
-}
 
 static int msendrec(int fd, uint32_t dst, int32_t type, const void *p, uint32_t len, void *rbuf_,
 		    uint32_t rcap, uint64_t deadline, struct dvk_msg *reply)
@@ -206,13 +90,6 @@ static int mreply(int fd, uint32_t peer, uint32_t peer_gen, uint64_t id, int32_t
 	};
 
 	return dvk_ioctl(fd, DVK_IOC_REPLY, &r);
-}
-
-static int mnotify(int fd, uint32_t dst, uint32_t gen, uint32_t bits)
-{
-	struct dvk_notify n = { .peer = dst, .peer_gen = gen, .bits = bits };
-
-	return dvk_ioctl(fd, DVK_IOC_NOTIFY, &n);
 }
 
 /*
@@ -263,34 +140,6 @@ static void fill_queue(int fd, uint32_t dst, uint64_t first)
 	for (uint64_t i = 0; i < QLEN; i++)
 		SEND_NUM(fd, dst, first + i);
 	CHECK_RC(send_num(fd, dst, 999999, DVK_CALL_NONBLOCK, 0), -EAGAIN);
-}
-
-/* A byte pattern that differs per position and per seed. */
-static void pattern(void *buf, size_t len, unsigned seed)
-{
-	unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		p[i] = (unsigned char)(i * 31 + seed * 7 + (i >> 8));
-}
-
-static bool is_pattern(const void *buf, size_t len, unsigned seed)
-{
-	const unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != (unsigned char)(i * 31 + seed * 7 + (i >> 8)))
-			return false;
-	return true;
-}
-
-static unsigned char *pattern_new(size_t len, unsigned seed)
-{
-	unsigned char *p = malloc(len ? len : 1);
-
-	REQUIRE(p);
-	pattern(p, len, seed);
-	return p;
 }
 
 /* ====================================================================================== */
@@ -616,108 +465,7 @@ static int poll_now(int fd)
 /* Helper processes and threads                                                            */
 /* ====================================================================================== */
 
-typedef void (*child_fn)(void *arg);
-
-/*
- * Forks a helper that runs fn(arg) and exits 0, or 1 if a check failed. It keeps the dvk
- * files listed in `keep` and closes every other one.
- */
-static pid_t spawn_keep(child_fn fn, void *arg, const int *keep, int nkeep)
-{
-	pid_t pid;
-
-	fflush(stdout);
-	pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid > 0)
-		return pid;
-	tap_failed = 0;
-	for (int i = 0; i < n_open_fds;) {
-		bool kept = false;
-
-		for (int k = 0; k < nkeep; k++)
-			kept |= keep[k] == open_fds[i];
-		if (kept) {
-			i++;
-			continue;
-		}
-		close(open_fds[i]);
-		open_fds[i] = open_fds[--n_open_fds];
-	}
-	fn(arg);
-	_exit(tap_failed ? 1 : 0);
-}
-
-#define SPAWN(fn, arg, ...)                                                               \
-	spawn_keep(fn, arg, (const int[]){ -1, __VA_ARGS__ },                              \
-		   (int)(sizeof((const int[]){ -1, __VA_ARGS__ }) / sizeof(int)))
-
-static bool reap_child(pid_t pid, int ms, int *status)
-{
-	uint64_t end = in_ms(ms);
-
-	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-
-		if (r == pid)
-			return true;
-		if (r < 0 || now_ns() > end)
-			return false;
-		sleep_ms(1);
-	}
-}
-
-#define CHECK_CHILD(pid) check_child_at(__FILE__, __LINE__, pid)
-static void check_child_at(const char *file, int line, pid_t pid)
-{
-	int st = 0;
-
-	if (!reap_child(pid, 3 * LONG_MS, &st)) {
-		kill(pid, SIGKILL);
-		reap_child(pid, LONG_MS, &st);
-		tap_failed = 1;
-		tap_diag_at(file, line, "helper %d did not finish; killed it", (int)pid);
-	} else if (WIFSIGNALED(st)) {
-		tap_failed = 1;
-		tap_diag_at(file, line, "helper %d was killed by signal %d (%s)", (int)pid,
-			    WTERMSIG(st), strsignal(WTERMSIG(st)));
-	} else if (WEXITSTATUS(st) != 0) {
-		tap_failed = 1;
-		tap_diag_at(file, line, "helper %d failed (exit %d)", (int)pid, WEXITSTATUS(st));
-	}
-}
-
-static void kill_child(pid_t pid)
-{
-	int st;
-
-	CHECK(kill(pid, SIGKILL) == 0);
-	CHECK(reap_child(pid, LONG_MS, &st));
-}
-
 /* ---- pipes ---- */
-
-static void pipe_new(int p[2])
-{
-	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
-}
-
-static void put_byte(int fd, char c)
-{
-	CHECK(write(fd, &c, 1) == 1);
-}
-
-static int get_byte(int fd, int ms)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char c;
-
-	if (poll(&p, 1, ms) != 1 || read(fd, &c, 1) != 1)
-		return -1;
-	return c;
-}
-
-#define EXPECT_BYTE(fd, c) CHECK_EQ(get_byte(fd, 3 * LONG_MS), c)
 
 static void put_u64(int fd, uint64_t v)
 {
@@ -784,26 +532,6 @@ static bool wait_sleeping_at(const char *file, int line, pid_t pid, pid_t tid)
 
 /* ---- memory the kernel cannot touch ---- */
 
-static void *bad_page(void)
-{
-	void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	REQUIRE(p != MAP_FAILED);
-	return p;
-}
-
-/* `len` zeroed bytes that end exactly where an inaccessible page begins. */
-static void *before_hole(size_t len)
-{
-	size_t pages = (len + 4095) / 4096 + 1;
-	char *p = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-
-	REQUIRE(p != MAP_FAILED);
-	REQUIRE(mprotect(p + (pages - 1) * 4096, 4096, PROT_NONE) == 0);
-	return p + (pages - 1) * 4096 - len;
-}
-
 /* A page holding `len` bytes of `src`, then made read-only. */
 static void *read_only_copy(const void *src, size_t len)
 {
@@ -815,17 +543,7 @@ static void *read_only_copy(const void *src, size_t len)
 	return p;
 }
 
-#define KERNEL_ADDR ((void *)0xffff888000000000ull)
-
 /* ---- counters ---- */
-
-static long long stat_now(const char *name)
-{
-	struct dvk_stats s;
-
-	REQUIRE(stats_read(&s) == 0);
-	return stats_get(&s, name);
-}
 
 /* Waits (up to 3 s) until statistic `name` is `want`. */
 #define WAIT_STAT(name, want) wait_stat_at(__FILE__, __LINE__, name, want)
@@ -3188,14 +2906,6 @@ static void t_threads(void)
 /* The runner                                                                              */
 /* ====================================================================================== */
 
-struct test_case {
-	void (*fn)(void);
-	const char *name;
-	int timeout_s; /* 0: 20 */
-};
-
-#define T(f, n, ...) { .fn = f, .name = n, __VA_ARGS__ }
-
 static const struct test_case cases[] = {
 	T(t_tokens, "SUBMIT returns a fresh token per call; completions name it"),
 	T(t_submit_einval_op_flags, "SUBMIT: a bad op, flags or reserved fails with EINVAL, submits nothing"),
@@ -3248,124 +2958,15 @@ static const struct test_case cases[] = {
 };
 #define N_CASES ((int)(sizeof(cases) / sizeof(cases[0])))
 
-/* Reaps whatever children are left (helpers of a case become ours: we are a subreaper). */
-static void reap_all(int ms)
-{
-	uint64_t end = in_ms(ms);
-
-	while (now_ns() < end) {
-		pid_t r = waitpid(-1, NULL, WNOHANG);
-
-		if (r < 0 && errno == ECHILD)
-			return;
-		if (r <= 0)
-			sleep_ms(2);
-	}
-}
-
-/* Destroys the case's DCs, waiting while their endpoints are still unbinding. */
-static bool destroy_case_dcs(uint32_t base, char *why, size_t len)
-{
-	bool ok = true;
-
-	for (uint32_t id = base; id < base + DCS_PER_CASE; id++) {
-		uint64_t end = in_ms(3000);
-		int rc;
-
-		while ((rc = dc_destroy(id)) == -EBUSY && now_ns() < end)
-			sleep_ms(5);
-		if (rc != 0 && rc != -ENOENT) {
-			snprintf(why, len, "destroying DC %u after the case: %s", id, errname(-rc));
-			ok = false;
-		}
-	}
-	return ok;
-}
-
-/* Runs one case in a process group of its own; true if it passed and left nothing behind. */
-static bool run_case(int index, const struct test_case *c)
-{
-	int timeout = c->timeout_s ? c->timeout_s : 20, st = 0;
-	uint32_t base = DC_FIRST + DCS_PER_CASE * index;
-	struct dvk_stats before, after;
-	char why[512];
-	bool ok = true, exited;
-	pid_t pid;
-
-	REQUIRE(stats_read(&before) == 0);
-	fflush(stdout);
-	pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_IGN);
-		alarm(timeout);
-		dc_base = base;
-		c->fn();
-		_exit(tap_failed ? 1 : 0);
-	}
-	setpgid(pid, pid);
-	exited = reap_child(pid, (timeout + 5) * 1000, &st);
-	kill(-pid, SIGKILL);
-	if (!exited) {
-		tap_diag("timed out after %d s", timeout + 5);
-		reap_child(pid, 5000, &st);
-		ok = false;
-	} else if (WIFSIGNALED(st)) {
-		tap_diag("the case was killed by signal %d (%s)%s", WTERMSIG(st),
-			 strsignal(WTERMSIG(st)), WTERMSIG(st) == SIGALRM ? ": its watchdog" : "");
-		ok = false;
-	} else if (WEXITSTATUS(st) != 0) {
-		ok = false;
-	}
-	reap_all(5000);
-	if (!destroy_case_dcs(base, why, sizeof(why))) {
-		tap_diag("%s", why);
-		ok = false;
-	}
-	/* Everything is closed and destroyed: every counter must be back where it was. */
-	{
-		uint64_t end = in_ms(3000);
-		bool same;
-
-		do {
-			REQUIRE(stats_read(&after) == 0);
-			same = stats_same(&before, &after, why, sizeof(why));
-			if (!same)
-				sleep_ms(5);
-		} while (!same && now_ns() < end);
-		if (!same) {
-			tap_diag("counters not back after the case: %s", why);
-			ok = false;
-		}
-	}
-	return ok;
-}
-
-static bool selected(const char *name, int argc, char **argv)
-{
-	if (argc < 2)
-		return true;
-	for (int i = 1; i < argc; i++)
-		if (strstr(name, argv[i]))
-			return true;
-	return false;
-}
-
 int main(int argc, char **argv)
 {
-	int fd, planned = 0, number = 0, failed = 0;
+	char header[200];
 	struct dvk_version v;
 	struct dvk_stats s;
 	size_t len;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || dvk_ioctl(fd, DVK_IOC_VERSION, &v) != 0 || stats_read(&s) != 0) {
-		printf("Bail out! %s or %s not usable: %s\n", DVK_DEV, DVK_STATS, strerror(errno));
+	if (!harness_probe(&v, &s))
 		return 1;
-	}
-	close(fd);
 	if (!(v.features & DVK_FEATURE_ASYNC)) {
 		printf("Bail out! the module does not report DVK_FEATURE_ASYNC\n");
 		return 1;
@@ -3377,23 +2978,7 @@ int main(int argc, char **argv)
 	REQUIRE(rbuf != MAP_FAILED);
 	REQUIRE(mprotect(rbuf + len, 4096, PROT_NONE) == 0);
 	rbuf_len = (uint32_t)len;
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
-
-	for (int i = 0; i < N_CASES; i++)
-		planned += selected(cases[i].name, argc, argv);
-	printf("1..%d\n", planned);
-	printf("# max_payload %u, DVK_ASYNC_MAX %d, case queues of %d\n", max_payload,
-	       DVK_ASYNC_MAX, QLEN);
-	for (int i = 0; i < N_CASES; i++) {
-		bool ok;
-
-		if (!selected(cases[i].name, argc, argv))
-			continue;
-		ok = run_case(i, &cases[i]);
-		failed += !ok;
-		printf("%s %d - %s\n", ok ? "ok" : "not ok", ++number, cases[i].name);
-	}
-	if (failed)
-		printf("# %d of %d failed\n", failed, planned);
-	return failed ? 1 : 0;
+	snprintf(header, sizeof(header), "max_payload %u, DVK_ASYNC_MAX %d, case queues of %d",
+		 max_payload, DVK_ASYNC_MAX, QLEN);
+	return run_cases(cases, N_CASES, argc, argv, header);
 }

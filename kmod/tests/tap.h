@@ -35,8 +35,15 @@
 #define DVK_ENDPOINTS "/proc/dvk/endpoints"
 #define DVK_PARAMS "/sys/module/dvk/parameters/"
 
-/* Set by any failed check in this process; a child exits non-zero when it is set. */
+/*
+ * Set by any failed check in this process; a child exits non-zero when it is set. A program
+ * of several files (see harness.h) defines TAP_SHARED_STATE and one definition for them all.
+ */
+#ifdef TAP_SHARED_STATE
+extern volatile int tap_failed;
+#else
 static volatile int tap_failed;
+#endif
 
 /* ---- diagnostics ---- */
 

@@ -10,7 +10,8 @@
  * sleeping alone. After every case the runner kills what is left of it, destroys the DCs it
  * used and checks that every counter in /proc/dvk/stats is back to its value before the case.
  */
-#include "tap.h"
+
+#include "harness.h"
 
 #include <grp.h>
 #include <poll.h>
@@ -20,74 +21,22 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
-/* How long a call that should complete may wait: long, but never forever. */
-#define LONG_MS 10000
-#define SOON in_ms(LONG_MS)
-
 /* The loaded module's limits, read by the runner before it forks the cases. */
 static uint32_t max_payload, queue_length, queue_bytes;
 
 /* The DC ids a case may use: dc_base .. dc_base + DCS_PER_CASE - 1; the runner destroys them. */
 #define DCS_PER_CASE 16
-static uint32_t dc_base;
-static int dc_used;
 
-/* ====================================================================================== */
-/* Files of /dev/dvk. Every one is registered so that a forked helper can close the ones it   */
-/* must not hold: a process that keeps a copy of a file keeps its endpoint bound.             */
-/* ====================================================================================== */
-
-#define MAX_FDS 256
-static int open_fds[MAX_FDS];
-static int n_open_fds;
-
-static int dvk_open(void)
-{
-	int fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
-
-	REQUIRE(fd >= 0);
-	REQUIRE(n_open_fds < MAX_FDS);
-	open_fds[n_open_fds++] = fd;
-	return fd;
-}
-
-static void dvk_close(int fd)
-{
-	for (int i = 0; i < n_open_fds; i++) {
-		if (open_fds[i] == fd) {
-			open_fds[i] = open_fds[--n_open_fds];
-			break;
-		}
-	}
-	CHECK(close(fd) == 0);
-}
+const struct harness_config harness_config = {
+	.dc_prefix = "uapi",
+	.dc_first = 1000,
+	.dcs_per_case = DCS_PER_CASE,
+	.dc_queue_length = 0,
+};
 
 /* ====================================================================================== */
 /* DCs                                                                                     */
 /* ====================================================================================== */
-
-/* A DC management ioctl on a file of its own, so that it never disturbs a bound one. */
-static int dc_ioctl(unsigned long cmd, void *arg)
-{
-	int fd = dvk_open(), rc = dvk_ioctl(fd, cmd, arg);
-
-	dvk_close(fd);
-	return rc;
-}
-
-static void dc_name_of(uint32_t id, char name[DVK_NAME_MAX])
-{
-	memset(name, 0, DVK_NAME_MAX);
-	snprintf(name, DVK_NAME_MAX, "uapi-%u", id);
-}
-
-static int dc_create(uint32_t id, uint32_t slots)
-{
-	struct dvk_dc_config c = { .id = id, .slots = slots };
-
-	dc_name_of(id, c.name);
-	return dc_ioctl(DVK_IOC_DC_CREATE, &c);
-}
 
 static int dc_create_named(uint32_t id, uint32_t slots, const char *name, size_t len)
 {
@@ -97,94 +46,9 @@ static int dc_create_named(uint32_t id, uint32_t slots, const char *name, size_t
 	return dc_ioctl(DVK_IOC_DC_CREATE, &c);
 }
 
-static int dc_destroy(uint32_t id)
-{
-	return dc_ioctl(DVK_IOC_DC_DESTROY, &id);
-}
-
-/* A fresh id from this case's range, not created. */
-static uint32_t dc_id(void)
-{
-	REQUIRE(dc_used < DCS_PER_CASE);
-	return dc_base + dc_used++;
-}
-
-/* A new DC with `slots` endpoints; the case ends if it cannot be created. */
-static uint32_t dc_new(uint32_t slots)
-{
-	uint32_t id = dc_id();
-	int rc = dc_create(id, slots);
-
-	if (rc) {
-		tap_fail("creating DC %u with %u slots: %s", id, slots, errname(-rc));
-		_exit(1);
-	}
-	return id;
-}
-
 /* ====================================================================================== */
 /* Endpoints and calls; each returns 0 or -errno.                                         */
 /* ====================================================================================== */
-
-static int bind_rc(int fd, uint32_t dc, uint32_t ep, uint32_t *gen)
-{
-	struct dvk_bind b = { .dc = dc, .endpoint = ep };
-	int rc = dvk_ioctl(fd, DVK_IOC_BIND, &b);
-
-	if (rc == 0 && gen)
-		*gen = b.generation;
-	return rc;
-}
-
-/* Opens a file and binds it to (dc, ep); the case ends if that fails. */
-static int ep_open(uint32_t dc, uint32_t ep, uint32_t *gen)
-{
-	int fd = dvk_open(), rc = bind_rc(fd, dc, ep, gen);
-
-	if (rc) {
-		tap_fail("binding dc %u endpoint %u: %s", dc, ep, errname(-rc));
-		_exit(1);
-	}
-	return fd;
-}
-
-static int msend(int fd, uint32_t dst, uint32_t gen, int32_t type, const void *p, uint32_t len,
-		 uint32_t flags, uint64_t deadline)
-{
-	struct dvk_send s = {
-		.msg = { .peer = dst, .peer_gen = gen, .type = type,
-			 .payload = (uintptr_t)p, .size = len },
-		.deadline_ns = deadline,
-		.flags = flags,
-	};
-
-	return dvk_ioctl(fd, DVK_IOC_SEND, &s);
-}
-
-/* Receives into buf/cap; the message (with size = its length) lands in *out if given. */
-static int mrecv(int fd, uint32_t from, uint32_t from_gen, void *buf, uint32_t cap,
-		 uint32_t flags, uint64_t deadline, struct dvk_msg *out)
-{
-	struct dvk_receive r = {
-		.from = from, .from_gen = from_gen, .deadline_ns = deadline, .flags = flags,
-		.msg = { .payload = (uintptr_t)buf, .size = cap },
-	};
-	int rc = dvk_ioctl(fd, DVK_IOC_RECEIVE, &r);
-
-	if (out)
-		*out = r.msg;
-	return rc;
-}
-
-static void sendrec_init(struct dvk_sendrec *s, uint32_t dst, uint32_t gen, int32_t type,
-			 const void *p, uint32_t len, void *rbuf, uint32_t rcap, uint64_t deadline)
-{
-	memset(s, 0, sizeof(*s));
-	s->request = (struct dvk_msg){ .peer = dst, .peer_gen = gen, .type = type,
-				       .payload = (uintptr_t)p, .size = len };
-	s->reply = (struct dvk_msg){ .payload = (uintptr_t)rbuf, .size = rcap };
-	s->deadline_ns = deadline;
-}
 
 static int msendrec(int fd, uint32_t dst, uint32_t gen, int32_t type, const void *p, uint32_t len,
 		    void *rbuf, uint32_t rcap, uint64_t deadline, struct dvk_msg *reply)
@@ -214,13 +78,6 @@ static int mreply(int fd, const struct dvk_msg *req, int32_t type, const void *p
 
 	reply_init(&r, req, type, p, len);
 	return dvk_ioctl(fd, DVK_IOC_REPLY, &r);
-}
-
-static int mnotify(int fd, uint32_t dst, uint32_t gen, uint32_t bits)
-{
-	struct dvk_notify n = { .peer = dst, .peer_gen = gen, .bits = bits };
-
-	return dvk_ioctl(fd, DVK_IOC_NOTIFY, &n);
 }
 
 /*
@@ -263,189 +120,9 @@ static int recv_num(int fd, uint32_t from, uint32_t from_gen, uint32_t flags, ui
 #define EXPECT_EMPTY(fd) CHECK_RC(mrecv(fd, DVK_ANY, 0, NULL, 0, DVK_CALL_NONBLOCK, 0, NULL), \
 				  -EAGAIN)
 
-/* A byte pattern that differs per position and per seed. */
-static void pattern(void *buf, size_t len, unsigned seed)
-{
-	unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		p[i] = (unsigned char)(i * 31 + seed * 7 + (i >> 8));
-}
-
-static bool is_pattern(const void *buf, size_t len, unsigned seed)
-{
-	const unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != (unsigned char)(i * 31 + seed * 7 + (i >> 8)))
-			return false;
-	return true;
-}
-
 /* ====================================================================================== */
 /* Helper processes                                                                        */
 /* ====================================================================================== */
-
-typedef void (*child_fn)(void *arg);
-
-/*
- * Forks a helper that runs fn(arg) and exits 0, or 1 if a check failed. It keeps the dvk
- * files listed in `keep` and closes every other one, so that its parent alone decides when
- * those endpoints unbind.
- */
-static pid_t spawn_keep(child_fn fn, void *arg, const int *keep, int nkeep)
-{
-	pid_t pid;
-
-	fflush(stdout);
-	pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid > 0)
-		return pid;
-	tap_failed = 0;
-	for (int i = 0; i < n_open_fds;) {
-		bool kept = false;
-
-		for (int k = 0; k < nkeep; k++)
-			kept |= keep[k] == open_fds[i];
-		if (kept) {
-			i++;
-			continue;
-		}
-		close(open_fds[i]);
-		open_fds[i] = open_fds[--n_open_fds];
-	}
-	fn(arg);
-	_exit(tap_failed ? 1 : 0);
-}
-
-#define SPAWN(fn, arg, ...)                                                               \
-	spawn_keep(fn, arg, (const int[]){ -1, __VA_ARGS__ },                              \
-		   (int)(sizeof((const int[]){ -1, __VA_ARGS__ }) / sizeof(int)))
-
-/* Waits up to `ms` for pid to end; false (and the child is still there) on timeout. */
-static bool reap(pid_t pid, int ms, int *status)
-{
-	uint64_t end = in_ms(ms);
-
-	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-
-		if (r == pid)
-			return true;
-		if (r < 0 || now_ns() > end)
-			return false;
-		sleep_ms(1);
-	}
-}
-
-/* Waits for a helper and checks that it exited 0. */
-#define CHECK_CHILD(pid) check_child_at(__FILE__, __LINE__, pid)
-static void check_child_at(const char *file, int line, pid_t pid)
-{
-	int st = 0;
-
-	if (!reap(pid, 3 * LONG_MS, &st)) {
-		kill(pid, SIGKILL);
-		reap(pid, LONG_MS, &st);
-		tap_failed = 1;
-		tap_diag_at(file, line, "helper %d did not finish; killed it", (int)pid);
-	} else if (WIFSIGNALED(st)) {
-		tap_failed = 1;
-		tap_diag_at(file, line, "helper %d was killed by signal %d (%s)", (int)pid,
-			    WTERMSIG(st), strsignal(WTERMSIG(st)));
-	} else if (WEXITSTATUS(st) != 0) {
-		tap_failed = 1;
-		tap_diag_at(file, line, "helper %d failed (exit %d)", (int)pid, WEXITSTATUS(st));
-	}
-}
-
-/* Kills a helper with SIGKILL and reaps it. */
-static void kill_child(pid_t pid)
-{
-	int st;
-
-	CHECK(kill(pid, SIGKILL) == 0);
-	CHECK(reap(pid, LONG_MS, &st));
-}
-
-/* ---- pipes to say "I got there" between processes ---- */
-
-static void pipe_new(int p[2])
-{
-	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
-}
-
-static void put_byte(int fd, char c)
-{
-	CHECK(write(fd, &c, 1) == 1);
-}
-
-/* The next byte from fd, or -1 after `ms` milliseconds or at end of file. */
-static int get_byte(int fd, int ms)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char c;
-
-	if (poll(&p, 1, ms) != 1 || read(fd, &c, 1) != 1)
-		return -1;
-	return c;
-}
-
-#define EXPECT_BYTE(fd, c) CHECK_EQ(get_byte(fd, 3 * LONG_MS), c)
-
-/* ---- signals for the interrupted-wait cases ---- */
-
-static volatile sig_atomic_t sig_count;
-static int sig_pipe_w = -1; /* the handler writes 'S' here, so the parent knows it ran */
-
-static void on_signal(int sig)
-{
-	char c = 'S';
-
-	(void)sig;
-	sig_count++;
-	if (sig_pipe_w >= 0 && write(sig_pipe_w, &c, 1) < 0)
-		sig_count += 1000; /* visible as a wrong count */
-}
-
-/* Catches `sig` with on_signal, with or without SA_RESTART. */
-static void catch_signal(int sig, bool restart)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = restart ? SA_RESTART : 0;
-	sigemptyset(&sa.sa_mask);
-	REQUIRE(sigaction(sig, &sa, NULL) == 0);
-}
-
-/* ---- memory the kernel cannot touch ---- */
-
-static void *bad_page(void)
-{
-	void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	REQUIRE(p != MAP_FAILED);
-	return p;
-}
-
-/* `len` zeroed bytes that end exactly where an inaccessible page begins. */
-static void *before_hole(size_t len)
-{
-	size_t pages = (len + 4095) / 4096 + 1;
-	char *p = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-
-	REQUIRE(p != MAP_FAILED);
-	REQUIRE(mprotect(p + (pages - 1) * 4096, 4096, PROT_NONE) == 0);
-	return p + (pages - 1) * 4096 - len;
-}
-
-/* An address user space can never own. */
-#define KERNEL_ADDR ((void *)0xffff888000000000ull)
-
 
 /* ---- a client helper many cases share ---- */
 
@@ -485,7 +162,7 @@ static void client_call(void *p)
 
 static void t_version(void)
 {
-	int fd = dvk_open();
+	int fd = dev_open();
 	struct dvk_version v;
 
 	/* Garbage in: VERSION only writes, so the kernel must not read (or reject) it. */
@@ -531,7 +208,7 @@ static const unsigned long unknown_cmds[] = {
 static void t_unknown_ioctl(void)
 {
 	uint32_t dc = dc_new(4);
-	int fds[2] = { ep_open(dc, 0, NULL), dvk_open() };
+	int fds[2] = { ep_open(dc, 0, NULL), dev_open() };
 	char *buf = calloc(1, 16384);
 
 	for (int f = 0; f < 2; f++) {
@@ -571,7 +248,7 @@ static const struct cmd_on all_cmds[] = {
 static void t_efault_null(void)
 {
 	uint32_t dc = dc_new(4);
-	int bound = ep_open(dc, 0, NULL), unbound = dvk_open();
+	int bound = ep_open(dc, 0, NULL), unbound = dev_open();
 	struct dvk_stats before, after;
 
 	CHECK_RC(stats_read(&before), 0);
@@ -589,7 +266,7 @@ static void t_efault_null(void)
 static void t_efault_bad_pointers(void)
 {
 	uint32_t dc = dc_new(4);
-	int bound = ep_open(dc, 0, NULL), unbound = dvk_open();
+	int bound = ep_open(dc, 0, NULL), unbound = dev_open();
 	void *none = bad_page();
 
 	for (size_t i = 0; i < N_CMDS; i++) {
@@ -661,7 +338,7 @@ static void t_reserved_dc_bind(void)
 	c.reserved = 0;
 	CHECK_RC(dc_ioctl(DVK_IOC_DC_CREATE, &c), 0);
 
-	fd = dvk_open();
+	fd = dev_open();
 	b.reserved[0] = 1;
 	CHECK_RC(dvk_ioctl(fd, DVK_IOC_BIND, &b), -EINVAL);
 	b.reserved[0] = 0;
@@ -723,7 +400,7 @@ static void t_reserved_reply(void)
 	struct dvk_reply rep;
 	struct dvk_reply_receive rr;
 
-	dvk_close(client);
+	dev_close(client);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, sizeof(in), 0, SOON, &req), 0);
 
 	reply_init(&rep, &req, 3, &answer, sizeof(answer));
@@ -760,7 +437,7 @@ static void t_unknown_flags(void)
 {
 	uint32_t id = dc_id(), dc = dc_new(4);
 	struct dvk_dc_config c = { .id = id, .slots = 4 };
-	int r = ep_open(dc, 0, NULL), s = ep_open(dc, 1, NULL), u = dvk_open();
+	int r = ep_open(dc, 0, NULL), s = ep_open(dc, 1, NULL), u = dev_open();
 	uint64_t n = 3, back;
 	static const uint32_t bad_call_flags[] = { 1u << 2, 1u << 15, 1u << 31 };
 	static const uint32_t bad_bind_flags[] = { 1u << 1, 1u << 31 };
@@ -867,13 +544,6 @@ struct unpriv_arg {
 	uint32_t dc, spare; /* an existing DC, and an id that is free */
 };
 
-static void drop_privileges(void)
-{
-	REQUIRE(setgroups(0, NULL) == 0);
-	REQUIRE(setgid(65534) == 0);
-	REQUIRE(setuid(65534) == 0);
-}
-
 /* Without the capability: DC management fails, everything else works. */
 static void unprivileged(void *p)
 {
@@ -896,7 +566,7 @@ static void unprivileged(void *p)
 static void t_dc_eperm(void)
 {
 	uint32_t dc = dc_new(4), spare = dc_id();
-	struct unpriv_arg a = { .fd = dvk_open(), .dc = dc, .spare = spare };
+	struct unpriv_arg a = { .fd = dev_open(), .dc = dc, .spare = spare };
 	pid_t pid = SPAWN(unprivileged, &a, a.fd);
 
 	CHECK_CHILD(pid);
@@ -963,7 +633,7 @@ static void t_dc_slots(void)
 	CHECK_RC(dc_create(dc_id(), 0xffffffffu), -EINVAL);
 	CHECK_RC(dc_create(dc_id(), 1), 0);
 	CHECK_RC(dc_create(big, DVK_SLOTS_MAX), 0);
-	fd = dvk_open();
+	fd = dev_open();
 	CHECK_RC(bind_rc(fd, big, DVK_SLOTS_MAX, NULL), -EINVAL);
 	CHECK_RC(bind_rc(fd, big, DVK_SLOTS_MAX - 1, NULL), 0);
 	CHECK_RC(send_num(fd, DVK_SLOTS_MAX - 1, 1, 0, SOON), 0);
@@ -981,7 +651,7 @@ static void t_dc_ebusy(void)
 	CHECK_RC(send_num(fd, 2, 1, 0, SOON), 0);
 	EXPECT_NUM(fd, DVK_ANY, 1);
 	CHECK_RC(stats_read(&before), 0);
-	dvk_close(fd);
+	dev_close(fd);
 	CHECK_RC(dc_destroy(dc), 0);
 	CHECK_RC(stats_read(&after), 0);
 	CHECK_EQ(stats_get(&after, "dcs"), stats_get(&before, "dcs") - 1);
@@ -991,7 +661,7 @@ static void t_dc_ebusy(void)
 static void t_dc_enoent(void)
 {
 	uint32_t dc = dc_new(4);
-	int fd = dvk_open();
+	int fd = dev_open();
 
 	CHECK_RC(dc_destroy(dc + 1), -ENOENT);
 	CHECK_RC(dc_destroy(0xfffffff0u), -ENOENT);
@@ -1009,7 +679,7 @@ static void t_bind_generations(void)
 	uint32_t dc = dc_new(4);
 
 	for (uint32_t want = 1; want <= 3; want++) {
-		int fd = dvk_open();
+		int fd = dev_open();
 		struct dvk_bind b = { .dc = dc, .endpoint = 2 };
 
 		CHECK_RC(dvk_ioctl(fd, DVK_IOC_BIND, &b), 0);
@@ -1017,7 +687,7 @@ static void t_bind_generations(void)
 		CHECK_EQ(b.dc, dc);
 		CHECK_EQ(ep_get(dc, 2, "generation"), want);
 		CHECK_EQ(ep_get(dc, 2, "pid"), getpid());
-		dvk_close(fd);
+		dev_close(fd);
 		CHECK_EQ(ep_get(dc, 2, "endpoint"), -1);
 	}
 	/* Generations are per endpoint number. */
@@ -1026,7 +696,7 @@ static void t_bind_generations(void)
 		int fd = ep_open(dc, 3, &gen);
 
 		CHECK_EQ(gen, 1);
-		dvk_close(fd);
+		dev_close(fd);
 	}
 }
 
@@ -1034,7 +704,7 @@ static void t_bind_by_name(void)
 {
 	uint32_t dc = dc_new(4);
 	struct dvk_bind b = { .endpoint = 1, .flags = DVK_BIND_BY_NAME };
-	int fd = dvk_open();
+	int fd = dev_open();
 
 	dc_name_of(dc, b.dc_name);
 	CHECK_RC(dvk_ioctl(fd, DVK_IOC_BIND, &b), 0);
@@ -1042,7 +712,7 @@ static void t_bind_by_name(void)
 	CHECK_EQ(b.generation, 1);
 	CHECK_EQ(ep_get(dc, 1, "generation"), 1);
 
-	fd = dvk_open();
+	fd = dev_open();
 	memset(&b, 0, sizeof(b));
 	b.endpoint = 1;
 	b.flags = DVK_BIND_BY_NAME;
@@ -1053,14 +723,14 @@ static void t_bind_by_name(void)
 static void t_bind_eaddrinuse(void)
 {
 	uint32_t dc = dc_new(4), gen = 0;
-	int a = ep_open(dc, 0, NULL), b = dvk_open();
+	int a = ep_open(dc, 0, NULL), b = dev_open();
 
 	CHECK_RC(bind_rc(b, dc, 0, NULL), -EADDRINUSE);
 	CHECK_EQ(ep_get(dc, 0, "generation"), 1);
 	/* The failed bind left b unbound and free to bind elsewhere. */
 	CHECK_RC(bind_rc(b, dc, 1, &gen), 0);
 	CHECK_EQ(gen, 1);
-	dvk_close(a);
+	dev_close(a);
 }
 
 static void t_bind_eisconn(void)
@@ -1077,7 +747,7 @@ static void t_bind_eisconn(void)
 static void t_bind_einval(void)
 {
 	uint32_t dc = dc_new(4), gen = 0;
-	int fd = dvk_open();
+	int fd = dev_open();
 
 	CHECK_RC(bind_rc(fd, dc, 4, NULL), -EINVAL);
 	CHECK_RC(bind_rc(fd, dc, DVK_ANY, NULL), -EINVAL);
@@ -1089,7 +759,7 @@ static void t_bind_einval(void)
 static void t_bind_enoent(void)
 {
 	uint32_t dc = dc_new(4);
-	int fd = dvk_open();
+	int fd = dev_open();
 
 	CHECK_RC(bind_rc(fd, dc + 1, 0, NULL), -ENOENT);
 	CHECK_RC(bind_rc(fd, 0xfffffff1u, 0, NULL), -ENOENT);
@@ -1100,7 +770,7 @@ static void t_bind_enoent(void)
 static void t_enotconn(void)
 {
 	uint32_t dc = dc_new(4);
-	int bound = ep_open(dc, 0, NULL), fd = dvk_open();
+	int bound = ep_open(dc, 0, NULL), fd = dev_open();
 	uint64_t n = 1, back;
 	struct dvk_msg fake = { .peer = 0, .peer_gen = 1, .request_id = 1 };
 	struct dvk_reply_receive rr;
@@ -1208,7 +878,7 @@ static void t_source_generation(void)
 	struct dvk_msg m;
 
 	CHECK_EQ(sgen, 1);
-	dvk_close(s);
+	dev_close(s);
 	s = ep_open(dc, 2, &sgen);
 	CHECK_EQ(sgen, 2);
 	/* A destination with its exact generation, and with 0 meaning the current one. */
@@ -1291,7 +961,7 @@ static void t_fifo_one_sender(void)
 				.count = 5000 };
 	pid_t pid = SPAWN(sender, &a, a.fd);
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	receive_in_order(r, 1, &src, &a.first, a.count);
 	CHECK_CHILD(pid);
 	EXPECT_EMPTY(r);
@@ -1309,7 +979,7 @@ static void t_fifo_two_senders(void)
 		a[i] = (struct sender_arg){ .fd = ep_open(dc, src[i], NULL), .dst = 0,
 					    .first = first[i], .count = 3000 };
 		pid[i] = SPAWN(sender, &a[i], a[i].fd);
-		dvk_close(a[i].fd);
+		dev_close(a[i].fd);
 	}
 	receive_in_order(r, 2, src, first, 6000);
 	CHECK_CHILD(pid[0]);
@@ -1346,7 +1016,7 @@ static void t_receive_from_generation(void)
 	CHECK_RC(recv_num(r, 1, gen, DVK_CALL_NONBLOCK, 0, NULL, NULL), -EAGAIN);
 	CHECK_RC(send_num(s, 0, 5, 0, SOON), 0);
 	CHECK_RC(send_num(s, 0, 6, 0, SOON), 0);
-	dvk_close(s);
+	dev_close(s);
 	/* Messages accepted before the sender left stay receivable, by its generation too. */
 	CHECK_RC(recv_num(r, 1, gen, DVK_CALL_NONBLOCK, 0, NULL, NULL), 0);
 	CHECK_RC(recv_num(r, 1, gen, 0, SOON, NULL, NULL), 0);
@@ -1484,7 +1154,7 @@ static void t_send_enoent(void)
 
 	CHECK_RC(send_num(s, 2, 1, 0, SOON), -ENOENT);
 	CHECK_RC(msend(s, 1, gen + 1, 1, NULL, 0, 0, SOON), -ENOENT);
-	dvk_close(r);
+	dev_close(r);
 	CHECK_RC(send_num(s, 1, 1, 0, SOON), -ENOENT);
 	r = ep_open(dc, 1, NULL);
 	CHECK_RC(msend(s, 1, gen, 1, NULL, 0, 0, SOON), -ENOENT); /* the stale incarnation */
@@ -1522,7 +1192,7 @@ static void t_receive_wakes(void)
 	struct recv_arg a = { .fd = ep_open(dc, 0, NULL), .from = DVK_ANY, .want = 31, .ready = -1 };
 	pid_t pid = SPAWN(receiver, &a, a.fd);
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
 	CHECK_RC(send_num(s, 0, 31, 0, SOON), 0);
 	CHECK_CHILD(pid);
@@ -1667,7 +1337,7 @@ static void t_held_send_killed(void)
 
 	fill_queue(f, 0, 0);
 	pid = SPAWN(sender, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "held", 1);
 	kill_child(pid);
 	WAIT_UNBOUND(dc, 2);
@@ -1686,7 +1356,7 @@ static void t_held_taken_by_from(void)
 
 	fill_queue(f, 0, 0);
 	pid = SPAWN(sender, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "held", 1);
 	EXPECT_NUM(r, 3, 30);
 	EXPECT_NUM(r, 3, 31); /* the second send, held in turn, or waited for */
@@ -1737,9 +1407,9 @@ static void t_held_destination_gone(void)
 
 	fill_queue(f, 0, 0);
 	pid = SPAWN(send_expecting, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "held", 1);
-	dvk_close(r);
+	dev_close(r);
 	CHECK_CHILD(pid);
 }
 
@@ -1889,7 +1559,7 @@ static void t_sendrec_roundtrip(void)
 	pipe_new(pfd);
 	a.out = pfd[1];
 	pid = SPAWN(roundtrip_client, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, in, sizeof(in), 0, SOON, &req), 0);
 	CHECK_EQ(req.flags, DVK_MSG_REQUEST);
 	CHECK(req.request_id != 0);
@@ -1970,13 +1640,13 @@ static void t_sendrec_many_clients(void)
 	struct serve_arg s = { .fd = ep_open(dc, 0, NULL), .count = 4 * 250, .reply_receive = true };
 	pid_t server = SPAWN(serve, &s, s.fd), client[4];
 
-	dvk_close(s.fd);
+	dev_close(s.fd);
 	for (int c = 0; c < 4; c++) {
 		struct client_arg a = { .fd = ep_open(dc, 1 + c, NULL), .dst = 0, .count = 250,
 					.seed = c + 1 };
 
 		client[c] = SPAWN(client_many, &a, a.fd);
-		dvk_close(a.fd);
+		dev_close(a.fd);
 	}
 	for (int c = 0; c < 4; c++)
 		CHECK_CHILD(client[c]);
@@ -1993,7 +1663,7 @@ static void t_reply_twice(void)
 	struct dvk_msg req;
 	uint64_t in, ten = 10, eleven = 11;
 
-	dvk_close(ca.fd);
+	dev_close(ca.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	CHECK_RC(mreply(server, &req, 1, &ten, 8), 0);
 	CHECK_RC(mreply(server, &req, 2, &eleven, 8), -EINVAL);
@@ -2020,7 +1690,7 @@ static void t_reply_invalid(void)
 	EXPECT_EMPTY(other);
 
 	pid = SPAWN(client_call, &ca, ca.fd);
-	dvk_close(ca.fd);
+	dev_close(ca.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	fake = req;
 	fake.request_id += 1000;
@@ -2107,7 +1777,7 @@ static void t_sendrec_timeout_received(void)
 	pipe_new(pfd);
 	a.out = pfd[1];
 	pid = SPAWN(late_reply_client, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	EXPECT_BYTE(pfd[0], 'T');
 	v = 66;
@@ -2151,8 +1821,8 @@ static void t_server_dies_holding(void)
 	h.out = pfd[1];
 	server = SPAWN(hold_requests, &h, h.fd);
 	client = SPAWN(client_call, &ca, ca.fd);
-	dvk_close(h.fd);
-	dvk_close(ca.fd);
+	dev_close(h.fd);
+	dev_close(ca.fd);
 	EXPECT_BYTE(pfd[0], 'R');
 	CHECK_EQ(ep_get(dc, 0, "owed"), 1);
 	kill_child(server);
@@ -2171,12 +1841,12 @@ static void t_server_dies_queued(void)
 	for (uint64_t i = 0; i + 2 < queue_length; i++)
 		CHECK_RC(send_num(f, 0, i, DVK_CALL_NONBLOCK, 0), 0);
 	server = SPAWN(hold_requests, &h, h.fd);
-	dvk_close(h.fd);
+	dev_close(h.fd);
 	for (int i = 0; i < 3; i++) {
 		ca[i] = (struct call_arg){ .fd = ep_open(dc, 1 + i, NULL), .dst = 0, .num = i,
 					   .want_rc = -ESRCH };
 		client[i] = SPAWN(client_call, &ca[i], ca[i].fd);
-		dvk_close(ca[i].fd);
+		dev_close(ca[i].fd);
 		if (i < 2)
 			WAIT_EP(dc, 0, "queued", queue_length - 1 + i);
 	}
@@ -2195,7 +1865,7 @@ static void t_client_dies_received(void)
 	struct dvk_msg req;
 	uint64_t in, v = 2;
 
-	dvk_close(ca.fd);
+	dev_close(ca.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	kill_child(client);
 	WAIT_UNBOUND(dc, 1);
@@ -2212,7 +1882,7 @@ static void t_client_dies_queued(void)
 	struct call_arg ca = { .fd = ep_open(dc, 1, NULL), .dst = 0, .num = 1 };
 	pid_t client = SPAWN(client_call, &ca, ca.fd);
 
-	dvk_close(ca.fd);
+	dev_close(ca.fd);
 	WAIT_EP(dc, 0, "queued", 1);
 	kill_child(client);
 	WAIT_UNBOUND(dc, 1);
@@ -2253,7 +1923,7 @@ static void t_reply_receive_loop(void)
 	struct dvk_msg req;
 	uint64_t in = ~0ull, out;
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	for (int i = 0; i < a.count; i++) {
 		bool last = i + 1 == a.count;
@@ -2307,7 +1977,7 @@ static void t_sendrec_enoent(void)
 
 	CHECK_RC(msendrec(client, 2, 0, 1, &n, 8, &r, 8, in_ms(300), NULL), -ENOENT);
 	CHECK_RC(msendrec(client, 1, gen + 1, 1, &n, 8, &r, 8, in_ms(300), NULL), -ENOENT);
-	dvk_close(server);
+	dev_close(server);
 	server = ep_open(dc, 1, NULL);
 	CHECK_RC(msendrec(client, 1, gen, 1, &n, 8, &r, 8, in_ms(300), NULL), -ENOENT);
 	CHECK_EQ(ep_get(dc, 1, "queued"), 0);
@@ -2348,7 +2018,7 @@ static void t_sendrec_reuse(void)
 	int client = ep_open(dc, 1, NULL);
 	pid_t pid = SPAWN(reuse_client, &client, client);
 
-	dvk_close(client);
+	dev_close(client);
 	serve(&sv);
 	CHECK_CHILD(pid);
 	EXPECT_EMPTY(sv.fd);
@@ -2401,7 +2071,7 @@ static void t_sendrec_threads(void)
 	struct dvk_msg req[4];
 	uint64_t num[4];
 
-	dvk_close(client);
+	dev_close(client);
 	for (int i = 0; i < 4; i++) {
 		CHECK_RC(mrecv(server, DVK_ANY, 0, &num[i], 8, 0, SOON, &req[i]), 0);
 		for (int j = 0; j < i; j++)
@@ -2481,7 +2151,7 @@ static void t_eintr_receive(void)
 
 	intr_pipes(&ps, &a, ep_open(dc, 0, NULL), false);
 	pid = SPAWN(intr_receive, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.out[0], 'E');
@@ -2499,7 +2169,7 @@ static void t_restart_receive(void)
 
 	intr_pipes(&ps, &a, ep_open(dc, 0, NULL), true);
 	pid = SPAWN(intr_receive, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.sig[0], 'S');
@@ -2529,7 +2199,7 @@ static void t_eintr_send(void)
 	fill_queue(f, 0, 0);
 	intr_pipes(&ps, &a, ep_open(dc, 2, NULL), false);
 	pid = SPAWN(intr_send, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "held", 1);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.out[0], 'E');
@@ -2550,7 +2220,7 @@ static void t_restart_send(void)
 	fill_queue(f, 0, 0);
 	intr_pipes(&ps, &a, ep_open(dc, 2, NULL), true);
 	pid = SPAWN(intr_send, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "held", 1);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.sig[0], 'S');
@@ -2593,7 +2263,7 @@ static void t_eintr_sendrec_queued(void)
 
 	intr_pipes(&ps, &a, ep_open(dc, 1, NULL), false);
 	pid = SPAWN(intr_sendrec_queued, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "queued", 1);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.out[0], 'E');
@@ -2612,7 +2282,7 @@ static void t_restart_sendrec_queued(void)
 
 	intr_pipes(&ps, &a, ep_open(dc, 1, NULL), true);
 	pid = SPAWN(intr_sendrec_queued, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "queued", 1);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.sig[0], 'S');
@@ -2659,7 +2329,7 @@ static void intr_received_case(bool restart)
 
 	intr_pipes(&ps, &a, ep_open(dc, 1, NULL), restart);
 	pid = SPAWN(intr_sendrec_received, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(restart ? ps.sig[0] : ps.out[0], restart ? 'S' : 'E');
@@ -2717,7 +2387,7 @@ static void t_parked_poll(void)
 
 	intr_pipes(&ps, &a, ep_open(dc, 1, NULL), false);
 	pid = SPAWN(parked_poll_client, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req), 0);
 	CHECK(kill(pid, SIGUSR1) == 0);
 	EXPECT_BYTE(ps.out[0], 'E');
@@ -2769,7 +2439,7 @@ static void t_parked_max(void)
 
 	intr_pipes(&ps, &a, ep_open(dc, 1, NULL), false);
 	pid = SPAWN(parked_many_client, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	for (int i = 0; i < PARKED_CALLS; i++) {
 		CHECK_RC(mrecv(server, DVK_ANY, 0, &in, 8, 0, SOON, &req[i]), 0);
 		CHECK_EQ(in, i);
@@ -2887,7 +2557,7 @@ static void t_notify_sources(void)
 	EXPECT_EMPTY(r);
 	/* Each incarnation is a source of its own. */
 	CHECK_RC(mnotify(a, 0, 0, 1), 0);
-	dvk_close(a);
+	dev_close(a);
 	a = ep_open(dc, 1, NULL);
 	CHECK_RC(mnotify(a, 0, 0, 2), 0);
 	EXPECT_NOTE(r, DVK_ANY, 1, ga, 1);
@@ -2920,7 +2590,7 @@ static void t_notify_dead_notifier(void)
 	pipe_new(pfd);
 	a.out = pfd[1];
 	pid = SPAWN(notify_then_wait, &a, a.fd);
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	EXPECT_BYTE(pfd[0], 'N');
 	kill_child(pid);
 	WAIT_UNBOUND(dc, 1);
@@ -2949,7 +2619,7 @@ static void t_notify_wakes(void)
 				   .src_gen = gen, .bits = 0x40 };
 	pid_t pid = SPAWN(wait_note, &a, a.fd);
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
 	CHECK_RC(mnotify(n, 0, 0, 0x40), 0);
 	CHECK_CHILD(pid);
@@ -3002,7 +2672,7 @@ static void t_notify_enoent(void)
 
 	CHECK_RC(mnotify(n, 2, 0, 1), -ENOENT);
 	CHECK_RC(mnotify(n, 1, gen + 1, 1), -ENOENT);
-	dvk_close(r);
+	dev_close(r);
 	CHECK_RC(mnotify(n, 1, 0, 1), -ENOENT);
 	r = ep_open(dc, 1, NULL);
 	CHECK_RC(mnotify(n, 1, gen, 1), -ENOENT);
@@ -3081,7 +2751,7 @@ static void t_kill_blocked_receive(void)
 	struct recv_arg a = { .fd = ep_open(dc, 0, NULL), .from = DVK_ANY, .ready = -1 };
 	pid_t pid = SPAWN(receiver, &a, a.fd);
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
 	kill_child(pid);
 	WAIT_UNBOUND(dc, 0);
@@ -3098,9 +2768,9 @@ static void t_from_incarnation_gone(void)
 			      .want_rc = -ESRCH, .ready = -1 };
 	pid_t pid = SPAWN(receiver, &a, a.fd);
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
-	dvk_close(x);
+	dev_close(x);
 	CHECK_CHILD(pid);
 }
 
@@ -3112,9 +2782,9 @@ static void t_from_number_waits(void)
 	struct recv_arg a = { .fd = ep_open(dc, 0, NULL), .from = 1, .want = 77, .ready = -1 };
 	pid_t pid = SPAWN(receiver, &a, a.fd);
 
-	dvk_close(a.fd);
+	dev_close(a.fd);
 	WAIT_EP(dc, 0, "receivers", 1);
-	dvk_close(x);
+	dev_close(x);
 	sleep_ms(50); /* a wrong ESRCH would show by now */
 	CHECK_EQ(ep_get(dc, 0, "receivers"), 1);
 	x = ep_open(dc, 1, &gen);
@@ -3141,7 +2811,7 @@ static void t_unbind_discards(void)
 	CHECK_RC(mnotify(s, 0, 0, 1), 0);
 	CHECK_RC(stats_read(&full), 0);
 	CHECK_EQ(stats_get(&full, "notes"), stats_get(&before, "notes") + 1);
-	dvk_close(r);
+	dev_close(r);
 	CHECK_RC(stats_read(&after), 0);
 	CHECK_EQ(stats_get(&after, "messages"), stats_get(&before, "messages"));
 	CHECK_EQ(stats_get(&after, "bytes"), stats_get(&before, "bytes"));
@@ -3164,13 +2834,13 @@ static void t_many_in_flight(void)
 	struct serve_arg s = { .fd = ep_open(dc, 0, NULL), .count = CLIENTS * CALLS };
 	pid_t server = SPAWN(serve, &s, s.fd), client[CLIENTS];
 
-	dvk_close(s.fd);
+	dev_close(s.fd);
 	for (int c = 0; c < CLIENTS; c++) {
 		struct client_arg a = { .fd = ep_open(dc, 1 + c, NULL), .dst = 0, .count = CALLS,
 					.seed = 10 + c };
 
 		client[c] = SPAWN(client_many, &a, a.fd);
-		dvk_close(a.fd);
+		dev_close(a.fd);
 	}
 	for (int c = 0; c < CLIENTS; c++)
 		CHECK_CHILD(client[c]);
@@ -3180,14 +2850,6 @@ static void t_many_in_flight(void)
 /* ====================================================================================== */
 /* The runner                                                                              */
 /* ====================================================================================== */
-
-struct test_case {
-	void (*fn)(void);
-	const char *name;
-	int timeout_s; /* 0: 20 */
-};
-
-#define T(f, n, ...) { .fn = f, .name = n, __VA_ARGS__ }
 
 /* --- close() while a thread waits ------------------------------------------------------- */
 
@@ -3330,142 +2992,18 @@ static const struct test_case cases[] = {
 };
 #define N_CASES ((int)(sizeof(cases) / sizeof(cases[0])))
 
-/* Reaps whatever children are left (helpers of a case become ours: we are a subreaper). */
-static void reap_all(int ms)
-{
-	uint64_t end = in_ms(ms);
-
-	while (now_ns() < end) {
-		pid_t r = waitpid(-1, NULL, WNOHANG);
-
-		if (r < 0 && errno == ECHILD)
-			return;
-		if (r <= 0)
-			sleep_ms(2);
-	}
-}
-
-/* Destroys the case's DCs, waiting while their endpoints are still unbinding. */
-static bool destroy_case_dcs(uint32_t base, char *why, size_t len)
-{
-	bool ok = true;
-
-	for (uint32_t id = base; id < base + DCS_PER_CASE; id++) {
-		uint64_t end = in_ms(3000);
-		int rc;
-
-		while ((rc = dc_destroy(id)) == -EBUSY && now_ns() < end)
-			sleep_ms(5);
-		if (rc != 0 && rc != -ENOENT) {
-			snprintf(why, len, "destroying DC %u after the case: %s", id, errname(-rc));
-			ok = false;
-		}
-	}
-	return ok;
-}
-
-/* Runs one case in a process group of its own; true if it passed and left nothing behind. */
-static bool run_case(int index, const struct test_case *c)
-{
-	int timeout = c->timeout_s ? c->timeout_s : 20, st = 0;
-	struct dvk_stats before, after;
-	char why[512];
-	bool ok = true, exited;
-	pid_t pid;
-
-	REQUIRE(stats_read(&before) == 0);
-	fflush(stdout);
-	pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_IGN);
-		alarm(timeout);
-		dc_base = 1000 + DCS_PER_CASE * index;
-		c->fn();
-		_exit(tap_failed ? 1 : 0);
-	}
-	setpgid(pid, pid);
-	exited = reap(pid, (timeout + 5) * 1000, &st);
-	kill(-pid, SIGKILL);
-	if (!exited) {
-		tap_diag("timed out after %d s", timeout + 5);
-		reap(pid, 5000, &st);
-		ok = false;
-	} else if (WIFSIGNALED(st)) {
-		tap_diag("the case was killed by signal %d (%s)%s", WTERMSIG(st),
-			 strsignal(WTERMSIG(st)), WTERMSIG(st) == SIGALRM ? ": its watchdog" : "");
-		ok = false;
-	} else if (WEXITSTATUS(st) != 0) {
-		ok = false;
-	}
-	reap_all(5000);
-	if (!destroy_case_dcs(1000 + DCS_PER_CASE * index, why, sizeof(why))) {
-		tap_diag("%s", why);
-		ok = false;
-	}
-	/* Everything is closed and destroyed: every counter must be back where it was. */
-	{
-		uint64_t end = in_ms(3000);
-		bool same;
-
-		do {
-			REQUIRE(stats_read(&after) == 0);
-			same = stats_same(&before, &after, why, sizeof(why));
-			if (!same)
-				sleep_ms(5);
-		} while (!same && now_ns() < end);
-		if (!same) {
-			tap_diag("counters not back after the case: %s", why);
-			ok = false;
-		}
-	}
-	return ok;
-}
-
-static bool selected(const char *name, int argc, char **argv)
-{
-	if (argc < 2)
-		return true;
-	for (int i = 1; i < argc; i++)
-		if (strstr(name, argv[i]))
-			return true;
-	return false;
-}
-
 int main(int argc, char **argv)
 {
 	struct dvk_version v;
-	int fd, planned = 0, number = 0, failed = 0;
+	char header[200];
 	struct dvk_stats s;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	fd = open(DVK_DEV, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || dvk_ioctl(fd, DVK_IOC_VERSION, &v) != 0 || stats_read(&s) != 0) {
-		printf("Bail out! %s or %s not usable: %s\n", DVK_DEV, DVK_STATS, strerror(errno));
+	if (!harness_probe(&v, &s))
 		return 1;
-	}
-	close(fd);
 	max_payload = param_read("max_payload", v.max_payload);
 	queue_length = param_read("queue_length", v.queue_length);
 	queue_bytes = param_read("queue_bytes", v.queue_bytes);
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
-
-	for (int i = 0; i < N_CASES; i++)
-		planned += selected(cases[i].name, argc, argv);
-	printf("1..%d\n", planned);
-	printf("# max_payload %u, queue_length %u, queue_bytes %u\n", max_payload, queue_length,
-	       queue_bytes);
-	for (int i = 0; i < N_CASES; i++) {
-		bool ok;
-
-		if (!selected(cases[i].name, argc, argv))
-			continue;
-		ok = run_case(i, &cases[i]);
-		failed += !ok;
-		printf("%s %d - %s\n", ok ? "ok" : "not ok", ++number, cases[i].name);
-	}
-	if (failed)
-		printf("# %d of %d failed\n", failed, planned);
-	return failed ? 1 : 0;
+	snprintf(header, sizeof(header), "max_payload %u, queue_length %u, queue_bytes %u",
+		 max_payload, queue_length, queue_bytes);
+	return run_cases(cases, N_CASES, argc, argv, header);
 }
