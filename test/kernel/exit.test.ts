@@ -21,7 +21,8 @@ const childSource = `
   await a.notify(3, 1);                              // a notification pending at c
   await new Promise((r) => setTimeout(r, 200));
   process.send ? process.send('ready') : console.log('ready');
-  if (process.argv[2] === 'exit') process.exit(0);
+  // Told when to go, once the server holds the request: exit(), or wait to be killed.
+  if (process.argv[2] === 'exit') process.stdin.once('data', () => process.exit(0));
   setInterval(() => {}, 1000);                       // wait to be killed
 })();
 `;
@@ -35,7 +36,7 @@ for (const how of ['exit', 'SIGKILL'] as const) {
     const before = moduleStats();
     const lib = new URL('../../lib/index.js', import.meta.url).href;
     const child = spawn(process.execPath, ['--input-type=module', '-e', childSource, lib, how], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'inherit'],
     });
     let out = '';
     child.stdout.on('data', (d) => {
@@ -50,6 +51,7 @@ for (const how of ['exit', 'SIGKILL'] as const) {
     const request = await server.receive({ timeout: 5000 });
     t.is(request.kind, 'request');
     if (how === 'SIGKILL') child.kill('SIGKILL');
+    else child.stdin.write('go');
     await once(child, 'exit');
     await until('the child to unbind', () => moduleStats().endpoints === before.endpoints);
     // All that is left of it is the request the server owes (a header-only record)...
