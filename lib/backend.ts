@@ -104,8 +104,41 @@ export interface DcStatus {
   endpoints: EndpointStatus[];
 }
 
+/** One link from this node's agent to another node's. */
+export interface LinkStatus {
+  node: number;
+  name: string;
+  address: string;
+  /** 'connecting' until the link is up, and again while it reconnects; 'down' once declared. */
+  state: 'connecting' | 'up' | 'down';
+  /** The latest heartbeat round trip, in ms. */
+  rttMs: number | null;
+  /** Messages sent on the link and not acknowledged yet. */
+  unacked: number;
+  /** Calls of this node's endpoints waiting on that node, and of its endpoints waiting here. */
+  callsOut: number;
+  callsIn: number;
+  counters: {
+    sent: number;
+    delivered: number;
+    duplicates: number;
+    retransmitted: number;
+    connections: number;
+  };
+}
+
+export interface ClusterStatus {
+  name: string;
+  self: { id: number; name: string };
+  links: LinkStatus[];
+  /** Endpoints bound on other nodes that this node knows of. */
+  remoteEndpoints: number;
+}
+
 export interface NodeStatus {
   node: { name: string; backend: BackendKind; pid: number; uptimeSeconds: number; version: string };
   limits: { maxPayload: number; queueLength: number; queueBytes: number };
   dcs: DcStatus[];
+  /** Present when the agent is a member of a cluster. */
+  cluster?: ClusterStatus;
 }

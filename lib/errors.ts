@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ETIMEDOUT'
   | 'EHOSTUNREACH'
   | 'EADDRINUSE'
+  | 'EADDRNOTAVAIL'
   | 'EMSGSIZE'
   | 'EINVAL'
   | 'EPERM'
@@ -25,6 +26,7 @@ const errorMessages: Record<ErrorCode, string> = {
   ETIMEDOUT: 'timed out',
   EHOSTUNREACH: 'node unreachable',
   EADDRINUSE: 'endpoint already bound',
+  EADDRNOTAVAIL: 'endpoint is placed on another node',
   EMSGSIZE: 'message too long',
   EINVAL: 'invalid argument',
   EPERM: 'operation not permitted',

@@ -1,5 +1,7 @@
 /**
  * The node agent: owns this node's endpoint table and serves local processes on a Unix socket.
+ * In a cluster it also keeps a link to every other node's agent and routes calls over them
+ * (lib/cluster/router.ts).
  */
 
 import type { Stats } from 'node:fs';
@@ -8,11 +10,26 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { NodeStatus } from '../backend.js';
+import type { ClusterConfig } from '../cluster/config.js';
+import type { Directory } from '../cluster/directory.js';
+import { LinkSet } from '../cluster/link-set.js';
+import { Router } from '../cluster/router.js';
 import { native } from '../native.js';
 import { VERSION as PACKAGE_VERSION } from '../version.js';
 import { type AgentConfig, ConfigError, socketPathOf } from './config.js';
-import { EndpointTable, type PeerCredentials } from './endpoints.js';
+import { type Binding, EndpointTable, type PeerCredentials } from './endpoints.js';
 import { Session } from './session.js';
+
+/** An agent's place in a cluster. */
+export interface ClusterMembership {
+  config: ClusterConfig;
+  directory: Directory;
+  /** Where to accept links (host:port), if not at this node's address in the cluster file. */
+  listen?: string | undefined;
+}
+
+/** How long a stopping agent waits for its links to deliver the last unbinds. */
+const STOP_FLUSH_MS = 2000;
 
 export class Agent {
   readonly table: EndpointTable;
@@ -22,6 +39,8 @@ export class Agent {
   private readonly sockets = new Set<Socket>();
   private readonly started = process.hrtime.bigint();
   private nextSession = 1;
+  private links: LinkSet | undefined;
+  private router: Router | undefined;
   private credentialsOf: (fd: number) => PeerCredentials = () => {
     throw new Error('agent not started');
   };
@@ -29,6 +48,7 @@ export class Agent {
   constructor(
     readonly config: AgentConfig,
     log?: Logger,
+    readonly cluster?: ClusterMembership,
   ) {
     this.log = log ?? pino({ level: config.log.level, base: { node: config.node.name } });
     this.table = new EndpointTable(config.limits, config.dcs);
@@ -43,6 +63,8 @@ export class Agent {
     const addon = native();
     this.credentialsOf = (fd) => addon.peerCredentials(fd);
     const gid = await resolveGroup(this.config.socket.group);
+    // Links first: a process may bind as soon as the socket is there, and binds ask the others.
+    if (this.cluster) await this.join(this.cluster);
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     await removeStaleSocket(path);
     const server = createServer((socket) => this.accept(socket));
@@ -88,6 +110,22 @@ export class Agent {
     );
   }
 
+  private async join({ config, directory, listen }: ClusterMembership): Promise<void> {
+    const links = new LinkSet(directory, config, this.log);
+    this.router = new Router(this.table, links, directory, this.log);
+    this.links = links;
+    const port = await links.start(listen);
+    this.log.info(
+      { cluster: config.cluster.name, node: directory.self.id, port },
+      'listening for other nodes',
+    );
+  }
+
+  private bind(dc: number | string, endpoint: number, peer: PeerCredentials | null) {
+    if (this.router) return this.router.bind(dc, endpoint, peer);
+    return new Promise<Binding>((resolve) => resolve(this.table.bind(dc, endpoint, peer)));
+  }
+
   private accept(socket: Socket): void {
     const id = this.nextSession++;
     let peer: PeerCredentials | null = null;
@@ -103,7 +141,12 @@ export class Agent {
     const log = this.log.child({ session: id, pid: peer?.pid });
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
-    new Session(socket, { table: this.table, status: () => this.status() }, log, peer);
+    const host = {
+      table: this.table,
+      bind: this.bind.bind(this),
+      status: () => this.status(),
+    };
+    new Session(socket, host, log, peer);
   }
 
   status(): NodeStatus {
@@ -117,6 +160,23 @@ export class Agent {
       },
       limits: { ...this.config.limits },
       dcs: this.table.status(),
+      ...(this.cluster && this.links && this.router
+        ? { cluster: this.clusterStatus(this.cluster, this.links, this.router) }
+        : {}),
+    };
+  }
+
+  private clusterStatus(cluster: ClusterMembership, links: LinkSet, router: Router) {
+    const calls = router.callsByNode();
+    return {
+      name: cluster.config.cluster.name,
+      self: { id: cluster.directory.self.id, name: cluster.directory.self.name },
+      links: links.status().map((l) => ({
+        ...l,
+        callsOut: calls.get(l.node)?.out ?? 0,
+        callsIn: calls.get(l.node)?.in ?? 0,
+      })),
+      remoteEndpoints: router.knownRemote,
     };
   }
 
@@ -131,6 +191,15 @@ export class Agent {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     await closed;
+    const links = this.links;
+    if (links) {
+      // The unbinds above told the other nodes, and failed their callers' calls here with
+      // ESRCH: give the links a moment to deliver that, so those callers get a definite answer
+      // now rather than EHOSTUNREACH once this node is declared down.
+      const end = Date.now() + STOP_FLUSH_MS;
+      while (!links.flushed && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      links.close();
+    }
     // The listener was bound under its staging name, so closing it does not remove the socket.
     await unlink(this.socketPath).catch(() => {});
     this.log.info('agent stopped');

@@ -39,37 +39,42 @@ export const dcSchema = z.strictObject({
     .optional(),
 });
 
+/** Payload and queue limits; in a cluster, the cluster file sets them for every node. */
+export const limitsSchema = z
+  .strictObject({
+    maxPayload: z
+      .number()
+      .int()
+      .min(65536)
+      .max(16 * 1024 * 1024)
+      .default(65536),
+    queueLength: z.number().int().min(1).max(1_000_000).default(64),
+    queueBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(4 * 1024 * 1024),
+  })
+  .default({ maxPayload: 65536, queueLength: 64, queueBytes: 4 * 1024 * 1024 });
+
+/** A socket path, held to SOCKET_PATH_MAX. */
+export const socketPathSchema = z
+  .string()
+  .min(1)
+  .refine((p) => Buffer.byteLength(p) <= SOCKET_PATH_MAX, SOCKET_PATH_MESSAGE);
+
 export const configSchema = z
   .strictObject({
     node: z.strictObject({ name: z.string().min(1).max(64) }).default({ name: 'node0' }),
     socket: z
       .strictObject({
-        path: z
-          .string()
-          .min(1)
-          .refine((p) => Buffer.byteLength(p) <= SOCKET_PATH_MAX, SOCKET_PATH_MESSAGE)
-          .optional(),
+        path: socketPathSchema.optional(),
         mode: socketMode.default(0o600),
         group: z.union([z.string().min(1), u32]).optional(),
       })
       .default({ mode: 0o600 }),
-    limits: z
-      .strictObject({
-        maxPayload: z
-          .number()
-          .int()
-          .min(65536)
-          .max(16 * 1024 * 1024)
-          .default(65536),
-        queueLength: z.number().int().min(1).max(1_000_000).default(64),
-        queueBytes: z
-          .number()
-          .int()
-          .min(1024)
-          .max(1024 * 1024 * 1024)
-          .default(4 * 1024 * 1024),
-      })
-      .default({ maxPayload: 65536, queueLength: 64, queueBytes: 4 * 1024 * 1024 }),
+    limits: limitsSchema,
     dcs: z
       .array(dcSchema)
       .min(1)

@@ -16,6 +16,9 @@
  *   and dropped.
  * - When a binding ends, every caller waiting on it gets ESRCH; its queued plain messages are
  *   discarded; notifications and messages it sent to others stay where they are.
+ * - In a cluster, calls to endpoints bound on other nodes go to `remote` (lib/cluster/router.ts),
+ *   and calls from other nodes arrive here from shadow bindings: a Binding standing for a remote
+ *   endpoint incarnation, never in its DC's table, so the rules above apply to it unchanged.
  */
 
 import type { DcStatus, EndpointStatus } from '../backend.js';
@@ -55,6 +58,36 @@ export interface PeerCredentials {
 }
 
 export type Done<T> = (err: DvkError | null, value?: T) => void;
+
+/** Where the table sends calls addressed to endpoints bound on other nodes. */
+export interface RemoteRoutes {
+  /** Whether an endpoint is bound on another node; generation 0 means any incarnation. */
+  has(dc: number, endpoint: number, generation: number): boolean;
+  /** Whether calls to an endpoint not bound here go to another node. */
+  routes(dc: number, endpoint: number): boolean;
+  send(
+    from: Binding,
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Buffer,
+    wait: Wait,
+    done: Done<void>,
+  ): Waiting;
+  sendrec(
+    from: Binding,
+    dst: number,
+    dstGen: number,
+    type: number,
+    payload: Buffer,
+    requestId: bigint,
+    wait: Wait,
+    done: Done<Message>,
+  ): Waiting;
+  notify(from: Binding, dst: number, dstGen: number, bits: number): void;
+  /** A local binding ended: its calls to other nodes are withdrawn, and the other nodes told. */
+  unbound(b: Binding): void;
+}
 
 /** A call that is waiting; `cancel` ends it with ECANCELED if it is still waiting. */
 export interface Waiting {
@@ -125,6 +158,8 @@ export class Binding {
   /** Sends of this endpoint held at other endpoints. */
   readonly heldElsewhere = new Set<HeldSend>();
   readonly counters = { sent: 0, received: 0, repliesSent: 0, repliesDropped: 0, notifySent: 0 };
+  /** This endpoint's sendrecs waiting on other nodes. */
+  remoteCalls = 0;
   bound = true;
 
   constructor(
@@ -132,6 +167,8 @@ export class Binding {
     readonly endpoint: number,
     readonly generation: number,
     readonly peer: PeerCredentials | null,
+    /** For a shadow binding, the node the endpoint is bound on. */
+    readonly node?: number,
   ) {}
 
   get address(): EndpointAddress {
@@ -178,6 +215,8 @@ export interface Wait {
 export class EndpointTable {
   private readonly dcs = new Map<number, Dc>();
   private readonly dcByName = new Map<string, Dc>();
+  /** Set in a cluster: the routes to endpoints on other nodes. */
+  remote: RemoteRoutes | undefined;
 
   constructor(
     readonly limits: Limits,
@@ -190,8 +229,11 @@ export class EndpointTable {
     }
   }
 
-  /** Binds `endpoint` in a DC given by id or name; throws DvkError. */
-  bind(dcRef: number | string, endpoint: number, peer: PeerCredentials | null): Binding {
+  /**
+   * Checks that `peer` may bind `endpoint` in a DC given by id or name, and that nothing on
+   * this node has it; returns the DC's id. Throws DvkError.
+   */
+  checkBind(dcRef: number | string, endpoint: number, peer: PeerCredentials | null): number {
     const dc = typeof dcRef === 'number' ? this.dcs.get(dcRef) : this.dcByName.get(dcRef);
     if (!dc) throw new DvkError('ENOENT', `no such DC ${JSON.stringify(dcRef)}`);
     if (!Number.isInteger(endpoint) || endpoint < 0 || endpoint >= dc.config.slots) {
@@ -204,11 +246,71 @@ export class EndpointTable {
       if (!ok) throw new DvkError('EPERM', `uid ${peer.uid} may not bind in DC ${dc.config.name}`);
     }
     if (dc.bindings.has(endpoint)) throw new DvkError('EADDRINUSE');
-    const generation = ((dc.generations.get(endpoint) ?? 0) % 0xffff_ffff) + 1;
-    dc.generations.set(endpoint, generation);
-    const binding = new Binding(dc, endpoint, generation, peer);
+    return dc.id;
+  }
+
+  /** The generation the next binding of an endpoint gets (DC by id; checked by checkBind). */
+  nextGeneration(dcId: number, endpoint: number): number {
+    const dc = this.dcs.get(dcId) as Dc;
+    return ((dc.generations.get(endpoint) ?? 0) % 0xffff_ffff) + 1;
+  }
+
+  /**
+   * Records that another node bound `generation` of an endpoint, so that a later binding here
+   * numbers past it: an incarnation stays unique across the cluster.
+   */
+  noteGeneration(dcId: number, endpoint: number, generation: number): void {
+    const dc = this.dcs.get(dcId);
+    if (dc && generation > (dc.generations.get(endpoint) ?? 0)) {
+      dc.generations.set(endpoint, generation);
+    }
+  }
+
+  /**
+   * Binds `endpoint` in a DC given by id or name; throws DvkError. `generation` is the one a
+   * cluster claim announced; by default the next one.
+   */
+  bind(
+    dcRef: number | string,
+    endpoint: number,
+    peer: PeerCredentials | null,
+    generation?: number,
+  ): Binding {
+    const dc = this.dcs.get(this.checkBind(dcRef, endpoint, peer)) as Dc;
+    const gen = generation ?? this.nextGeneration(dc.id, endpoint);
+    this.noteGeneration(dc.id, endpoint, gen);
+    const binding = new Binding(dc, endpoint, gen, peer);
     dc.bindings.set(endpoint, binding);
     return binding;
+  }
+
+  dcExists(dcId: number): boolean {
+    return this.dcs.has(dcId);
+  }
+
+  /** The endpoint's binding on this node, if it is bound here. */
+  local(dcId: number, endpoint: number): Binding | undefined {
+    return this.dcs.get(dcId)?.bindings.get(endpoint);
+  }
+
+  /** Every endpoint bound on this node. */
+  bindings(): Binding[] {
+    return [...this.dcs.values()].flatMap((dc) => [...dc.bindings.values()]);
+  }
+
+  /** A binding standing for an endpoint bound on another node, for its calls arriving here. */
+  shadow(dcId: number, endpoint: number, generation: number, node: number): Binding {
+    const dc = this.dcs.get(dcId);
+    if (!dc) throw new DvkError('ENOENT', `no such DC ${dcId}`);
+    this.noteGeneration(dcId, endpoint, generation);
+    return new Binding(dc, endpoint, generation, null, node);
+  }
+
+  /** The remote routes, if `dst` is not bound here and a local endpoint addresses another node. */
+  private remoteFor(from: Binding, dst: number): RemoteRoutes | undefined {
+    const remote = this.remote;
+    if (!remote || from.node !== undefined || from.dc.bindings.has(dst)) return undefined;
+    return remote.routes(from.dc.id, dst) ? remote : undefined;
   }
 
   private resolve(from: Binding, endpoint: number, generation: number): Binding {
@@ -257,6 +359,8 @@ export class EndpointTable {
     wait: Wait,
     done: Done<void>,
   ): Waiting {
+    const remote = this.remoteFor(from, dst);
+    if (remote) return remote.send(from, dst, dstGen, type, payload, wait, done);
     let target: Binding;
     try {
       target = this.resolve(from, dst, dstGen);
@@ -298,6 +402,8 @@ export class EndpointTable {
     wait: Wait,
     done: Done<Message>,
   ): Waiting {
+    const remote = this.remoteFor(from, dst);
+    if (remote) return remote.sendrec(from, dst, dstGen, type, payload, requestId, wait, done);
     let target: Binding;
     try {
       if (from.calls.has(requestId)) throw new DvkError('EINVAL', `request id ${requestId} in use`);
@@ -366,7 +472,11 @@ export class EndpointTable {
       done(null, ready);
       return finished;
     }
-    if (filter.generation !== 0 && b.dc.bindings.get(from)?.generation !== fromGen) {
+    if (
+      filter.generation !== 0 &&
+      b.dc.bindings.get(from)?.generation !== fromGen &&
+      !this.remote?.has(b.dc.id, from, fromGen)
+    ) {
       // That incarnation is gone (or never was) and left nothing here: nothing can come.
       done(new DvkError('ENOENT', `generation ${fromGen} of endpoint ${from} is not bound`));
       return finished;
@@ -427,6 +537,8 @@ export class EndpointTable {
     if (!Number.isInteger(bits) || bits <= 0 || bits > 0xffff_ffff) {
       throw new DvkError('EINVAL', 'notification bits must be a non-zero 32-bit mask');
     }
+    const remote = this.remoteFor(from, dst);
+    if (remote) return remote.notify(from, dst, dstGen, bits);
     const target = this.resolve(from, dst, dstGen);
     from.counters.notifySent++;
     const key = `${from.endpoint}:${from.generation}`;
@@ -443,7 +555,8 @@ export class EndpointTable {
   unbind(b: Binding): void {
     if (!b.bound) return;
     b.bound = false;
-    b.dc.bindings.delete(b.endpoint);
+    if (b.dc.bindings.get(b.endpoint) === b) b.dc.bindings.delete(b.endpoint);
+    if (b.node === undefined) this.remote?.unbound(b);
     for (const r of b.receivers.splice(0)) r.timer?.clear();
     // Everything this endpoint still has waiting elsewhere is taken back first, and only then
     // are those queues refilled from their held senders: refilling earlier could admit a later
@@ -474,22 +587,30 @@ export class EndpointTable {
     }
     b.obligations.clear();
     b.notifications.clear();
-    this.endReceivesFrom(b);
+    this.endReceivesFrom(b.dc.id, b.endpoint, b.generation);
     for (const target of withdrawnFrom) this.pump(target);
   }
 
   /**
    * Receives that wait for exactly this incarnation can never be served once it is gone (they
-   * would have taken anything it had sent): they end with ESRCH. Receives naming only the
-   * number keep waiting, since a new incarnation may bind it.
+   * would have taken anything it had sent): they end with ESRCH, or `code` (EHOSTUNREACH when
+   * its node went down). Receives naming only the number keep waiting, since a new incarnation
+   * may bind it.
    */
-  private endReceivesFrom(gone: Binding): void {
-    for (const other of gone.dc.bindings.values()) {
+  endReceivesFrom(
+    dcId: number,
+    endpoint: number,
+    generation: number,
+    code: 'ESRCH' | 'EHOSTUNREACH' = 'ESRCH',
+  ): void {
+    const dc = this.dcs.get(dcId);
+    if (!dc) return;
+    for (const other of dc.bindings.values()) {
       for (const r of [...other.receivers]) {
         const f = r.filter;
-        if (f.endpoint !== gone.endpoint || f.generation !== gone.generation) continue;
+        if (f.endpoint !== endpoint || f.generation !== generation) continue;
         this.dropReceiver(other, r);
-        r.done(new DvkError('ESRCH', `endpoint ${gone.endpoint} unbound`));
+        r.done(new DvkError(code, `endpoint ${endpoint} unbound`));
       }
     }
   }
@@ -674,7 +795,7 @@ function endpointStatus(b: Binding): EndpointStatus {
     pendingNotifications: b.notifications.size,
     waitingReceives: b.receivers.length,
     unansweredRequests: b.obligations.size,
-    pendingCalls: b.calls.size,
+    pendingCalls: b.calls.size + b.remoteCalls,
     pid: b.peer?.pid ?? null,
     counters: { ...b.counters },
   };

@@ -30,6 +30,8 @@ const MAX_DETAIL = 512;
 
 export interface SessionHost {
   table: EndpointTable;
+  /** Binds for this session's process (in a cluster, after the other nodes agree). */
+  bind(dc: number | string, endpoint: number, peer: PeerCredentials | null): Promise<Binding>;
   /** The node status as JSON, for STATUS calls. */
   status(): unknown;
 }
@@ -42,6 +44,8 @@ const flagsOf: Record<Message['kind'], number> = {
 
 export class Session {
   private binding: Binding | null = null;
+  /** A bind is in progress: the connection binds at most one endpoint. */
+  private bindPending = false;
   private readonly decoder = new FrameDecoder('call');
   /** Calls that wait, by tag, so CANCEL can find them. */
   private readonly waiting = new Map<number, Waiting>();
@@ -152,24 +156,40 @@ export class Session {
   }
 
   private bind(f: Frame): void {
-    if (this.binding) return this.respond(f, new DvkError('EINVAL', 'connection already bound'));
-    const dc = f.flags & CallFlags.DC_BY_ID ? Number(f.arg) : f.payload.toString('utf8');
-    try {
-      const b = this.host.table.bind(dc, f.peer, this.peer);
-      this.binding = b;
-      const maxPayload = this.host.table.limits.maxPayload;
-      this.decoder.maxPayload = maxPayload;
-      this.log.info({ dc: b.dc.id, endpoint: b.endpoint, generation: b.generation }, 'bound');
-      this.respond(f, null, {
-        peer: b.endpoint,
-        peerGen: b.generation,
-        type: maxPayload,
-        arg: BigInt(b.dc.id),
-      });
-    } catch (err) {
-      if (!(err instanceof DvkError)) throw err;
-      this.respond(f, err);
+    if (this.binding || this.bindPending) {
+      return this.respond(f, new DvkError('EINVAL', 'connection already bound'));
     }
+    const dc = f.flags & CallFlags.DC_BY_ID ? Number(f.arg) : f.payload.toString('utf8');
+    this.bindPending = true;
+    this.host.bind(dc, f.peer, this.peer).then(
+      (b) => {
+        this.bindPending = false;
+        if (this.closed) {
+          // The process went away while the cluster agreed.
+          this.host.table.unbind(b);
+          return;
+        }
+        this.binding = b;
+        const maxPayload = this.host.table.limits.maxPayload;
+        this.decoder.maxPayload = maxPayload;
+        this.log.info({ dc: b.dc.id, endpoint: b.endpoint, generation: b.generation }, 'bound');
+        this.respond(f, null, {
+          peer: b.endpoint,
+          peerGen: b.generation,
+          type: maxPayload,
+          arg: BigInt(b.dc.id),
+        });
+      },
+      (err: unknown) => {
+        this.bindPending = false;
+        if (!(err instanceof DvkError)) {
+          this.log.error({ err }, 'internal error while binding, closing the connection');
+          this.socket.destroy();
+          return;
+        }
+        this.respond(f, err);
+      },
+    );
   }
 
   /**

@@ -4,8 +4,10 @@
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { Agent } from '../agent/agent.js';
+import { Agent, type ClusterMembership } from '../agent/agent.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../agent/config.js';
+import { nodeAgentInput, parseCluster } from '../cluster/config.js';
+import { StaticDirectory } from '../cluster/directory.js';
 import { DvkError } from '../errors.js';
 import { openNode } from '../node.js';
 import { VERSION } from '../version.js';
@@ -28,6 +30,8 @@ function dcSpec(value: string, previous: unknown[] = []): unknown[] {
 
 interface AgentFlags {
   config?: string;
+  node?: string;
+  listen?: string;
   name?: string;
   socket?: string;
   socketMode?: string;
@@ -39,11 +43,30 @@ interface AgentFlags {
   logLevel?: string;
 }
 
-/** Layers flags over the file: defaults < file < flags. */
+/**
+ * Layers flags over the file: defaults < file < flags. A file with a `cluster` key is a cluster
+ * file: the node named by --node takes its part of it (lib/cluster/config.ts).
+ */
 async function agentConfig(flags: AgentFlags) {
-  const file = flags.config ? await loadConfigFile(flags.config) : {};
+  let file = flags.config ? await loadConfigFile(flags.config) : {};
   if (file !== null && (typeof file !== 'object' || Array.isArray(file))) {
     throw new ConfigError(`${flags.config}: the top level must be a mapping`);
+  }
+  let cluster: ClusterMembership | undefined;
+  if (file && 'cluster' in file) {
+    const source = flags.config ?? 'cluster file';
+    if (!flags.node)
+      throw new ConfigError(`${source} is a cluster file: say which node with --node`);
+    if (flags.dc || flags.name) {
+      throw new ConfigError(
+        '--dc and --name do not apply to a cluster node: the cluster file says',
+      );
+    }
+    const config = parseCluster(file, source);
+    file = nodeAgentInput(config, flags.node);
+    cluster = { config, directory: new StaticDirectory(config, flags.node), listen: flags.listen };
+  } else if (flags.node || flags.listen) {
+    throw new ConfigError('--node and --listen need a cluster file (--config)');
   }
   const input = { ...(file as Record<string, Record<string, unknown> | undefined>) };
   const layer = (key: string, values: Record<string, unknown>) => {
@@ -60,12 +83,20 @@ async function agentConfig(flags: AgentFlags) {
   layer('log', { level: flags.logLevel });
   const merged: Record<string, unknown> = { ...input };
   if (flags.dc) merged.dcs = flags.dc;
-  return parseConfig(merged, flags.config ?? 'flags');
+  return { config: parseConfig(merged, flags.config ?? 'flags'), cluster };
 }
 
 async function runAgent(flags: AgentFlags): Promise<void> {
-  const agent = new Agent(await agentConfig(flags));
-  await agent.start();
+  const { config, cluster } = await agentConfig(flags);
+  const agent = new Agent(config, undefined, cluster);
+  try {
+    await agent.start();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    // A port or socket that is taken, say: one line that says so, not a stack.
+    process.stderr.write(`dvk: the agent cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) process.exit(1);
@@ -96,7 +127,12 @@ export function program(): Command {
   cli
     .command('agent')
     .description("run the node agent: it owns this node's endpoints and serves local processes")
-    .option('-c, --config <file>', 'YAML configuration file')
+    .option('-c, --config <file>', 'YAML configuration file, or a cluster file (with --node)')
+    .option('--node <name>', 'the node of the cluster file this agent runs as')
+    .option(
+      '--listen <host:port>',
+      "where to accept other nodes' links (default: the node's address)",
+    )
     .option('--name <name>', 'node name')
     .addOption(new Option('--socket <path>', 'Unix socket to listen on').env('DVK_SOCKET'))
     .option('--socket-mode <mode>', 'socket permissions, octal (0600 owner only, 0660 group)')

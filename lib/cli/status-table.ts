@@ -8,6 +8,29 @@ export function formatStatus(status: NodeStatus): string {
       `up ${node.uptimeSeconds.toFixed(0)}s  dvk ${node.version}`,
     `limits: payload ${limits.maxPayload} B, queue ${limits.queueLength} msgs / ${limits.queueBytes} B`,
   ];
+  const cluster = status.cluster;
+  if (cluster) {
+    lines.push(
+      `cluster ${cluster.name}: this is node ${cluster.self.id} (${cluster.self.name}); ` +
+        `${cluster.remoteEndpoints} endpoints known on other nodes`,
+      '',
+      table(
+        ['NODE', 'NAME', 'ADDRESS', 'LINK', 'RTT_MS', 'UNACKED', 'CALLS_OUT', 'CALLS_IN', 'RETX'],
+        cluster.links.map((l) => [
+          String(l.node),
+          l.name,
+          l.address,
+          l.state,
+          l.rttMs === null ? '-' : String(l.rttMs),
+          String(l.unacked),
+          String(l.callsOut),
+          String(l.callsIn),
+          String(l.counters.retransmitted),
+        ]),
+      ),
+      '',
+    );
+  }
   const header = [
     'DC',
     'EP',
@@ -49,8 +72,13 @@ export function formatStatus(status: NodeStatus): string {
     );
     return `${lines.join('\n')}\n`;
   }
+  lines.push('', table(header, rows));
+  return `${lines.join('\n')}\n`;
+}
+
+/** Right-aligned columns under a header. */
+function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ');
-  lines.push('', fmt(header), ...rows.map(fmt));
-  return `${lines.join('\n')}\n`;
+  return [fmt(header), ...rows.map(fmt)].join('\n');
 }

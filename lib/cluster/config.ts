@@ -5,7 +5,13 @@
  * naming a node of its DC) is checked, so a typo fails at start-up with the path to it.
  */
 import { z } from 'zod';
-import { loadConfigFile, validate } from '../agent/config.js';
+import {
+  ConfigError,
+  limitsSchema,
+  loadConfigFile,
+  socketPathSchema,
+  validate,
+} from '../agent/config.js';
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
 const name = z
@@ -39,6 +45,8 @@ const nodeSchema = z.strictObject({
   name,
   /** Where the node's agent listens for other agents. */
   address,
+  /** Where the node's agent listens for local processes (default: as for a lone agent). */
+  socket: socketPathSchema.optional(),
 });
 
 const dcSchema = z.strictObject({
@@ -92,6 +100,8 @@ export const clusterSchema = z
       nodeDownMs: 5_000,
       maxFrame: 17 * 1024 * 1024,
     }),
+    /** The same on every node: a message one node accepts, every node can deliver. */
+    limits: limitsSchema,
     nodes: z.array(nodeSchema).min(1),
     dcs: z.array(dcSchema).default([]),
   })
@@ -197,4 +207,26 @@ export function parseCluster(input: unknown, source = 'cluster file'): ClusterCo
 /** Reads, parses and validates a cluster YAML file. */
 export async function loadCluster(path: string): Promise<ClusterConfig> {
   return parseCluster(await loadConfigFile(path), path);
+}
+
+/**
+ * The agent configuration input of one node of a cluster: its name, its socket, the cluster's
+ * limits and the DCs that span it. Flags are layered over it like over an agent file.
+ */
+export function nodeAgentInput(cluster: ClusterConfig, nodeName: string): Record<string, unknown> {
+  const node = cluster.nodes.find((n) => n.name === nodeName);
+  if (!node) {
+    const known = cluster.nodes.map((n) => n.name).join(', ');
+    throw new ConfigError(`no node named ${nodeName} in the cluster file (nodes: ${known})`);
+  }
+  const dcs = cluster.dcs
+    .filter((d) => d.nodes.includes(nodeName))
+    .map((d) => ({ id: d.id, name: d.name, slots: d.slots }));
+  if (!dcs.length) throw new ConfigError(`node ${nodeName} is in no DC of the cluster file`);
+  return {
+    node: { name: nodeName },
+    ...(node.socket ? { socket: { path: node.socket } } : {}),
+    limits: cluster.limits,
+    dcs,
+  };
 }

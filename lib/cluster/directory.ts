@@ -4,6 +4,7 @@
  * cluster file. A directory with leases and compare-and-swap (etcd) fits the same interface,
  * and migration will move an endpoint's record to another node with its epoch + 1.
  */
+
 import { ConfigError } from '../agent/config.js';
 import type { ClusterConfig, ClusterDc, ClusterNode } from './config.js';
 

@@ -4,22 +4,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import type { LinkStatus } from '../backend.js';
 import type { ClusterConfig } from './config.js';
 import type { Directory } from './directory.js';
-import { Link, type LinkState } from './link.js';
+import { Link, type LinkState, splitAddress } from './link.js';
 import { LinkServer } from './link-server.js';
-
-export interface LinkStatus {
-  node: number;
-  name: string;
-  address: string;
-  state: LinkState;
-  /** The latest heartbeat round trip, in ms. */
-  rttMs: number | null;
-  /** Messages sent and not acknowledged yet. */
-  unacked: number;
-  counters: Link['counters'];
-}
 
 /** Events: 'message' (from: number, payload: Buffer); 'up' (node); 'down' (node, lost). */
 export class LinkSet extends EventEmitter {
@@ -55,12 +44,13 @@ export class LinkSet extends EventEmitter {
     this.server = new LinkServer(this.links, config.link.maxFrame, config.link.silenceMs, log);
   }
 
-  /** Listens on this node's address (or `port`, 0 for any) and dials the higher-numbered nodes. */
-  async start(port?: number): Promise<number> {
-    const { address } = this.directory.self;
-    const i = address.lastIndexOf(':');
-    const host = address.slice(0, i).replace(/^\[|\]$/g, '');
-    const bound = await this.server.listen(host, port ?? Number(address.slice(i + 1)));
+  /**
+   * Listens on this node's address, or on `listen` (host:port; port 0 for any), and dials the
+   * higher-numbered nodes. Returns the port.
+   */
+  async start(listen?: string): Promise<number> {
+    const { host, port } = splitAddress(listen ?? this.directory.self.address);
+    const bound = await this.server.listen(host, port);
     for (const link of this.links.values()) link.start();
     return bound;
   }
@@ -72,7 +62,17 @@ export class LinkSet extends EventEmitter {
     link.send(payload);
   }
 
-  status(): LinkStatus[] {
+  /** The link's state to a node; undefined for this node and unknown ones. */
+  state(node: number): LinkState | undefined {
+    return this.links.get(node)?.state;
+  }
+
+  /** Whether every link that is up has had all it carried acknowledged. */
+  get flushed(): boolean {
+    return [...this.links.values()].every((l) => l.state !== 'up' || l.unackedCount === 0);
+  }
+
+  status(): Omit<LinkStatus, 'callsOut' | 'callsIn'>[] {
     return [...this.links.entries()].map(([id, link]) => {
       const peer = this.directory.node(id);
       return {

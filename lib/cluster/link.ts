@@ -60,7 +60,7 @@ function randomStream(): bigint {
   return randomBytes(8).readBigUInt64LE(0) | 1n;
 }
 
-function splitAddress(address: string): { host: string; port: number } {
+export function splitAddress(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
@@ -220,7 +220,7 @@ export class Link extends EventEmitter {
       clearTimeout(deadline);
       if (this.socket !== socket) return;
       this.socket = undefined;
-      this.ready = false;
+      this.lost();
       this.scheduleDial();
     });
     socket.write(encodeFrame({ type: FrameType.HELLO, seq: 0n, ack: 0n, stream: 0n, body: hello }));
@@ -260,8 +260,12 @@ export class Link extends EventEmitter {
     if (peer.peerStream === this.outStream) {
       this.acknowledge(peer.delivered);
     } else if (this.outStreamKnown) {
-      // The peer forgot our stream: it restarted, and what it had not acknowledged is lost.
+      // The peer forgot our stream: it restarted or declared us down, and what it had not
+      // acknowledged is lost. Both sides now start afresh; this connection's HELLO named the
+      // old stream, so a new connection carries the new one.
       this.giveUp();
+      this.drop('the peer started afresh');
+      return;
     }
     this.outStreamKnown = true;
     if (peer.stream !== this.inStream) {
@@ -390,7 +394,11 @@ export class Link extends EventEmitter {
     if (!this.socket) this.scheduleDial();
   }
 
-  /** Gives up what the peer has not acknowledged and starts a new stream. */
+  /**
+   * Gives up what the peer has not acknowledged and starts a new stream, and forgets the
+   * peer's stream too: the next HELLO tells the peer so, and it gives up in turn. Both sides
+   * thus see one 'down' per break, and start again from nothing on each side.
+   */
   private giveUp(): void {
     const lost = this.unacked.map((o) => o.payload);
     this.unacked = [];
@@ -398,6 +406,8 @@ export class Link extends EventEmitter {
     this.nextSeq = 1n;
     this.lastSentSeq = 0n;
     this.outStreamKnown = false;
+    this.inStream = 0n;
+    this.delivered = 0n;
     this.emit('down', lost);
   }
 
@@ -406,9 +416,15 @@ export class Link extends EventEmitter {
     this.o.log.info({ peer: this.o.peer.name, reason }, 'link dropped');
     const socket = this.socket;
     this.socket = undefined;
-    this.ready = false;
+    this.lost();
     socket.destroy();
     this.scheduleDial();
+  }
+
+  /** The connection is gone; the link reconnects, and stays 'down' if it was declared so. */
+  private lost(): void {
+    this.ready = false;
+    if (this.state === 'up') this.state = 'connecting';
   }
 
   private violation(err: unknown, socket: Socket): void {

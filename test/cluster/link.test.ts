@@ -3,12 +3,13 @@
  * connections, authentication with the cluster secret, and the node-down verdict.
  */
 import { once } from 'node:events';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import pino from 'pino';
 import { Link, type LinkTiming } from '../../lib/cluster/link.js';
 import { LinkServer } from '../../lib/cluster/link-server.js';
 import { encodeFrame, encodeHello, FrameType } from '../../lib/cluster/link-wire.js';
+import { CuttingProxy } from '../helpers/cutting-proxy.js';
 import { until } from '../helpers/until.js';
 
 const SECRET = 'a-cluster-secret-for-the-tests';
@@ -19,50 +20,6 @@ const timing: LinkTiming = {
   maxFrame: 1 << 20,
 };
 const log = pino({ level: 'silent' });
-
-/** A TCP relay that can cut every connection through it at once. */
-class CuttingProxy {
-  private readonly pairs = new Set<[Socket, Socket]>();
-  private readonly server: Server;
-  cuts = 0;
-
-  constructor(targetPort: number) {
-    this.server = createServer((client) => {
-      const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
-      const pair: [Socket, Socket] = [client, upstream];
-      this.pairs.add(pair);
-      for (const s of pair) {
-        s.on('error', () => {});
-        s.on('close', () => {
-          this.pairs.delete(pair);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-
-  async listen(): Promise<number> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return (this.server.address() as { port: number }).port;
-  }
-
-  cut(): void {
-    if (this.pairs.size) this.cuts++;
-    for (const [a, b] of this.pairs) {
-      a.destroy();
-      b.destroy();
-    }
-  }
-
-  close(): void {
-    this.cut();
-    this.server.close();
-  }
-}
 
 /** Node 1 (dials) and node 2 (listens), optionally through a proxy, with their own secrets. */
 async function pair(t: ExecutionContext, options: { proxy?: boolean; secretOf2?: string } = {}) {

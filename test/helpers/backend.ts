@@ -1,7 +1,9 @@
 /**
  * The fixture every conformance test runs on. DVK_TEST_BACKEND picks the backend (default
  * `user`). The user backend starts a real agent process (`dvk agent`) on a private socket for
- * each test, so tests run concurrently without sharing state. The kernel backend uses dvk.ko
+ * each test, so tests run concurrently without sharing state. `cluster` starts two agents linked
+ * as a cluster and binds even endpoint numbers on one node and odd ones on the other, so a
+ * test's client and server (endpoints 1 and 2, say) talk across nodes. The kernel backend uses dvk.ko
  * (in the test VM): each test creates the DCs it binds in and destroys them at its end; DC ids
  * and names are the node's, so kernel runs are serial (ava --serial --concurrency 1).
  */
@@ -22,6 +24,7 @@ import {
 } from '../../lib/index.js';
 import { DEVICE_PATH } from '../../lib/kernel/backend.js';
 import { native } from '../../lib/native.js';
+import { type Cluster, type ClusterNode, startCluster } from './cluster.js';
 import { Peer } from './peer.js';
 import { until } from './until.js';
 
@@ -45,8 +48,8 @@ export class TestNode {
   readonly node: DvkNode;
   /** Everything the agent wrote to stdout and stderr (pino JSON lines). */
   agentLog = '';
-  private readonly endpoints: Endpoint[] = [];
-  private readonly peers: Peer[] = [];
+  protected readonly endpoints: Endpoint[] = [];
+  protected readonly peers: Peer[] = [];
 
   /**
    * @param socketPath the agent's socket (user backend), undefined for the kernel backend
@@ -158,6 +161,7 @@ export async function startAgent(
 /** A fresh node for one test, torn down when the test ends. */
 export async function startNode(t: ExecutionContext, options: NodeOptions = {}): Promise<TestNode> {
   if (backendKind === 'kernel') return startKernelNode(t, options);
+  if (backendKind === 'cluster') return startClusterNode(t, options);
   if (backendKind !== 'user') throw new Error(`DVK_TEST_BACKEND=${backendKind}: unknown backend`);
   return startUserNode(t, options);
 }
@@ -273,3 +277,61 @@ export function numberOf(payload: Uint8Array): number {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Two nodes of a cluster seen as one: even endpoint numbers bind on n1, odd ones on n2, and the
+ * status is both agents' endpoints together.
+ */
+class ClusterTestNode extends TestNode {
+  constructor(private readonly cluster: Cluster) {
+    const [n1] = cluster.nodes as [ClusterNode, ClusterNode];
+    super(n1.socketPath, n1.agent, async () => {});
+  }
+
+  private nodeOf(endpoint: number): ClusterNode {
+    return this.cluster.nodes[endpoint % 2] as ClusterNode;
+  }
+
+  override async bind(endpoint: number, dc: number | string = DC.name): Promise<Endpoint> {
+    const ep = await this.nodeOf(endpoint).node.bind({ dc, endpoint });
+    this.endpoints.push(ep);
+    return ep;
+  }
+
+  override async peer(endpoint?: number, dc: number | string = DC.name): Promise<Peer> {
+    const p = await Peer.start();
+    this.peers.push(p);
+    if (endpoint !== undefined) await p.bind(this.nodeOf(endpoint).socketPath, dc, endpoint);
+    return p;
+  }
+
+  override async status(): Promise<NodeStatus> {
+    const [first, ...rest] = await Promise.all(this.cluster.nodes.map((n) => n.status()));
+    const status = first as NodeStatus;
+    for (const other of rest) {
+      for (const dc of status.dcs) {
+        dc.endpoints.push(...(other.dcs.find((d) => d.id === dc.id)?.endpoints ?? []));
+        dc.endpoints.sort((a, b) => a.endpoint - b.endpoint);
+      }
+    }
+    return status;
+  }
+}
+
+async function startClusterNode(t: ExecutionContext, options: NodeOptions): Promise<TestNode> {
+  if (options.agentArgs) throw new Error('agentArgs configure a lone agent: not for a cluster');
+  const limits = {
+    ...(options.queueLength ? { queueLength: options.queueLength } : {}),
+    ...(options.queueBytes ? { queueBytes: options.queueBytes } : {}),
+    ...(options.maxPayload ? { maxPayload: options.maxPayload } : {}),
+  };
+  const cluster = await startCluster(t, {
+    nodes: 2,
+    limits,
+    dcs: [{ ...OTHER_DC, nodes: ['n1', 'n2'] }],
+  });
+  const node = new ClusterTestNode(cluster);
+  // Registered after the cluster's own teardown, so it runs first (ava runs them in reverse).
+  t.teardown(() => node.release());
+  return node;
+}

@@ -1,0 +1,56 @@
+/**
+ * A TCP relay in front of a node's link port that can cut every connection through it at once:
+ * the tests' stand-in for a network that drops connections mid-stream.
+ */
+import { once } from 'node:events';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+
+export class CuttingProxy {
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private readonly server: Server;
+  /** Cuts that found at least one connection to cut. */
+  cuts = 0;
+
+  constructor(targetPort: number) {
+    this.server = createServer((client) => {
+      const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      for (const s of pair) {
+        s.on('error', () => {});
+        s.on('close', () => {
+          this.pairs.delete(pair);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  /** Listens on a free loopback port (or `port`) and returns it. */
+  async listen(port = 0): Promise<number> {
+    this.server.listen(port, '127.0.0.1');
+    await once(this.server, 'listening');
+    return (this.server.address() as { port: number }).port;
+  }
+
+  /** Connections open through the proxy now. */
+  get connections(): number {
+    return this.pairs.size;
+  }
+
+  cut(): void {
+    if (this.pairs.size) this.cuts++;
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+  }
+
+  close(): void {
+    this.cut();
+    this.server.close();
+  }
+}
