@@ -4,10 +4,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 
-function run(command, args, { capture = false } = {}) {
+function run(command, args, { capture = false, env = {} } = {}) {
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'],
+      env: { ...process.env, ...env },
     });
     let out = '';
     child.stdout?.on('data', (chunk) => {
@@ -39,20 +40,43 @@ for (const [name, command, args] of steps) {
   }
 }
 
-process.stdout.write('\n== tests (ava)\n');
-const ava = await run(npx, ['ava', '--tap', ...process.argv.slice(2)], { capture: true });
+/** Runs ava over `args` with `env`, and counts its TAP results. */
+async function ava(args, env = {}) {
+  const result = await run(npx, ['ava', '--tap', ...args], { capture: true, env });
+  const counts = { passed: 0, failed: 0, skipped: 0 };
+  for (const line of result.out.split('\n')) {
+    const m = /^(not ok|ok) \d+ - .*?(# (SKIP|TODO))?$/.exec(line);
+    if (!m) continue;
+    if (m[3]) counts.skipped++;
+    else if (m[1] === 'ok') counts.passed++;
+    else counts.failed++;
+  }
+  // A crash outside any test (an uncaught exception in a test file) fails the run too.
+  if (result.code !== 0 && counts.failed === 0) counts.failed = 1;
+  return counts;
+}
+
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const line of ava.out.split('\n')) {
-  const m = /^(not ok|ok) \d+ - .*?(# (SKIP|TODO))?$/.exec(line);
-  if (!m) continue;
-  if (m[3]) skipped++;
-  else if (m[1] === 'ok') passed++;
-  else failed++;
+const extra = process.argv.slice(2);
+const suites = [['tests (ava)', extra, {}]];
+// The conformance suite again with client and server on different nodes of a cluster (unless
+// arguments pick files).
+if (!extra.length) {
+  suites.push([
+    'conformance across nodes (DVK_TEST_BACKEND=cluster)',
+    ['dist/test/conformance/**'],
+    { DVK_TEST_BACKEND: 'cluster' },
+  ]);
 }
-// A crash outside any test (an uncaught exception in a test file) fails the run too.
-if (ava.code !== 0 && failed === 0) failed = 1;
+for (const [name, args, env] of suites) {
+  process.stdout.write(`\n== ${name}\n`);
+  const counts = await ava(args, env);
+  passed += counts.passed;
+  failed += counts.failed;
+  skipped += counts.skipped;
+}
 if (skipped) process.stdout.write(`skipped: ${skipped}\n`);
 
 // The kernel module's tests need the QEMU test VM (kmod/vm/setup, apt and root). Where it is
