@@ -4,6 +4,7 @@
  * (lib/cluster/router.ts).
  */
 
+import { once } from 'node:events';
 import type { Stats } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -189,8 +190,10 @@ export class Agent {
     if (!server) return;
     this.server = null;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Sessions unbind on their socket's 'close', which comes after the server's own.
+    const sessionsClosed = [...this.sockets].map((socket) => once(socket, 'close'));
     for (const socket of this.sockets) socket.destroy();
-    await closed;
+    await Promise.all([closed, ...sessionsClosed]);
     const links = this.links;
     if (links) {
       // The unbinds above told the other nodes, and failed their callers' calls here with

@@ -41,6 +41,7 @@ interface AgentFlags {
   queueLength?: number;
   queueBytes?: number;
   logLevel?: string;
+  backend?: 'user' | 'kernel';
 }
 
 /**
@@ -88,6 +89,9 @@ async function agentConfig(flags: AgentFlags) {
 
 async function runAgent(flags: AgentFlags): Promise<void> {
   const { config, cluster } = await agentConfig(flags);
+  if (flags.backend === 'kernel') {
+    throw new ConfigError('--backend kernel: the agent does not drive dvk.ko yet');
+  }
   const agent = new Agent(config, undefined, cluster);
   try {
     await agent.start();
@@ -148,6 +152,12 @@ export function program(): Command {
       '--queue-bytes <n>',
       'payload bytes an endpoint queue holds before senders wait',
       integer,
+    )
+    .addOption(
+      new Option('--backend <kind>', "where this node's endpoints live (default: user)").choices([
+        'user',
+        'kernel',
+      ]),
     )
     .addOption(
       new Option('--log-level <level>', 'log level').choices([

@@ -29,16 +29,11 @@ export class CuttingProxy {
     });
   }
 
-  /** Listens on a free loopback port (or `port`) and returns it. */
-  async listen(port = 0): Promise<number> {
-    this.server.listen(port, '127.0.0.1');
+  /** Listens on a free loopback port and returns it. */
+  async listen(): Promise<number> {
+    this.server.listen(0, '127.0.0.1');
     await once(this.server, 'listening');
     return (this.server.address() as { port: number }).port;
-  }
-
-  /** Connections open through the proxy now. */
-  get connections(): number {
-    return this.pairs.size;
   }
 
   cut(): void {
