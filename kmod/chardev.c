@@ -28,9 +28,14 @@ static int dvk_release(struct inode *inode, struct file *file)
 {
 	struct dvk_endpoint *ep = file->private_data;
 
+	struct dvk_dc *dc = ep->dc;
+
 	if (ep->proxy)
 		dvk_proxy_detach(ep);
 	dvk_unbind(ep, -ESRCH);
+	/* After dvk_unbind: the report follows every record the endpoint queued for the proxy. */
+	if (dc)
+		dvk_proxy_unbound(ep, dc->id);
 	put_pid(ep->pid);
 	kfree(ep);
 	atomic_long_dec(&dvk_stats.files);
@@ -111,7 +116,7 @@ static long ioctl_version(void __user *uarg)
 		.abi = DVK_ABI_VERSION,
 		.max_payload = dvk_max_payload,
 		.features = DVK_FEATURE_IPC | DVK_FEATURE_REPLY_RECEIVE | DVK_FEATURE_PROXY |
-			    DVK_FEATURE_ASYNC,
+			    DVK_FEATURE_ASYNC | DVK_FEATURE_CLAIMS,
 		.queue_length = dvk_queue_length,
 		.queue_bytes = dvk_queue_bytes,
 	};

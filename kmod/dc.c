@@ -146,7 +146,9 @@ void dvk_dc_destroy_all(void)
 
 int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args)
 {
+	struct dvk_event *unbound, *claim;
 	struct dvk_dc *dc;
+	bool claiming = false;
 	int ret = 0;
 
 	if (args->flags & ~DVK_BIND_BY_NAME || args->generation || args->reserved[0] ||
@@ -157,6 +159,13 @@ int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args)
 			return -EINVAL;
 	} else if (memchr_inv(args->dc_name, 0, DVK_NAME_MAX)) {
 		return -EINVAL;
+	}
+	/* Allocated here so that neither a claim nor the unbind report can fail later. */
+	unbound = kzalloc(sizeof(*unbound), GFP_KERNEL_ACCOUNT);
+	claim = kzalloc(sizeof(*claim), GFP_KERNEL_ACCOUNT);
+	if (!unbound || !claim) {
+		ret = -ENOMEM;
+		goto out_free;
 	}
 
 	mutex_lock(&ep->bind_lock);
@@ -188,20 +197,41 @@ int dvk_bind(struct dvk_endpoint *ep, struct dvk_bind *args)
 		ep->nr = args->endpoint;
 		ep->gen = *gen;
 		ep->pid = get_pid(task_tgid(current));
+		/* Holding the slot keeps the number; a claiming endpoint is not reachable yet. */
+		claiming = dvk_proxy_claims();
+		ep->claiming = claiming;
+		ep->claim_dc = dc;
 		dc->bound[ep->nr] = ep;
 		dc->nr_bound++;
 	}
 	spin_unlock(&dc->lock);
+	if (claiming) {
+		dvk_proxy_claim(ep, claim);
+		claim = NULL;
+	}
+	mutex_unlock(&dvk_dcs_lock);
+	if (claiming)
+		ret = dvk_proxy_claim_wait(ep);
+	if (ret && claiming) {
+		put_pid(ep->pid);
+		ep->pid = NULL;
+	}
 	if (!ret) {
+		ep->unbound_event = unbound;
+		unbound = NULL;
 		/* IPC calls on other threads read dc without bind_lock: publish it last. */
 		smp_store_release(&ep->dc, dc);
 		atomic_long_inc(&dvk_stats.endpoints);
 		args->dc = dc->id;
 		args->generation = ep->gen;
 	}
+	goto out;
 out_dcs:
 	mutex_unlock(&dvk_dcs_lock);
 out:
 	mutex_unlock(&ep->bind_lock);
+out_free:
+	kfree(unbound);
+	kfree(claim);
 	return ret;
 }

@@ -54,6 +54,9 @@ struct dvk_endpoint {
 	u32 gen;
 	struct pid *pid;		/* the process that bound it (a reference) */
 	wait_queue_head_t wait;		/* its blocked calls, and poll() */
+	struct dvk_event *unbound_event; /* posted to a claims proxy at unbind (proxy.c) */
+	struct list_head claim_link;	/* in the proxy's claimers while a bind waits for it */
+	struct dvk_dc *claim_dc;	/* the DC of that bind */
 	spinlock_t sleepers_lock;	/* innermost: protects sleepers */
 	struct list_head sleepers;	/* threads sleeping in calls on this file (ipc.c) */
 
@@ -67,6 +70,8 @@ struct dvk_endpoint {
 	struct list_head owed;		/* dvk_kmsg requests received and not answered */
 	struct list_head calls;		/* dvk_call of its own sendrecs not yet returned */
 	bool unbinding;			/* set first by dvk_unbind: admit no held sender now */
+	bool claiming;			/* bound in its slot, waiting for the proxy's verdict */
+	int claim_result;		/* the verdict, once claiming is false */
 	bool async_used;		/* a call was submitted: EPOLLIN means completions */
 	struct list_head async;		/* dvk_call submitted and not reaped, by async_link */
 	struct list_head completions;	/* dvk_call finished and not reaped, by link */
@@ -100,13 +105,26 @@ struct dvk_kmsg {
 /* A failed remote request, on its way back to the caller's node (dvk_kmsg.flags, internal). */
 #define DVK_KMSG_FAIL		(1U << 31)
 
+/* News of a local binding for a claims proxy: DVK_PROXY_CLAIM, _BOUND or _UNBOUND. */
+struct dvk_event {
+	struct list_head link;		/* in dvk_proxy.events */
+	u32 kind;
+	u32 dc;
+	u32 nr;
+	u32 gen;
+};
+
 /* The node's proxy: the agent's file with the proxy role (proxy.c). */
 struct dvk_proxy {
 	struct mutex lock;		/* serialises drain, inject, REMOTE_ADD/DEL and detach */
 	struct dvk_endpoint *ep;	/* the proxy's file: its wait queue, for drain and poll */
 	u32 node;
+	u32 flags;			/* DVK_PROXY_* */
 	struct list_head remotes;	/* registered remote endpoints, under lock */
-	atomic_t outbound;		/* records waiting in remote endpoints' queues and notes */
+	atomic_t outbound;		/* records to drain: queues and notes of remotes, events */
+	spinlock_t events_lock;		/* innermost: events and claimers */
+	struct list_head events;	/* dvk_event, oldest first */
+	struct list_head claimers;	/* endpoints whose bind waits for a verdict */
 };
 
 enum dvk_call_kind { DVK_SEND, DVK_RECEIVE, DVK_SENDREC };
@@ -225,6 +243,10 @@ int dvk_remote_add(struct dvk_proxy *px, const struct dvk_remote *args);
 int dvk_remote_del(struct dvk_proxy *px, const struct dvk_remote *args);
 int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args);
 int dvk_proxy_inject(struct dvk_proxy *px, struct dvk_proxy_batch *args);
+bool dvk_proxy_claims(void);						/* dvk_dcs_lock held */
+void dvk_proxy_claim(struct dvk_endpoint *ep, struct dvk_event *claim); /* dvk_dcs_lock held */
+int dvk_proxy_claim_wait(struct dvk_endpoint *ep);
+void dvk_proxy_unbound(struct dvk_endpoint *ep, u32 dc);
 
 /* chardev.c: /dev/dvk. */
 int dvk_chardev_init(void);

@@ -248,7 +248,7 @@ struct dvk_endpoint *dvk_lookup(struct dvk_dc *dc, u32 nr, u32 gen)
 	if (nr >= dc->slots)
 		return NULL;
 	ep = dc->bound[nr];
-	if (!ep || (gen && ep->gen != gen))
+	if (!ep || ep->claiming || (gen && ep->gen != gen))
 		return NULL;
 	return ep;
 }
@@ -1300,6 +1300,7 @@ void dvk_endpoint_init(struct dvk_endpoint *ep)
 	INIT_LIST_HEAD(&ep->receivers);
 	INIT_LIST_HEAD(&ep->owed);
 	INIT_LIST_HEAD(&ep->calls);
+	INIT_LIST_HEAD(&ep->claim_link);
 }
 
 /* Ends every receive in the DC that waits for exactly the incarnation that is going. */

@@ -12,6 +12,12 @@
  * endpoints; it is taken before dvk_dcs_lock and the DC locks. A remote endpoint lives from
  * REMOTE_ADD to REMOTE_DEL (or the proxy's release), always under the proxy lock, so while it
  * is held the remote endpoints on the list, and the DCs they are bound in, stay put.
+ *
+ * Claims (DVK_PROXY_CLAIMS): binds and unbinds post a dvk_event under dvk_dcs_lock, which
+ * also pins dvk_the_proxy, so events reach the proxy in the order they happened and never a
+ * proxy that is going. dvk_proxy.events_lock is innermost; it guards the events and the
+ * claimers (binds waiting for a verdict). A claimer's claiming flag and verdict are under its
+ * DC's lock, like the slot it holds.
  */
 #include <linux/capability.h>
 #include <linux/slab.h>
@@ -24,29 +30,202 @@ static struct dvk_proxy *dvk_the_proxy;
 
 #define RECORD_HEADER sizeof(struct dvk_proxy_msg)
 
+/* --- claims and news of local bindings ------------------------------------------------------ */
+
+static void post_event(struct dvk_proxy *px, struct dvk_event *ev)
+{
+	spin_lock(&px->events_lock);
+	list_add_tail(&ev->link, &px->events);
+	spin_unlock(&px->events_lock);
+	atomic_inc(&px->outbound);
+	dvk_wake(px->ep, false);
+}
+
+static void free_events(struct dvk_proxy *px)
+{
+	struct dvk_event *ev, *next;
+
+	list_for_each_entry_safe(ev, next, &px->events, link) {
+		list_del(&ev->link);
+		atomic_dec(&px->outbound);
+		kfree(ev);
+	}
+}
+
+/*
+ * A new claims proxy first hears of the endpoints bound already. dvk_dcs_lock is held, so no
+ * bind runs; an unbind meanwhile reports after this, once the proxy is published.
+ */
+static int report_bound(struct dvk_proxy *px)
+{
+	struct dvk_event *ev;
+	struct dvk_endpoint *ep;
+	struct dvk_dc *dc;
+	u32 i, gen;
+
+	list_for_each_entry(dc, &dvk_dcs, node) {
+		for (i = 0; i < dc->slots; i++) {
+			spin_lock(&dc->lock);
+			ep = dc->bound[i];
+			gen = ep && !ep->remote_of && !ep->claiming ? ep->gen : 0;
+			spin_unlock(&dc->lock);
+			if (!gen)
+				continue;
+			ev = kzalloc(sizeof(*ev), GFP_KERNEL_ACCOUNT);
+			if (!ev)
+				return -ENOMEM;
+			*ev = (struct dvk_event){ .kind = DVK_PROXY_BOUND, .dc = dc->id, .nr = i,
+						  .gen = gen };
+			list_add_tail(&ev->link, &px->events);
+			atomic_inc(&px->outbound);
+		}
+	}
+	return 0;
+}
+
+/* Whether binds must wait for the proxy's consent. dvk_dcs_lock held. */
+bool dvk_proxy_claims(void)
+{
+	return dvk_the_proxy && (dvk_the_proxy->flags & DVK_PROXY_CLAIMS);
+}
+
+/* A bind holding its slot asks the proxy. dvk_dcs_lock held, and dvk_proxy_claims() true. */
+void dvk_proxy_claim(struct dvk_endpoint *ep, struct dvk_event *claim)
+{
+	struct dvk_proxy *px = dvk_the_proxy;
+
+	*claim = (struct dvk_event){ .kind = DVK_PROXY_CLAIM, .dc = ep->claim_dc->id,
+				     .nr = ep->nr, .gen = ep->gen };
+	spin_lock(&px->events_lock);
+	list_add_tail(&ep->claim_link, &px->claimers);
+	spin_unlock(&px->events_lock);
+	post_event(px, claim);
+}
+
+/* Ends a claim with @result, under its DC's lock; false if it had ended already. */
+static bool settle_claim(struct dvk_endpoint *ep, int result)
+{
+	bool settled = false;
+
+	spin_lock(&ep->claim_dc->lock);
+	if (ep->claiming) {
+		ep->claim_result = result;
+		WRITE_ONCE(ep->claiming, false);
+		settled = true;
+	}
+	spin_unlock(&ep->claim_dc->lock);
+	return settled;
+}
+
+/*
+ * Waits for the verdict on @ep's claim. On failure, or when a signal interrupts the wait, the
+ * slot is freed; an interrupted claim is withdrawn: taken off the events if still there, or
+ * else followed by an unbind report. Returns 0, the verdict's errno, or -ERESTARTSYS.
+ */
+int dvk_proxy_claim_wait(struct dvk_endpoint *ep)
+{
+	struct dvk_dc *dc = ep->claim_dc;
+	struct dvk_event *ev, *withdraw = NULL;
+	struct dvk_proxy *px;
+	bool interrupted;
+	int ret;
+
+	wait_event_interruptible(ep->wait, !READ_ONCE(ep->claiming));
+	interrupted = settle_claim(ep, -ERESTARTSYS);
+	spin_lock(&dc->lock);
+	ret = ep->claim_result;
+	if (ret) {
+		dc->bound[ep->nr] = NULL;
+		dc->nr_bound--;
+	}
+	spin_unlock(&dc->lock);
+
+	mutex_lock(&dvk_dcs_lock);
+	px = dvk_the_proxy;
+	if (px) {
+		spin_lock(&px->events_lock);
+		list_del_init(&ep->claim_link);
+		if (interrupted) {
+			list_for_each_entry(ev, &px->events, link) {
+				if (ev->kind == DVK_PROXY_CLAIM && ev->dc == dc->id &&
+				    ev->nr == ep->nr && ev->gen == ep->gen) {
+					list_del(&ev->link);
+					atomic_dec(&px->outbound);
+					withdraw = ev;
+					break;
+				}
+			}
+		}
+		spin_unlock(&px->events_lock);
+		if (interrupted && !withdraw) {
+			/* The proxy has the claim: tell it the bind gave up. */
+			ev = ep->unbound_event ? ep->unbound_event : kzalloc(sizeof(*ev), GFP_KERNEL);
+			if (ev) {
+				ep->unbound_event = NULL;
+				*ev = (struct dvk_event){ .kind = DVK_PROXY_UNBOUND, .dc = dc->id,
+							  .nr = ep->nr, .gen = ep->gen };
+				post_event(px, ev);
+			}
+		}
+	}
+	mutex_unlock(&dvk_dcs_lock);
+	kfree(withdraw);
+	return ret;
+}
+
+/* A local endpoint of DC @dc unbound: a claims proxy hears of it, after all it had sent. */
+void dvk_proxy_unbound(struct dvk_endpoint *ep, u32 dc)
+{
+	struct dvk_event *ev = ep->unbound_event;
+
+	if (!ev)
+		return;
+	ep->unbound_event = NULL;
+	mutex_lock(&dvk_dcs_lock);
+	if (dvk_proxy_claims()) {
+		*ev = (struct dvk_event){ .kind = DVK_PROXY_UNBOUND, .dc = dc, .nr = ep->nr,
+					  .gen = ep->gen };
+		post_event(dvk_the_proxy, ev);
+		ev = NULL;
+	}
+	mutex_unlock(&dvk_dcs_lock);
+	kfree(ev);
+}
+
+/* --- attach and detach --------------------------------------------------------------------- */
+
 int dvk_proxy_attach(struct dvk_endpoint *ep, const struct dvk_proxy_attach *args)
 {
 	struct dvk_proxy *px;
 	int ret = 0;
 
-	if (args->flags || args->reserved[0] || args->reserved[1])
+	if (args->flags & ~DVK_PROXY_CLAIMS || args->reserved[0] || args->reserved[1])
 		return -EINVAL;
 	px = kzalloc(sizeof(*px), GFP_KERNEL_ACCOUNT);
 	if (!px)
 		return -ENOMEM;
 	mutex_init(&px->lock);
 	INIT_LIST_HEAD(&px->remotes);
+	spin_lock_init(&px->events_lock);
+	INIT_LIST_HEAD(&px->events);
+	INIT_LIST_HEAD(&px->claimers);
 	px->ep = ep;
 	px->node = args->node;
+	px->flags = args->flags;
 
 	mutex_lock(&ep->bind_lock);
 	if (ep->dc || ep->proxy) {
 		ret = -EISCONN;
 	} else {
 		mutex_lock(&dvk_dcs_lock);
-		if (dvk_the_proxy)
+		if (dvk_the_proxy) {
 			ret = -EBUSY;
-		else
+		} else if (px->flags & DVK_PROXY_CLAIMS) {
+			ret = report_bound(px);
+			if (ret)
+				free_events(px);
+		}
+		if (!ret)
 			dvk_the_proxy = px;
 		mutex_unlock(&dvk_dcs_lock);
 	}
@@ -71,14 +250,30 @@ void dvk_proxy_detach(struct dvk_endpoint *ep)
 	struct dvk_proxy *px = ep->proxy;
 	struct dvk_endpoint *r, *next;
 
+	struct dvk_endpoint *claimer, *next_claimer;
+	LIST_HEAD(claimers);
+
 	mutex_lock(&px->lock);
 	list_for_each_entry_safe(r, next, &px->remotes, remote_link)
 		remote_remove(r, -EHOSTUNREACH);
 	mutex_unlock(&px->lock);
-	WARN_ON(atomic_read(&px->outbound));
 	mutex_lock(&dvk_dcs_lock);
 	dvk_the_proxy = NULL;
+	/*
+	 * Without a proxy there is no cluster to ask: waiting binds complete. They cannot
+	 * return meanwhile: a claimer takes dvk_dcs_lock before it leaves.
+	 */
+	spin_lock(&px->events_lock);
+	list_splice_init(&px->claimers, &claimers);
+	spin_unlock(&px->events_lock);
+	list_for_each_entry_safe(claimer, next_claimer, &claimers, claim_link) {
+		list_del_init(&claimer->claim_link);
+		if (settle_claim(claimer, 0))
+			dvk_wake(claimer, false);
+	}
+	free_events(px);
 	mutex_unlock(&dvk_dcs_lock);
+	WARN_ON(atomic_read(&px->outbound));
 	kfree(px);
 }
 
@@ -210,7 +405,7 @@ static int put_record(struct dvk_endpoint *r, const struct dvk_kmsg *m, u8 __use
  * record is larger than @room, sets *needed.
  */
 static size_t take_outbound(struct dvk_endpoint *r, size_t room, struct list_head *taken,
-			    size_t *needed)
+			    size_t *needed, bool *stopped)
 {
 	struct dvk_kmsg *m, *next;
 	bool from_queue = false;
@@ -236,6 +431,7 @@ static size_t take_outbound(struct dvk_endpoint *r, size_t room, struct list_hea
 	}
 	goto out;
 full:
+	*stopped = true;
 	if (!used)
 		*needed = record_size(m);
 out:
@@ -274,13 +470,13 @@ static void untake_outbound(struct dvk_endpoint *r, struct list_head *taken)
 
 /* Copies one remote endpoint's records out at @at; returns the bytes written or -EFAULT. */
 static ssize_t drain_remote(struct dvk_endpoint *r, u8 __user *at, size_t room, u32 *count,
-			    size_t *needed)
+			    size_t *needed, bool *stopped)
 {
 	struct dvk_kmsg *m, *next;
 	LIST_HEAD(taken);
 	size_t used, off = 0;
 
-	used = take_outbound(r, room, &taken, needed);
+	used = take_outbound(r, room, &taken, needed, stopped);
 	list_for_each_entry(m, &taken, link) {
 		if (put_record(r, m, at + off)) {
 			untake_outbound(r, &taken);
@@ -300,11 +496,54 @@ static ssize_t drain_remote(struct dvk_endpoint *r, u8 __user *at, size_t room, 
 	return used;
 }
 
+/*
+ * Copies out the news of local bindings that fit in @room, oldest first; returns the bytes
+ * written or -EFAULT (then nothing is taken).
+ */
+static ssize_t drain_events(struct dvk_proxy *px, u8 __user *at, size_t room, u32 *count)
+{
+	struct dvk_event *ev, *next;
+	LIST_HEAD(taken);
+	size_t off = 0;
+
+	spin_lock(&px->events_lock);
+	list_for_each_entry_safe(ev, next, &px->events, link) {
+		if (off + RECORD_HEADER > room)
+			break;
+		list_move_tail(&ev->link, &taken);
+		off += RECORD_HEADER;
+	}
+	spin_unlock(&px->events_lock);
+	off = 0;
+	list_for_each_entry(ev, &taken, link) {
+		struct dvk_proxy_msg rec = {
+			.kind = ev->kind, .dc = ev->dc, .dst = ev->nr, .dst_gen = ev->gen,
+			.src = ev->nr, .src_gen = ev->gen,
+		};
+
+		if (copy_to_user(at + off, &rec, sizeof(rec))) {
+			spin_lock(&px->events_lock);
+			list_splice(&taken, &px->events);
+			spin_unlock(&px->events_lock);
+			return -EFAULT;
+		}
+		off += RECORD_HEADER;
+	}
+	list_for_each_entry_safe(ev, next, &taken, link) {
+		list_del(&ev->link);
+		atomic_dec(&px->outbound);
+		(*count)++;
+		kfree(ev);
+	}
+	return off;
+}
+
 int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args)
 {
 	u8 __user *buf = u64_to_user_ptr(args->buffer);
 	struct dvk_endpoint *r;
 	size_t used, needed = 0;
+	bool stopped;
 	ssize_t n = 0;
 	u32 count;
 	int ret;
@@ -321,12 +560,25 @@ int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args)
 		}
 		used = 0;
 		count = 0;
+		stopped = false;
 		mutex_lock(&px->lock);
 		list_for_each_entry(r, &px->remotes, remote_link) {
-			n = drain_remote(r, buf + used, args->size - used, &count, &needed);
+			n = drain_remote(r, buf + used, args->size - used, &count, &needed,
+					 &stopped);
 			if (n < 0 || needed)
 				break;
 			used += n;
+		}
+		/*
+		 * News of bindings only once every remote endpoint's queue is empty: an unbind
+		 * is then drained after whatever the endpoint sent before it.
+		 */
+		if (n >= 0 && !needed && !stopped) {
+			n = drain_events(px, buf + used, args->size - used, &count);
+			if (n > 0)
+				used += n;
+			else if (!n && !count && !list_empty(&px->events))
+				needed = RECORD_HEADER;
 		}
 		/*
 		 * Start with the next remote endpoint next time, so none is starved; but not
@@ -428,6 +680,40 @@ static void inject_answer(struct dvk_endpoint *src, const struct dvk_proxy_msg *
 	/* No call waits (a duplicate, or the caller unbound): nothing to answer. */
 }
 
+/* The verdict on a local bind's claim. */
+static int inject_claimed(struct dvk_proxy *px, const struct dvk_proxy_msg *rec)
+{
+	struct dvk_endpoint *ep = NULL;
+	struct dvk_dc *dc;
+	bool settled = false;
+
+	if (!(px->flags & DVK_PROXY_CLAIMS) || !rec->dst_gen || rec->dst == DVK_ANY ||
+	    rec->src || rec->src_gen || rec->type || rec->bits || rec->request_id ||
+	    rec->size || rec->status > 0 || rec->status <= -ERESTARTSYS)
+		return -EINVAL;
+	mutex_lock(&dvk_dcs_lock);
+	dc = dvk_dc_find(rec->dc);
+	if (dc && rec->dst < dc->slots) {
+		spin_lock(&dc->lock);
+		ep = dc->bound[rec->dst];
+		if (ep && !ep->remote_of && ep->claiming && ep->gen == rec->dst_gen) {
+			ep->claim_result = rec->status;
+			WRITE_ONCE(ep->claiming, false);
+			settled = true;
+		}
+		spin_unlock(&dc->lock);
+	}
+	if (settled) {
+		spin_lock(&px->events_lock);
+		list_del_init(&ep->claim_link);
+		spin_unlock(&px->events_lock);
+		dvk_wake(ep, false);
+	}
+	mutex_unlock(&dvk_dcs_lock);
+	/* No such claim waits (it gave up): ENOENT, like any record for a gone endpoint. */
+	return settled ? 0 : -ENOENT;
+}
+
 static int inject_one(struct dvk_proxy *px, const struct dvk_proxy_msg *rec,
 		      const u8 __user *payload)
 {
@@ -437,6 +723,8 @@ static int inject_one(struct dvk_proxy *px, const struct dvk_proxy_msg *rec,
 	LIST_HEAD(garbage);
 	int ret = 0;
 
+	if (rec->kind == DVK_PROXY_CLAIMED)
+		return inject_claimed(px, rec);
 	if (!record_valid(rec))
 		return -EINVAL;
 	if (rec->size > dvk_max_payload)

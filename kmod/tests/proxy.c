@@ -655,7 +655,7 @@ static void t_attach_einval(void)
 	uint32_t dc = dc_new(4);
 	int fd = dev_open(), other = dev_open();
 	struct dvk_proxy_attach bad[] = {
-		{ .node = 1, .flags = 1 },
+		{ .node = 1, .flags = 2 },
 		{ .node = 1, .flags = 1u << 31 },
 		{ .node = 1, .reserved = { 1, 0 } },
 		{ .node = 1, .reserved = { 0, 1ull << 63 } },
@@ -3078,6 +3078,280 @@ static void t_del_discards(void)
 	px_batch_free(&b);
 }
 
+
+/* ====================================================================================== */
+/* Claims: with DVK_PROXY_CLAIMS, binds wait for the proxy's verdict                       */
+/* ====================================================================================== */
+
+static int claims_px_open(void)
+{
+	struct dvk_proxy_attach a = { .node = MY_NODE, .flags = DVK_PROXY_CLAIMS };
+	int fd = dev_open(), rc = dvk_ioctl(fd, DVK_IOC_PROXY_ATTACH, &a);
+
+	if (rc) {
+		tap_fail("attaching a claims proxy: %s", errname(-rc));
+		_exit(1);
+	}
+	return fd;
+}
+
+/* Injects the verdict on the claim of (dc, nr, gen); returns the inject's error. */
+static int inject_claimed(int px, uint32_t dc, uint32_t nr, uint32_t gen, int status)
+{
+	struct dvk_proxy_msg h = { .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = nr, .dst_gen = gen,
+				   .status = status };
+	struct dvk_proxy_batch r;
+	int rc = px_inject(px, &h, sizeof(h), &r);
+
+	return rc ? rc : r.error;
+}
+
+/* A helper binding (dc, nr): it says 'C' just before, then writes rc and generation. */
+struct claimer_arg {
+	uint32_t dc, nr;
+	int out_w;
+	int sig_w;		/* if > 0: catch SIGUSR1 (no SA_RESTART), reporting there */
+	int hold_r;		/* if > 0: keep the endpoint until a byte comes there */
+};
+
+static void claimer(void *p)
+{
+	struct claimer_arg *a = p;
+	int fd = dev_open(), rc;
+	uint32_t gen = 0;
+	int32_t out[2];
+
+	if (a->sig_w > 0) {
+		sig_pipe_w = a->sig_w;
+		catch_signal(SIGUSR1, false);
+	}
+	put_byte(a->out_w, 'C');
+	rc = bind_rc(fd, a->dc, a->nr, &gen);
+	out[0] = rc;
+	out[1] = (int32_t)gen;
+	REQUIRE(write(a->out_w, out, sizeof(out)) == sizeof(out));
+	if (a->hold_r > 0)
+		EXPECT_BYTE(a->hold_r, 'G');
+	dev_close(fd);
+}
+
+/* Reads what claimer() wrote after its bind: rc, and the generation. */
+static void claimer_result(int fd, int *rc, uint32_t *gen)
+{
+	int32_t out[2] = { 1, 0 };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	CHECK(poll(&p, 1, 3 * LONG_MS) == 1);
+	CHECK(read(fd, out, sizeof(out)) == sizeof(out));
+	*rc = out[0];
+	*gen = (uint32_t)out[1];
+}
+
+/* Drains one record and checks it is news of type `kind` about (dc, nr); its generation. */
+#define DRAIN_NEWS(px, kind, dc, nr) drain_news_at(__FILE__, __LINE__, px, kind, dc, nr)
+static uint32_t drain_news_at(const char *file, int line, int px, uint32_t kind, uint32_t dc,
+			      uint32_t nr)
+{
+	struct rec r;
+	uint32_t gen = 0;
+
+	if (drain_n_at(file, line, px, &r, 1) != 1)
+		return 0;
+	if (r.h.kind != kind || r.h.dc != dc || r.h.src != nr) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "drained kind %u dc %u endpoint %u; want kind %u dc %u "
+			    "endpoint %u", r.h.kind, r.h.dc, r.h.src, kind, dc, nr);
+	}
+	gen = r.h.src_gen;
+	recs_free(&r, 1);
+	return gen;
+}
+
+/* A bind waits for the verdict, unreachable meanwhile; the unbind is reported too. */
+static void t_claim_granted(void)
+{
+	uint32_t dc = dc_new(8), gen, got = 0;
+	int sender = ep_open(dc, 4, NULL), px = claims_px_open(), out[2], hold[2], rc = 1;
+	struct claimer_arg a = { .dc = dc, .nr = 3 };
+	pid_t pid;
+
+	pipe_new(out);
+	pipe_new(hold);
+	a.out_w = out[1];
+	a.hold_r = hold[0];
+	CHECK(DRAIN_NEWS(px, DVK_PROXY_BOUND, dc, 4) != 0);
+	pid = SPAWN(claimer, &a);
+	EXPECT_BYTE(out[0], 'C');
+	gen = DRAIN_NEWS(px, DVK_PROXY_CLAIM, dc, 3);
+	WAIT_SLEEPING(pid);
+	/* Claiming: the number is taken, but nothing reaches it yet. */
+	CHECK_RC(send_num(sender, 3, 0, 1, DVK_CALL_NONBLOCK, 0), -ENOENT);
+	CHECK_RC(remote_add(px, dc, 3, 99, R_NODE), -EADDRINUSE);
+	CHECK_RC(inject_claimed(px, dc, 3, gen, 0), 0);
+	claimer_result(out[0], &rc, &got);
+	CHECK_RC(rc, 0);
+	CHECK_EQ(got, gen);
+	CHECK_RC(send_num(sender, 3, gen, 2, DVK_CALL_NONBLOCK, 0), 0);
+	/* A second verdict finds no claim. */
+	CHECK_RC(inject_claimed(px, dc, 3, gen, 0), -ENOENT);
+	put_byte(hold[1], 'G');
+	CHECK_CHILD(pid);
+	CHECK_EQ(DRAIN_NEWS(px, DVK_PROXY_UNBOUND, dc, 3), gen);
+	EXPECT_NO_DRAIN(px);
+	dev_close(sender);
+}
+
+/* A refused claim fails the bind with the verdict's errno and frees the number. */
+static void t_claim_refused(void)
+{
+	uint32_t dc = dc_new(8), gen, got = 0;
+	int px = claims_px_open(), out[2], rc = 1;
+	struct claimer_arg a = { .dc = dc, .nr = 3 };
+	pid_t pid;
+
+	pipe_new(out);
+	a.out_w = out[1];
+	pid = SPAWN(claimer, &a);
+	EXPECT_BYTE(out[0], 'C');
+	gen = DRAIN_NEWS(px, DVK_PROXY_CLAIM, dc, 3);
+	CHECK_RC(inject_claimed(px, dc, 3, gen, -EADDRINUSE), 0);
+	claimer_result(out[0], &rc, &got);
+	CHECK_RC(rc, -EADDRINUSE);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, 3, "endpoint"), -1);
+	CHECK_RC(remote_add(px, dc, 3, gen + 1, R_NODE), 0);
+	/* The proxy refused it: no unbind report follows. */
+	EXPECT_NO_DRAIN(px);
+}
+
+/* A signal ends a waiting claim with EINTR; a drained claim is followed by an unbind. */
+static void t_claim_interrupted(void)
+{
+	uint32_t dc = dc_new(8), gen, got = 0;
+	int px = claims_px_open(), out[2], sig[2], rc = 1;
+	struct claimer_arg a = { .dc = dc, .nr = 3 };
+	pid_t pid;
+
+	pipe_new(out);
+	pipe_new(sig);
+	a.out_w = out[1];
+	a.sig_w = sig[1];
+	pid = SPAWN(claimer, &a);
+	EXPECT_BYTE(out[0], 'C');
+	gen = DRAIN_NEWS(px, DVK_PROXY_CLAIM, dc, 3);
+	WAIT_SLEEPING(pid);
+	CHECK(kill(pid, SIGUSR1) == 0);
+	EXPECT_BYTE(sig[0], 'S');
+	claimer_result(out[0], &rc, &got);
+	CHECK_RC(rc, -EINTR);
+	CHECK_CHILD(pid);
+	CHECK_EQ(DRAIN_NEWS(px, DVK_PROXY_UNBOUND, dc, 3), gen);
+	CHECK_RC(inject_claimed(px, dc, 3, gen, 0), -ENOENT);
+	CHECK_EQ(ep_get(dc, 3, "endpoint"), -1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* A claim the proxy never drained is withdrawn without a word. */
+static void t_claim_interrupted_undrained(void)
+{
+	uint32_t dc = dc_new(8), got = 0;
+	int px = claims_px_open(), out[2], sig[2], rc = 1;
+	struct claimer_arg a = { .dc = dc, .nr = 3 };
+	pid_t pid;
+
+	pipe_new(out);
+	pipe_new(sig);
+	a.out_w = out[1];
+	a.sig_w = sig[1];
+	pid = SPAWN(claimer, &a);
+	EXPECT_BYTE(out[0], 'C');
+	WAIT_SLEEPING(pid);
+	CHECK_EQ(poll_now(px) & POLLIN, POLLIN);
+	CHECK(kill(pid, SIGUSR1) == 0);
+	EXPECT_BYTE(sig[0], 'S');
+	claimer_result(out[0], &rc, &got);
+	CHECK_RC(rc, -EINTR);
+	CHECK_CHILD(pid);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Closing the proxy completes the binds that wait for it. */
+static void t_claim_proxy_closes(void)
+{
+	uint32_t dc = dc_new(8), gen, got = 0;
+	int px = claims_px_open(), out[2], rc = 1;
+	struct claimer_arg a = { .dc = dc, .nr = 3 };
+	pid_t pid;
+
+	pipe_new(out);
+	a.out_w = out[1];
+	pid = SPAWN(claimer, &a);
+	EXPECT_BYTE(out[0], 'C');
+	gen = DRAIN_NEWS(px, DVK_PROXY_CLAIM, dc, 3);
+	WAIT_SLEEPING(pid);
+	dev_close(px);
+	claimer_result(out[0], &rc, &got);
+	CHECK_RC(rc, 0);
+	CHECK_EQ(got, gen);
+	CHECK_CHILD(pid);
+}
+
+/*
+ * A claims proxy hears first of the endpoints bound before it attached; an unbind comes after
+ * every record the endpoint queued for remote endpoints.
+ */
+static void t_claim_bound_and_unbound_order(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int fd = ep_open(dc, 2, &gl), px = claims_px_open();
+	struct rec r[5];
+	int n;
+
+	remote_std(px, dc);
+	CHECK_EQ(DRAIN_NEWS(px, DVK_PROXY_BOUND, dc, 2), gl);
+	for (uint64_t i = 1; i <= 3; i++)
+		CHECK_RC(send_num(fd, R_EP, R_GEN, i, 0, SOON), 0);
+	dev_close(fd);
+	n = DRAIN_N(px, r, 4);
+	if (n == 4) {
+		check_numbers(r, 3, 1);
+		CHECK_REC(&r[3], DVK_PROXY_UNBOUND, dc, 2, gl, 2, gl, 0);
+	}
+	recs_free(r, n);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Verdicts are checked: fields that must be zero, a proxy without claims, a positive status. */
+static void t_claim_einval(void)
+{
+	uint32_t dc = dc_new(8);
+	int plain = px_open();
+	struct dvk_proxy_msg bad[] = {
+		{ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3, .dst_gen = 0 },
+		{ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3, .dst_gen = 1, .src = 1 },
+		{ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3, .dst_gen = 1, .type = 1 },
+		{ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3, .dst_gen = 1, .request_id = 1 },
+		{ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3, .dst_gen = 1, .status = 1 },
+		{ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3, .dst_gen = 1, .status = -512 },
+		{ .kind = DVK_PROXY_CLAIM, .dc = dc, .dst = 3, .dst_gen = 1, .src = 3, .src_gen = 1 },
+	};
+	int px;
+
+	/* Without DVK_PROXY_CLAIMS, a verdict is a bad record, and binds do not wait. */
+	CHECK_RC(inject_claimed(plain, dc, 3, 1, 0), -EINVAL);
+	dev_close(ep_open(dc, 3, NULL));
+	EXPECT_NO_DRAIN(plain);
+	dev_close(plain);
+	px = claims_px_open();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct dvk_proxy_batch r;
+
+		CHECKF(px_inject(px, &bad[i], sizeof(bad[i]), &r) == 0 && r.error == -EINVAL &&
+		       r.count == 0, "verdict #%zu: error %s", i, rcname(r.error));
+	}
+	CHECK_RC(inject_claimed(px, dc, 3, 1, 0), -ENOENT);
+}
+
 /* ====================================================================================== */
 /* The runner                                                                              */
 /* ====================================================================================== */
@@ -3087,7 +3361,14 @@ static const struct test_case cases[] = {
 	T(t_attach_eperm, "attach: EPERM without the capability; nothing attached"),
 	T(t_attach_ebusy, "attach: a second proxy gets EBUSY; after close another attaches"),
 	T(t_attach_eisconn, "attach: EISCONN on a bound file; BIND on the proxy file: EISCONN"),
-	T(t_attach_einval, "attach: flags and reserved must be zero"),
+	T(t_attach_einval, "attach: unknown flags and reserved must be zero"),
+	T(t_claim_granted, "claims: a bind waits for the verdict, unreachable meanwhile; unbind reported"),
+	T(t_claim_refused, "claims: a refused claim fails the bind with its errno; the number is free"),
+	T(t_claim_interrupted, "claims: a signal ends a drained claim with EINTR and an UNBOUND"),
+	T(t_claim_interrupted_undrained, "claims: an interrupted claim not drained yet leaves nothing"),
+	T(t_claim_proxy_closes, "claims: closing the proxy completes waiting binds"),
+	T(t_claim_bound_and_unbound_order, "claims: BOUND at attach; UNBOUND after the endpoint's messages"),
+	T(t_claim_einval, "claims: verdicts are checked; without DVK_PROXY_CLAIMS binds do not wait"),
 	T(t_proxy_calls_eperm, "proxy calls on a file that is not the proxy fail with EPERM"),
 	T(t_proxy_efault, "proxy calls with bad argument pointers fail with EFAULT"),
 	T(t_proxy_enotty, "near misses of the proxy commands fail with ENOTTY"),

@@ -541,7 +541,13 @@ static inline size_t px_record_check(const unsigned char *buf, size_t len, size_
 		}
 	}
 	why[0] = 0;
-	if (h.kind < DVK_PROXY_MESSAGE || h.kind > DVK_PROXY_FAIL)
+	if (h.kind >= DVK_PROXY_CLAIM && h.kind <= DVK_PROXY_UNBOUND) {
+		/* News of a local binding: the endpoint twice, nothing else. */
+		if (!h.src_gen || h.src >= DVK_SLOTS_MAX || h.dst != h.src || h.dst_gen != h.src_gen ||
+		    h.type || h.bits || h.request_id || h.size || h.status)
+			snprintf(why, why_len, "kind %u for %u gen %u, dst %u gen %u", h.kind, h.src,
+				 h.src_gen, h.dst, h.dst_gen);
+	} else if (h.kind < DVK_PROXY_MESSAGE || h.kind > DVK_PROXY_FAIL)
 		snprintf(why, why_len, "kind %u", h.kind);
 	else if (!h.dst_gen || !h.src_gen)
 		snprintf(why, why_len, "dst_gen %u, src_gen %u", h.dst_gen, h.src_gen);

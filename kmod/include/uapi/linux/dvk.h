@@ -111,7 +111,16 @@
  *   padding after a payload is ignored on inject and zero on drain; count and error are only
  *   written, so one dvk_proxy_batch can be reused.
  *   Replies and failures for remote callers are never held back by a remote endpoint's queue
- *   bounds: they answer requests the proxy itself injected, so the proxy bounds them. The
+ *   bounds: they answer requests the proxy itself injected, so the proxy bounds them.
+ *   A proxy attached with DVK_PROXY_CLAIMS keeps endpoint numbers unique across the cluster:
+ *   a local DVK_IOC_BIND then takes the slot but waits (interruptibly; no call reaches it yet)
+ *   until the proxy injects a DVK_PROXY_CLAIMED verdict for the DVK_PROXY_CLAIM record it
+ *   drained: status 0 completes the bind, a negative errno (EADDRINUSE: bound on another
+ *   node) fails it. A bind interrupted by a signal gives up its claim (a DVK_PROXY_UNBOUND
+ *   record follows if the claim was drained) and restarts. Every local unbind is drained as
+ *   DVK_PROXY_UNBOUND, after every record the endpoint sent; endpoints bound before the proxy
+ *   attached are drained first, as DVK_PROXY_BOUND. These records carry the endpoint in both
+ *   src/src_gen and dst/dst_gen. If the proxy goes away, waiting binds complete. The
  *   capability is checked when a file becomes the proxy; whoever holds that file after acts
  *   as the proxy. Once the proxy closes, remote endpoints are unregistered: calls to them
  *   fail with ENOENT.
@@ -146,6 +155,7 @@
 #define DVK_FEATURE_REPLY_RECEIVE (1ULL << 1)	/* DVK_IOC_REPLY_RECEIVE */
 #define DVK_FEATURE_PROXY	(1ULL << 2)	/* the proxy role and its batch ioctls */
 #define DVK_FEATURE_ASYNC	(1ULL << 3)	/* SUBMIT, REAP and CANCEL */
+#define DVK_FEATURE_CLAIMS	(1ULL << 4)	/* DVK_PROXY_CLAIMS: binds wait for the cluster */
 
 /* A DC name: 1..63 characters of [A-Za-z0-9_.-], NUL-terminated, zero-filled after. */
 #define DVK_NAME_MAX		64
@@ -293,9 +303,12 @@ struct dvk_cancel {
 	__u64 reserved;
 };
 
+/* dvk_proxy_attach.flags */
+#define DVK_PROXY_CLAIMS	(1U << 0)	/* local binds wait for the proxy's consent */
+
 struct dvk_proxy_attach {
 	__u32 node;		/* this node's id, as the cluster knows it */
-	__u32 flags;		/* none defined: zero */
+	__u32 flags;		/* DVK_PROXY_* */
 	__u64 reserved[2];
 };
 
@@ -317,6 +330,11 @@ struct dvk_remote {
 #define DVK_PROXY_REPLY		3	/* the reply to request_id; dst is the caller */
 #define DVK_PROXY_NOTIFY	4	/* notification bits */
 #define DVK_PROXY_FAIL		5	/* request_id of caller dst failed at src with status */
+/* With DVK_PROXY_CLAIMS: news of local bindings (drained) and the verdict on a claim (injected). */
+#define DVK_PROXY_CLAIM		6	/* local bind of dc/src/src_gen waits for consent */
+#define DVK_PROXY_BOUND		7	/* dc/src/src_gen was bound when the proxy attached */
+#define DVK_PROXY_UNBOUND	8	/* local dc/src/src_gen unbound, or gave up its claim */
+#define DVK_PROXY_CLAIMED	9	/* verdict on the claim of dc/dst/dst_gen: status 0 or -errno */
 
 /* One record of a proxy batch: the header, then size payload bytes, then padding to 8. */
 struct dvk_proxy_msg {
