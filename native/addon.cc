@@ -34,6 +34,16 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const char *what) {
   return env.Undefined();
 }
 
+// EMSGSIZE for a batch buffer too small for the next record; `needed` is the room it takes.
+Napi::Value ThrowTooSmall(Napi::Env env, const char *what, uint32_t needed) {
+  Napi::Error e = Napi::Error::New(env, std::string(what) + ": the buffer is too small");
+  e.Set("code", Napi::String::New(env, "EMSGSIZE"));
+  e.Set("errno", Napi::Number::New(env, EMSGSIZE));
+  e.Set("needed", Napi::Number::New(env, needed));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
 // peerCredentials(fd) -> { pid, uid, gid } of the process at the other end of a Unix socket,
 // as the kernel recorded it at connect() time (SO_PEERCRED), so a client cannot lie about it.
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info) {
@@ -194,7 +204,8 @@ Napi::Value Bind(const Napi::CallbackInfo &info) {
   }
   b.endpoint = U32(info[2]);
   if (Failed(env)) return env.Undefined();
-  if (ioctl(I32(info[0]), DVK_IOC_BIND, &b) != 0) {
+  // With a claims proxy the bind waits for the cluster; a signal restarts that wait.
+  if (Ioctl(I32(info[0]), DVK_IOC_BIND, &b) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_BIND)");
   }
   Napi::Object out = Napi::Object::New(env);
@@ -243,12 +254,7 @@ Napi::Value Reap(const Napi::CallbackInfo &info) {
     } else if (errno != EMSGSIZE) {
       return ThrowErrno(env, errno, "ioctl(DVK_IOC_REAP)");
     } else {
-      Napi::Error e = Napi::Error::New(env, "ioctl(DVK_IOC_REAP): the buffer is too small");
-    e.Set("code", Napi::String::New(env, "EMSGSIZE"));
-    e.Set("errno", Napi::Number::New(env, EMSGSIZE));
-      e.Set("needed", Napi::Number::New(env, r.size));
-      e.ThrowAsJavaScriptException();
-      return env.Undefined();
+      return ThrowTooSmall(env, "ioctl(DVK_IOC_REAP)", r.size);
     }
   }
   Napi::Object out = Napi::Object::New(env);
@@ -365,6 +371,97 @@ Napi::Value Notify(const Napi::CallbackInfo &info) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_NOTIFY)");
   }
   return env.Undefined();
+}
+
+// --- the proxy role: the node agent's file -------------------------------------------------
+
+// proxyAttach(fd, node, flags): makes the file the node's proxy.
+Napi::Value ProxyAttach(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 3, "proxyAttach(fd, node, flags)")) return env.Undefined();
+  struct dvk_proxy_attach a = {};
+  a.node = U32(info[1]);
+  a.flags = U32(info[2]);
+  if (Failed(env)) return env.Undefined();
+  if (ioctl(I32(info[0]), DVK_IOC_PROXY_ATTACH, &a) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_PROXY_ATTACH)");
+  }
+  return env.Undefined();
+}
+
+// remoteAdd(fd, dc, endpoint, generation, node) and remoteDel(fd, dc, endpoint, generation,
+// flags): register and unregister an endpoint of another node.
+Napi::Value Remote(const Napi::CallbackInfo &info, unsigned long cmd, const char *usage) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 5, usage)) return env.Undefined();
+  struct dvk_remote r = {};
+  r.dc = U32(info[1]);
+  r.endpoint = U32(info[2]);
+  r.generation = U32(info[3]);
+  if (cmd == DVK_IOC_REMOTE_ADD) r.node = U32(info[4]);
+  else r.flags = U32(info[4]);
+  if (Failed(env)) return env.Undefined();
+  if (ioctl(I32(info[0]), cmd, &r) != 0) return ThrowErrno(env, errno, usage);
+  return env.Undefined();
+}
+
+Napi::Value RemoteAdd(const Napi::CallbackInfo &info) {
+  return Remote(info, DVK_IOC_REMOTE_ADD, "remoteAdd(fd, dc, endpoint, generation, node)");
+}
+
+Napi::Value RemoteDel(const Napi::CallbackInfo &info) {
+  return Remote(info, DVK_IOC_REMOTE_DEL, "remoteDel(fd, dc, endpoint, generation, flags)");
+}
+
+// proxyDrain(fd, buffer) -> { count, size }: the records waiting for the proxy, written to the
+// start of `buffer`, without waiting; count 0 when there are none. EMSGSIZE carries `needed`.
+Napi::Value ProxyDrain(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 2, "proxyDrain(fd, buffer)")) return env.Undefined();
+  struct dvk_msg area = {};
+  SetPayload(&area, info[1]);
+  int fd = I32(info[0]);
+  if (Failed(env)) return env.Undefined();
+  struct dvk_proxy_batch b = {};
+  b.buffer = area.payload;
+  b.size = area.size;
+  b.flags = DVK_CALL_NONBLOCK;
+  if (ioctl(fd, DVK_IOC_PROXY_DRAIN, &b) != 0) {
+    if (errno == EAGAIN) {
+      b.count = b.size = 0;
+    } else if (errno == EMSGSIZE) {
+      return ThrowTooSmall(env, "ioctl(DVK_IOC_PROXY_DRAIN)", b.size);
+    } else {
+      return ThrowErrno(env, errno, "ioctl(DVK_IOC_PROXY_DRAIN)");
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("count", Napi::Number::New(env, b.count));
+  out.Set("size", Napi::Number::New(env, b.size));
+  return out;
+}
+
+// proxyInject(fd, records: Uint8Array) -> { count, size, error }: how many records and bytes
+// the kernel took, and why it stopped (an errno name, or null if it took them all).
+Napi::Value ProxyInject(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!CheckArgs(info, 2, "proxyInject(fd, records)")) return env.Undefined();
+  struct dvk_msg area = {};
+  SetPayload(&area, info[1]);
+  int fd = I32(info[0]);
+  if (Failed(env)) return env.Undefined();
+  struct dvk_proxy_batch b = {};
+  b.buffer = area.payload;
+  b.size = area.size;
+  if (ioctl(fd, DVK_IOC_PROXY_INJECT, &b) != 0) {
+    return ThrowErrno(env, errno, "ioctl(DVK_IOC_PROXY_INJECT)");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("count", Napi::Number::New(env, b.count));
+  out.Set("size", Napi::Number::New(env, b.size));
+  out.Set("error", b.error ? Napi::Value(Napi::String::New(env, ErrnoName(-b.error)))
+                           : env.Null());
+  return out;
 }
 
 // Poller: owns an open /dev/dvk file and calls back on the event loop of the thread that made
@@ -491,6 +588,23 @@ Napi::Object Abi(Napi::Env env) {
   flags.Set("notify", Napi::Number::New(env, DVK_MSG_NOTIFY));
   flags.Set("reply", Napi::Number::New(env, DVK_MSG_REPLY));
   abi.Set("messageFlags", flags);
+  Napi::Object proxy = Napi::Object::New(env);
+  proxy.Set("recordSize", Napi::Number::New(env, sizeof(struct dvk_proxy_msg)));
+  proxy.Set("claims", Napi::Number::New(env, DVK_PROXY_CLAIMS));
+  proxy.Set("featureClaims", Napi::BigInt::New(env, static_cast<uint64_t>(DVK_FEATURE_CLAIMS)));
+  proxy.Set("nodeDown", Napi::Number::New(env, DVK_REMOTE_NODE_DOWN));
+  Napi::Object kinds = Napi::Object::New(env);
+  kinds.Set("message", Napi::Number::New(env, DVK_PROXY_MESSAGE));
+  kinds.Set("request", Napi::Number::New(env, DVK_PROXY_REQUEST));
+  kinds.Set("reply", Napi::Number::New(env, DVK_PROXY_REPLY));
+  kinds.Set("notify", Napi::Number::New(env, DVK_PROXY_NOTIFY));
+  kinds.Set("fail", Napi::Number::New(env, DVK_PROXY_FAIL));
+  kinds.Set("claim", Napi::Number::New(env, DVK_PROXY_CLAIM));
+  kinds.Set("bound", Napi::Number::New(env, DVK_PROXY_BOUND));
+  kinds.Set("unbound", Napi::Number::New(env, DVK_PROXY_UNBOUND));
+  kinds.Set("claimed", Napi::Number::New(env, DVK_PROXY_CLAIMED));
+  proxy.Set("kinds", kinds);
+  abi.Set("proxy", proxy);
   return abi;
 }
 
@@ -508,6 +622,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendrecSync", Napi::Function::New(env, SendrecSync, "sendrecSync"));
   exports.Set("reply", Napi::Function::New(env, Reply, "reply"));
   exports.Set("notify", Napi::Function::New(env, Notify, "notify"));
+  exports.Set("proxyAttach", Napi::Function::New(env, ProxyAttach, "proxyAttach"));
+  exports.Set("remoteAdd", Napi::Function::New(env, RemoteAdd, "remoteAdd"));
+  exports.Set("remoteDel", Napi::Function::New(env, RemoteDel, "remoteDel"));
+  exports.Set("proxyDrain", Napi::Function::New(env, ProxyDrain, "proxyDrain"));
+  exports.Set("proxyInject", Napi::Function::New(env, ProxyInject, "proxyInject"));
   exports.Set("Poller", Poller::Define(env));
   exports.Set("abi", Abi(env));
   return exports;
