@@ -15,6 +15,7 @@ import type { ClusterConfig } from '../cluster/config.js';
 import type { Directory } from '../cluster/directory.js';
 import { LinkSet } from '../cluster/link-set.js';
 import { Router } from '../cluster/router.js';
+import { TableCalls } from '../cluster/table-calls.js';
 import { native } from '../native.js';
 import { VERSION as PACKAGE_VERSION } from '../version.js';
 import { type AgentConfig, ConfigError, socketPathOf } from './config.js';
@@ -42,6 +43,7 @@ export class Agent {
   private nextSession = 1;
   private links: LinkSet | undefined;
   private router: Router | undefined;
+  private calls: TableCalls | undefined;
   private credentialsOf: (fd: number) => PeerCredentials = () => {
     throw new Error('agent not started');
   };
@@ -113,7 +115,8 @@ export class Agent {
 
   private async join({ config, directory, listen }: ClusterMembership): Promise<void> {
     const links = new LinkSet(directory, config, this.log);
-    this.router = new Router(this.table, links, directory, this.log);
+    this.router = new Router(links, directory, this.log);
+    this.calls = new TableCalls(this.table, this.router);
     this.links = links;
     const port = await links.start(listen);
     this.log.info(
@@ -123,7 +126,7 @@ export class Agent {
   }
 
   private bind(dc: number | string, endpoint: number, peer: PeerCredentials | null) {
-    if (this.router) return this.router.bind(dc, endpoint, peer);
+    if (this.calls) return this.calls.bind(dc, endpoint, peer);
     return new Promise<Binding>((resolve) => resolve(this.table.bind(dc, endpoint, peer)));
   }
 

@@ -5,7 +5,9 @@
  * as a cluster and binds even endpoint numbers on one node and odd ones on the other, so a
  * test's client and server (endpoints 1 and 2, say) talk across nodes. The kernel backend uses dvk.ko
  * (in the test VM): each test creates the DCs it binds in and destroys them at its end; DC ids
- * and names are the node's, so kernel runs are serial (ava --serial --concurrency 1).
+ * and names are the node's, so kernel runs are serial (ava --serial --concurrency 1). `guests`
+ * runs in guest A of two QEMU guests linked as a cluster (kmod/vm/cluster): the test binds on
+ * guest A's node and its peers run in guest B (GuestsTestNode).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -25,7 +27,7 @@ import {
 import { DEVICE_PATH } from '../../lib/kernel/backend.js';
 import { native } from '../../lib/native.js';
 import { type Cluster, type ClusterNode, startCluster } from './cluster.js';
-import { Peer } from './peer.js';
+import { Peer, peerHostStatus } from './peer.js';
 import { until } from './until.js';
 
 export const backendKind = process.env.DVK_TEST_BACKEND ?? 'user';
@@ -162,6 +164,7 @@ export async function startAgent(
 export async function startNode(t: ExecutionContext, options: NodeOptions = {}): Promise<TestNode> {
   if (backendKind === 'kernel') return startKernelNode(t, options);
   if (backendKind === 'cluster') return startClusterNode(t, options);
+  if (backendKind === 'guests') return startGuestsNode(t, options);
   if (backendKind !== 'user') throw new Error(`DVK_TEST_BACKEND=${backendKind}: unknown backend`);
   return startUserNode(t, options);
 }
@@ -306,16 +309,20 @@ class ClusterTestNode extends TestNode {
   }
 
   override async status(): Promise<NodeStatus> {
-    const [first, ...rest] = await Promise.all(this.cluster.nodes.map((n) => n.status()));
-    const status = first as NodeStatus;
-    for (const other of rest) {
-      for (const dc of status.dcs) {
-        dc.endpoints.push(...(other.dcs.find((d) => d.id === dc.id)?.endpoints ?? []));
-        dc.endpoints.sort((a, b) => a.endpoint - b.endpoint);
-      }
-    }
-    return status;
+    return mergeStatus(await Promise.all(this.cluster.nodes.map((n) => n.status())));
   }
+}
+
+/** Several nodes' status as one: the first's, with the others' endpoints in its DCs. */
+function mergeStatus([first, ...rest]: NodeStatus[]): NodeStatus {
+  const status = first as NodeStatus;
+  for (const other of rest) {
+    for (const dc of status.dcs) {
+      dc.endpoints.push(...(other.dcs.find((d) => d.id === dc.id)?.endpoints ?? []));
+      dc.endpoints.sort((a, b) => a.endpoint - b.endpoint);
+    }
+  }
+  return status;
 }
 
 async function startClusterNode(t: ExecutionContext, options: NodeOptions): Promise<TestNode> {
@@ -327,11 +334,77 @@ async function startClusterNode(t: ExecutionContext, options: NodeOptions): Prom
   };
   const cluster = await startCluster(t, {
     nodes: 2,
+    // No test here is about node failure: slow verdicts, so that a loaded machine (many
+    // clusters at once) never declares a node down.
+    link: { heartbeatMs: 200, silenceMs: 5_000, nodeDownMs: 20_000 },
     limits,
     dcs: [{ ...OTHER_DC, nodes: ['n1', 'n2'] }],
   });
   const node = new ClusterTestNode(cluster);
   // Registered after the cluster's own teardown, so it runs first (ava runs them in reverse).
   t.teardown(() => node.release());
+  return node;
+}
+
+/**
+ * DVK_TEST_BACKEND=guests, in guest A of kmod/vm/cluster: two QEMU guests, each a node of one
+ * cluster whose agents run for the whole suite (kmod/tests/cluster-guest.sh). The test's own
+ * endpoints bind on guest A's node: through the agent at DVK_GUESTS_SOCKET, or dvk.ko when it
+ * is unset. Its peers run in guest B, forked by the peer host at DVK_GUESTS_PEERS, and bind on
+ * guest B's node through the same socket path there (or its dvk.ko). The status is both nodes'.
+ * The DCs are the cluster file's (DC and OTHER_DC), made by the agents.
+ */
+export class GuestsTestNode extends TestNode {
+  constructor(
+    socketPath: string | undefined,
+    /** host:port of the peer host in guest B. */
+    readonly peerHost: string,
+  ) {
+    super(socketPath, undefined, async () => {});
+  }
+
+  override async peer(endpoint?: number, dc: number | string = DC.name): Promise<Peer> {
+    const p = await Peer.start({ host: this.peerHost });
+    this.peers.push(p);
+    if (endpoint !== undefined) await p.bind(this.socketPath, dc, endpoint);
+    return p;
+  }
+
+  override async status(): Promise<NodeStatus> {
+    return mergeStatus(
+      await Promise.all([this.node.status(), peerHostStatus(this.peerHost, this.socketPath)]),
+    );
+  }
+}
+
+async function startGuestsNode(t: ExecutionContext, options: NodeOptions): Promise<TestNode> {
+  const set = Object.entries(options).filter(([, v]) => v !== undefined);
+  if (set.length) {
+    // ava.guests.config.mjs leaves these tests out (it finds `startNode(t, { ... })`).
+    throw new Error(
+      `DVK_TEST_BACKEND=guests: startNode(t, { ${set.map(([k]) => k).join(', ')} }) configures ` +
+        "the node for one test, but the guests' agents run for the whole suite: " +
+        'ava.guests.config.mjs should have skipped this test',
+    );
+  }
+  const peerHost = process.env.DVK_GUESTS_PEERS;
+  if (!peerHost) throw new Error('DVK_TEST_BACKEND=guests needs DVK_GUESTS_PEERS (host:port)');
+  const node = new GuestsTestNode(process.env.DVK_GUESTS_SOCKET || undefined, peerHost);
+  // The nodes outlive the tests: wait until what the previous test bound is gone on both.
+  let left: string[] = [];
+  await node
+    .until(
+      'both guests to have no endpoint bound before the test',
+      async () => {
+        const status = await node.status();
+        left = status.dcs.flatMap((d) => d.endpoints.map((e) => `${d.name}:${e.endpoint}`));
+        return left.length === 0;
+      },
+      10_000,
+    )
+    .catch((err: Error) => {
+      throw new Error(`${err.message}; still bound: ${left.join(', ')}`);
+    });
+  t.teardown(() => node.stop());
   return node;
 }

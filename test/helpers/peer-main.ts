@@ -18,11 +18,18 @@ function errorOf(err: unknown) {
   return { code: 'UNEXPECTED', message: String((err as Error)?.stack ?? err) };
 }
 
-/** Serves requests until closed: echo, count, or take requests and never answer. */
+/**
+ * Serves requests until closed: echo, count, or take requests and never answer. Plain messages
+ * are taken and reported too (never answered); notifications are ignored.
+ */
 async function serve(self: Endpoint, mode: 'echo' | 'hold' | 'count'): Promise<void> {
   let count = 0;
   const held: Message[] = [];
   for await (const m of self) {
+    if (m.kind === 'message') {
+      send({ event: 'message', source: m.source, type: m.type, payload: m.payload });
+      continue;
+    }
     if (m.kind !== 'request') continue;
     send({ event: 'request', source: m.source, type: m.type, payload: m.payload });
     if (mode === 'hold') held.push(m);
