@@ -96,6 +96,19 @@ export interface NativeAddon {
     payload: Uint8Array,
   ): void;
   notify(fd: number, peer: number, peerGen: number, bits: number): void;
+  /** DVK_IOC_PROXY_ATTACH: the file becomes the node's proxy (flags: abi.proxy.claims). */
+  proxyAttach(fd: number, node: number, flags: number): void;
+  /** DVK_IOC_REMOTE_ADD: an endpoint incarnation of another node. */
+  remoteAdd(fd: number, dc: number, endpoint: number, generation: number, node: number): void;
+  /** DVK_IOC_REMOTE_DEL (flags: abi.proxy.nodeDown). */
+  remoteDel(fd: number, dc: number, endpoint: number, generation: number, flags: number): void;
+  /** DVK_IOC_PROXY_DRAIN without waiting; count 0 when nothing waits; EMSGSIZE with `needed`. */
+  proxyDrain(fd: number, buffer: Uint8Array): { count: number; size: number };
+  /** DVK_IOC_PROXY_INJECT: records and bytes taken, and the errno name it stopped at. */
+  proxyInject(
+    fd: number,
+    records: Uint8Array,
+  ): { count: number; size: number; error: string | null };
   Poller: new (fd: number, onReadable: (status: number) => void) => NativePoller;
   /** The uAPI header's constants this build was compiled with. */
   readonly abi: {
@@ -113,6 +126,24 @@ export interface NativeAddon {
       readonly request: number;
       readonly notify: number;
       readonly reply: number;
+    };
+    readonly proxy: {
+      /** sizeof(struct dvk_proxy_msg): the header of each proxy record. */
+      readonly recordSize: number;
+      readonly claims: number;
+      readonly featureClaims: bigint;
+      readonly nodeDown: number;
+      readonly kinds: {
+        readonly message: number;
+        readonly request: number;
+        readonly reply: number;
+        readonly notify: number;
+        readonly fail: number;
+        readonly claim: number;
+        readonly bound: number;
+        readonly unbound: number;
+        readonly claimed: number;
+      };
     };
   };
 }

@@ -13,9 +13,12 @@ import pino, { type Logger } from 'pino';
 import type { NodeStatus } from '../backend.js';
 import type { ClusterConfig } from '../cluster/config.js';
 import type { Directory } from '../cluster/directory.js';
+import { KernelCalls } from '../cluster/kernel-calls.js';
 import { LinkSet } from '../cluster/link-set.js';
 import { Router } from '../cluster/router.js';
 import { TableCalls } from '../cluster/table-calls.js';
+import { DvkError } from '../errors.js';
+import { kernelStatus } from '../kernel/status.js';
 import { native } from '../native.js';
 import { VERSION as PACKAGE_VERSION } from '../version.js';
 import { type AgentConfig, ConfigError, socketPathOf } from './config.js';
@@ -28,6 +31,11 @@ export interface ClusterMembership {
   directory: Directory;
   /** Where to accept links (host:port), if not at this node's address in the cluster file. */
   listen?: string | undefined;
+  /**
+   * Where this node's endpoints live: in the agent (user) or in dvk.ko (kernel), whose proxy
+   * role the agent then holds; local processes bind through /dev/dvk.
+   */
+  backend: 'user' | 'kernel';
 }
 
 /** How long a stopping agent waits for its links to deliver the last unbinds. */
@@ -44,6 +52,7 @@ export class Agent {
   private links: LinkSet | undefined;
   private router: Router | undefined;
   private calls: TableCalls | undefined;
+  private kernel: KernelCalls | undefined;
   private credentialsOf: (fd: number) => PeerCredentials = () => {
     throw new Error('agent not started');
   };
@@ -113,10 +122,14 @@ export class Agent {
     );
   }
 
-  private async join({ config, directory, listen }: ClusterMembership): Promise<void> {
+  private async join({ config, directory, listen, backend }: ClusterMembership): Promise<void> {
     const links = new LinkSet(directory, config, this.log);
     this.router = new Router(links, directory, this.log);
-    this.calls = new TableCalls(this.table, this.router);
+    if (backend === 'kernel') {
+      this.kernel = new KernelCalls(this.router, this.config.dcs, this.config.limits, this.log);
+    } else {
+      this.calls = new TableCalls(this.table, this.router);
+    }
     this.links = links;
     const port = await links.start(listen);
     this.log.info(
@@ -126,6 +139,10 @@ export class Agent {
   }
 
   private bind(dc: number | string, endpoint: number, peer: PeerCredentials | null) {
+    if (this.kernel) {
+      const why = "this node's endpoints live in dvk.ko: bind through /dev/dvk (backend 'kernel')";
+      return Promise.reject(new DvkError('EOPNOTSUPP', why));
+    }
     if (this.calls) return this.calls.bind(dc, endpoint, peer);
     return new Promise<Binding>((resolve) => resolve(this.table.bind(dc, endpoint, peer)));
   }
@@ -153,17 +170,17 @@ export class Agent {
     new Session(socket, host, log, peer);
   }
 
-  status(): NodeStatus {
+  async status(): Promise<NodeStatus> {
     return {
       node: {
         name: this.config.node.name,
-        backend: 'user',
+        backend: this.kernel ? 'kernel' : 'user',
         pid: process.pid,
         uptimeSeconds: Number(process.hrtime.bigint() - this.started) / 1e9,
         version: PACKAGE_VERSION,
       },
       limits: { ...this.config.limits },
-      dcs: this.table.status(),
+      dcs: this.kernel ? (await kernelStatus()).dcs : this.table.status(),
       ...(this.cluster && this.links && this.router
         ? { cluster: this.clusterStatus(this.cluster, this.links, this.router) }
         : {}),
@@ -197,6 +214,9 @@ export class Agent {
     const sessionsClosed = [...this.sockets].map((socket) => once(socket, 'close'));
     for (const socket of this.sockets) socket.destroy();
     await Promise.all([closed, ...sessionsClosed]);
+    // dvk.ko's endpoints outlive the agent, but leave the cluster with it: say so, so that
+    // their remote callers get ESRCH now.
+    this.kernel?.leave();
     const links = this.links;
     if (links) {
       // The unbinds above told the other nodes, and failed their callers' calls here with
@@ -206,6 +226,7 @@ export class Agent {
       while (!links.flushed && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
       links.close();
     }
+    this.kernel?.close();
     // The listener was bound under its staging name, so closing it does not remove the socket.
     await unlink(this.socketPath).catch(() => {});
     this.log.info('agent stopped');

@@ -33,7 +33,7 @@ export interface SessionHost {
   /** Binds for this session's process (in a cluster, after the other nodes agree). */
   bind(dc: number | string, endpoint: number, peer: PeerCredentials | null): Promise<Binding>;
   /** The node status as JSON, for STATUS calls. */
-  status(): unknown;
+  status(): Promise<unknown>;
 }
 
 const flagsOf: Record<Message['kind'], number> = {
@@ -119,7 +119,12 @@ export class Session {
       case Op.BIND:
         return this.bind(f);
       case Op.STATUS:
-        return this.respond(f, null, { payload: Buffer.from(JSON.stringify(this.host.status())) });
+        this.host.status().then(
+          (status) => this.respond(f, null, { payload: Buffer.from(JSON.stringify(status)) }),
+          (err: unknown) =>
+            this.respond(f, err instanceof DvkError ? err : new DvkError('EPROTO', String(err))),
+        );
+        return;
       case Op.CANCEL:
         this.waiting.get(Number(f.arg & 0xffff_ffffn))?.cancel();
         return;

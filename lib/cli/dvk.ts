@@ -3,12 +3,14 @@
  * The `dvk` command: run the node agent, inspect a node.
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
  */
+import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Agent, type ClusterMembership } from '../agent/agent.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../agent/config.js';
 import { nodeAgentInput, parseCluster } from '../cluster/config.js';
 import { StaticDirectory } from '../cluster/directory.js';
 import { DvkError } from '../errors.js';
+import { DEVICE_PATH } from '../kernel/backend.js';
 import { openNode } from '../node.js';
 import { VERSION } from '../version.js';
 import { formatStatus } from './status-table.js';
@@ -65,9 +67,15 @@ async function agentConfig(flags: AgentFlags) {
     }
     const config = parseCluster(file, source);
     file = nodeAgentInput(config, flags.node);
-    cluster = { config, directory: new StaticDirectory(config, flags.node), listen: flags.listen };
-  } else if (flags.node || flags.listen) {
-    throw new ConfigError('--node and --listen need a cluster file (--config)');
+    cluster = {
+      config,
+      directory: new StaticDirectory(config, flags.node),
+      listen: flags.listen,
+      // Where dvk.ko is loaded, the node's endpoints are its.
+      backend: flags.backend ?? (existsSync(DEVICE_PATH) ? 'kernel' : 'user'),
+    };
+  } else if (flags.node || flags.listen || flags.backend) {
+    throw new ConfigError('--node, --listen and --backend need a cluster file (--config)');
   }
   const input = { ...(file as Record<string, Record<string, unknown> | undefined>) };
   const layer = (key: string, values: Record<string, unknown>) => {
@@ -89,9 +97,6 @@ async function agentConfig(flags: AgentFlags) {
 
 async function runAgent(flags: AgentFlags): Promise<void> {
   const { config, cluster } = await agentConfig(flags);
-  if (flags.backend === 'kernel') {
-    throw new ConfigError('--backend kernel: the agent does not drive dvk.ko yet');
-  }
   const agent = new Agent(config, undefined, cluster);
   try {
     await agent.start();
@@ -154,10 +159,10 @@ export function program(): Command {
       integer,
     )
     .addOption(
-      new Option('--backend <kind>', "where this node's endpoints live (default: user)").choices([
-        'user',
-        'kernel',
-      ]),
+      new Option(
+        '--backend <kind>',
+        "where a cluster node's endpoints live (default: kernel if /dev/dvk exists, else user)",
+      ).choices(['user', 'kernel']),
     )
     .addOption(
       new Option('--log-level <level>', 'log level').choices([

@@ -264,6 +264,9 @@ export class Link extends EventEmitter {
       // acknowledged is lost. Both sides now start afresh; this connection's HELLO named the
       // old stream, so a new connection carries the new one.
       this.giveUp();
+      // The next HELLO must name the peer's current stream, or the peer would take us for
+      // having forgotten it in turn, and both would start afresh forever.
+      this.inStream = peer.stream;
       this.drop('the peer started afresh');
       return;
     }
