@@ -18,7 +18,7 @@ import { until } from '../helpers/until.js';
 const run = promisify(execFile);
 
 /** Calls per sender; two senders use sendrec and two use send. */
-const PER_SENDER = 800;
+const PER_SENDER = 750;
 /** Calls in flight per sender. */
 const WINDOW = 8;
 /** Cuts the traffic is spread over (it goes on until the last one has happened). */
@@ -147,18 +147,31 @@ test('numbered sends and sendrecs across the guests survive repeated link cuts: 
     50,
   ).catch(() => {});
   await sleep(500); // a duplicate would arrive after the count is reached
-  const expected = Array.from({ length: PER_SENDER }, (_, k) => k);
+  const tally = { seen: 0, lost: 0, duplicated: 0, outOfOrder: 0 };
+  const check = (what: string, numbers: number[]) => {
+    const once = new Set(numbers);
+    const lost = PER_SENDER - [...once].filter((k) => k >= 0 && k < PER_SENDER).length;
+    const duplicated = numbers.length - once.size;
+    const outOfOrder = numbers.filter((k, i) => i > 0 && k <= (numbers[i - 1] as number)).length;
+    tally.seen += numbers.length;
+    tally.lost += lost;
+    tally.duplicated += duplicated;
+    tally.outOfOrder += outOfOrder;
+    t.deepEqual({ lost, duplicated, outOfOrder }, { lost: 0, duplicated: 0, outOfOrder: 0 }, what);
+  };
   for (const ep of callers) {
-    const seen = server.requests
-      .filter((r) => r.source === ep.endpoint)
-      .map((r) => numberOf(r.payload));
-    t.deepEqual(seen, expected, `requests from ${ep.endpoint}: each once, in order`);
+    const from = server.requests.filter((r) => r.source === ep.endpoint);
+    check(
+      `requests from endpoint ${ep.endpoint}`,
+      from.map((r) => numberOf(r.payload)),
+    );
   }
   for (const ep of senders) {
-    const seen = server.messages
-      .filter((m) => m.source === ep.endpoint)
-      .map((m) => numberOf(m.payload));
-    t.deepEqual(seen, expected, `messages from ${ep.endpoint}: each once, in order`);
+    const from = server.messages.filter((m) => m.source === ep.endpoint);
+    check(
+      `messages from endpoint ${ep.endpoint}`,
+      from.map((m) => numberOf(m.payload)),
+    );
   }
   const answered = [...replies.values()].flat().sort((a, b) => a - b);
   t.deepEqual(
@@ -166,20 +179,18 @@ test('numbered sends and sendrecs across the guests survive repeated link cuts: 
     Array.from({ length: PER_SENDER * callers.length }, (_, i) => i + 1),
     'the server answered every request once',
   );
-  t.deepEqual(failures, [], 'every call succeeded');
+  t.deepEqual(failures.slice(0, 10), [], `every call succeeded (${failures.length} failed)`);
   t.deepEqual(cutErrors, [], 'the link came back after every cut');
   t.true(cuts >= 5, `at least 5 cuts during the traffic (${cuts})`);
   t.deepEqual(server.serveErrors, []);
 
-  const count = (s: typeof server.requests, from: number[]) =>
-    s.filter((r) => from.includes(r.source)).length;
   t.log(
     `${cuts} cuts of ${DOWN_MS} ms during ${total} calls in ${(elapsed / 1000).toFixed(1)} s ` +
       `(${PER_SENDER} each from 2 sendrec and 2 send clients, ${WINDOW} in flight each)`,
   );
   t.log(
-    `server saw ${count(server.requests, [2, 3])} requests and ${count(server.messages, [4, 5])} ` +
-      `messages: 0 lost, 0 duplicated, in order (checked above); ${failures.length} failed calls`,
+    `the server counted ${tally.seen} of ${total}: ${tally.lost} lost, ${tally.duplicated} ` +
+      `duplicated, ${tally.outOfOrder} out of order; ${failures.length} calls failed`,
   );
   if (before && after) {
     const c = (k: keyof LinkStatus['counters']) => after.counters[k] - before.counters[k];
