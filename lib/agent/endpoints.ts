@@ -84,7 +84,8 @@ export interface RemoteRoutes {
     wait: Wait,
     done: Done<Message>,
   ): Waiting;
-  notify(from: Binding, dst: number, dstGen: number, bits: number): void;
+  /** Sends the bits; `done` once they are pending at the destination (or failed there). */
+  notify(from: Binding, dst: number, dstGen: number, bits: number, done: Done<void>): void;
   /** A local binding ended: its calls to other nodes are withdrawn, and the other nodes told. */
   unbound(b: Binding): void;
 }
@@ -533,22 +534,34 @@ export class EndpointTable {
     this.settle(call, null, reply);
   }
 
-  notify(from: Binding, dst: number, dstGen: number, bits: number): void {
+  /**
+   * ORs bits into the destination's pending notifications from this sender. Bad arguments and
+   * a local destination that is not bound throw; `done` runs once the bits are pending there,
+   * at once for a local destination, or when the destination's node answers.
+   */
+  notify(
+    from: Binding,
+    dst: number,
+    dstGen: number,
+    bits: number,
+    done: Done<void> = () => {},
+  ): void {
     if (!Number.isInteger(bits) || bits <= 0 || bits > 0xffff_ffff) {
       throw new DvkError('EINVAL', 'notification bits must be a non-zero 32-bit mask');
     }
     const remote = this.remoteFor(from, dst);
-    if (remote) return remote.notify(from, dst, dstGen, bits);
+    if (remote) return remote.notify(from, dst, dstGen, bits, done);
     const target = this.resolve(from, dst, dstGen);
     from.counters.notifySent++;
     const key = `${from.endpoint}:${from.generation}`;
     const pending = target.notifications.get(key);
     if (pending) {
       pending.bits = (pending.bits | bits) >>> 0;
-      return;
+    } else {
+      target.notifications.set(key, { source: from.endpoint, generation: from.generation, bits });
+      this.serveReceivers(target);
     }
-    target.notifications.set(key, { source: from.endpoint, generation: from.generation, bits });
-    this.serveReceivers(target);
+    done(null);
   }
 
   /** Ends a binding: the connection closed or the process died. */

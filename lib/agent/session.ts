@@ -151,8 +151,11 @@ export class Session {
           return;
         case Op.NOTIFY:
           if (f.arg > 0xffff_ffffn) throw new DvkError('EINVAL', 'notification bits exceed 32');
-          table.notify(b, f.peer, f.peerGen, Number(f.arg));
-          return this.respond(f, null);
+          // Never waits for room; across nodes it resolves once the bits are pending there.
+          return this.waitFor(f, (done) => {
+            table.notify(b, f.peer, f.peerGen, Number(f.arg), done);
+            return { cancel() {} };
+          });
       }
     } catch (err) {
       if (!(err instanceof DvkError)) throw err;

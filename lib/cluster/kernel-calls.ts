@@ -239,11 +239,17 @@ export class KernelCalls implements LocalNode {
           },
         );
       }
-      case Record.NOTIFY:
-        // Notifications never report back.
+      case Record.NOTIFY: {
+        // Answered when its id asks for it: once the bits are pending in the module.
+        const answer = (code: string | null) => {
+          if (r.id !== 0n) this.result(node, r.id, code);
+        };
         return this.inject(
           this.encode(k.notify, r.dc, r.dst, r.dstGen, r.src, r.srcGen, 0, r.value >>> 0, 0n, 0),
+          answer,
+          () => answer(null),
         );
+      }
       case Record.REPLY: {
         const call = this.outgoing.get(r.id);
         if (!call) return;

@@ -33,7 +33,7 @@ interface OutgoingCall {
   node: number;
   from: Binding;
   dst: number;
-  kind: 'send' | 'sendrec';
+  kind: 'send' | 'sendrec' | 'notify';
   requestId: bigint;
   done: Done<Message | undefined>;
   timer: Deadline | undefined;
@@ -259,9 +259,16 @@ export class TableCalls implements LocalNode, RemoteRoutes {
     return { cancel: () => this.abandon(call, new DvkError('ECANCELED')) };
   }
 
-  notify(from: Binding, dst: number, dstGen: number, bits: number): void {
-    const node = this.target(from, dst, dstGen);
+  notify(from: Binding, dst: number, dstGen: number, bits: number, done: Done<void>): void {
+    let node: number;
+    try {
+      node = this.target(from, dst, dstGen);
+    } catch (err) {
+      done(err as DvkError);
+      return;
+    }
     from.counters.notifySent++;
+    const call = this.startCall(node, from, dst, 'notify', 0n, done as Done<Message | undefined>);
     this.router.send(
       node,
       record({
@@ -272,6 +279,7 @@ export class TableCalls implements LocalNode, RemoteRoutes {
         src: from.endpoint,
         srcGen: from.generation,
         value: bits | 0,
+        id: call.id,
       }),
     );
   }
@@ -355,7 +363,7 @@ export class TableCalls implements LocalNode, RemoteRoutes {
     calls?.delete(call);
     if (calls?.size === 0) this.callsOf.delete(call.from);
     if (call.kind === 'sendrec') call.from.remoteCalls--;
-    else if (!err) call.from.counters.sent++;
+    else if (call.kind === 'send' && !err) call.from.counters.sent++;
     call.done(err, reply);
   }
 
@@ -450,12 +458,21 @@ export class TableCalls implements LocalNode, RemoteRoutes {
     pending.set(r.id, waiting);
   }
 
+  /** Bits from another node; answered when its id asks for it (kernel nodes do not). */
   private onNotify(node: number, r: RemoteRecord): void {
+    const answer = (err: DvkError | null) => {
+      if (r.id === 0n) return;
+      this.router.send(
+        node,
+        record({ kind: Record.RESULT, id: r.id, value: err ? -err.errno : 0 }),
+      );
+    };
     try {
-      this.table.notify(this.shadowOf(node, r), r.dst, r.dstGen, r.value >>> 0);
+      this.table.notify(this.shadowOf(node, r), r.dst, r.dstGen, r.value >>> 0, answer);
     } catch (err) {
-      // Notifications never report back; the target went away while this one travelled.
+      // The target went away while the bits travelled.
       if (!(err instanceof DvkError)) throw err;
+      answer(err);
     }
   }
 }

@@ -74,14 +74,20 @@ export interface ClusterFile {
   dcs: Record<string, unknown>[];
 }
 
+/** Ports this process has handed out, counting from its own block. */
+let portsHandedOut = 0;
+
 /**
  * A free loopback port below the kernel's ephemeral range (32768 and up on Linux): an agent
  * listens on it only after the whole cluster file is written, and a port the kernel may hand
  * to any outgoing connection meanwhile (the agents' own dials, say) would be taken by then.
+ * Each test process takes ports from its own block of 100 (by pid), in turn, so that clusters
+ * started at the same moment by different test files do not pick the same port.
  */
 async function freePort(): Promise<number> {
+  const block = 20_000 + (process.pid % 120) * 100;
   for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const port = block + (portsHandedOut++ % 100);
     const s = createServer();
     const free = await new Promise<boolean>((resolve) => {
       s.once('error', () => resolve(false));
