@@ -63,6 +63,8 @@ export interface ClusterOptions {
   dcs?: Record<string, unknown>[];
   /** A CuttingProxy in front of every node: the file names the proxy, the agent listens behind. */
   proxies?: boolean;
+  /** Nodes whose endpoints live in dvk.ko (at most one per machine); the others use the agent. */
+  kernel?: string[];
 }
 
 /** The cluster file, as written. */
@@ -118,9 +120,15 @@ export class ClusterNode {
     readonly socketPath: string,
     private readonly configPath: string,
     readonly proxy: CuttingProxy | undefined,
+    /** Where this node's endpoints live: in its agent, or in dvk.ko. */
+    readonly backend: 'user' | 'kernel' = 'user',
   ) {
-    this.node = openNode({ socketPath });
+    this.node = openNode(backend === 'kernel' ? { backend: 'kernel' } : { socketPath });
+    this.agentSocket = openNode({ socketPath });
   }
+
+  /** The agent's own socket: its status, with the cluster's links, whatever the backend. */
+  private readonly agentSocket: DvkNode;
 
   /** The current agent process. */
   get agent(): ChildProcess {
@@ -144,6 +152,7 @@ export class ClusterNode {
   async start(config = this.configPath): Promise<void> {
     if (this.running) throw new Error(`${this.name}: the agent is running`);
     const args = [cliPath, 'agent', '--config', config, '--node', this.name, '--log-level', 'info'];
+    args.push('--backend', this.backend);
     if (this.proxy) args.push('--listen', `127.0.0.1:${this.listenPort}`);
     // The socket comes from the file; an inherited DVK_SOCKET would override it.
     const env = { ...process.env };
@@ -163,7 +172,7 @@ export class ClusterNode {
           if (child.exitCode !== null || child.signalCode !== null) {
             throw new Error(`${this.name}'s agent exited (${child.exitCode}): ${this.output}`);
           }
-          return this.node.status().then(
+          return this.agentSocket.status().then(
             () => true,
             () => false,
           );
@@ -191,7 +200,7 @@ export class ClusterNode {
   }
 
   status(): Promise<ClusterNodeStatus> {
-    return this.node.status() as Promise<ClusterNodeStatus>;
+    return this.agentSocket.status() as Promise<ClusterNodeStatus>;
   }
 
   /** This node's links (empty if its status has none). */
@@ -333,7 +342,10 @@ export async function startCluster(
   };
   const file = await writeConfig('cluster.yaml', config);
   for (const s of specs) {
-    nodes.push(new ClusterNode(s.id, s.name, s.address, s.listenPort, s.socket, file, s.proxy));
+    const backend = options.kernel?.includes(s.name) ? 'kernel' : 'user';
+    nodes.push(
+      new ClusterNode(s.id, s.name, s.address, s.listenPort, s.socket, file, s.proxy, backend),
+    );
   }
 
   const absent = new Set(options.absent ?? []);
