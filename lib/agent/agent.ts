@@ -4,7 +4,6 @@
  * (lib/cluster/router.ts).
  */
 
-import { once } from 'node:events';
 import type { Stats } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -211,7 +210,9 @@ export class Agent {
     this.server = null;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Sessions unbind on their socket's 'close', which comes after the server's own.
-    const sessionsClosed = [...this.sockets].map((socket) => once(socket, 'close'));
+    const sessionsClosed = [...this.sockets].map(
+      (socket) => new Promise((resolve) => socket.once('close', resolve)),
+    );
     for (const socket of this.sockets) socket.destroy();
     await Promise.all([closed, ...sessionsClosed]);
     // dvk.ko's endpoints outlive the agent, but leave the cluster with it: say so, so that
@@ -224,6 +225,7 @@ export class Agent {
       // now rather than EHOSTUNREACH once this node is declared down.
       const end = Date.now() + STOP_FLUSH_MS;
       while (!links.flushed && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      this.router?.close();
       links.close();
     }
     this.kernel?.close();

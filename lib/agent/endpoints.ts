@@ -218,6 +218,12 @@ export class EndpointTable {
   private readonly dcByName = new Map<string, Dc>();
   /** Set in a cluster: the routes to endpoints on other nodes. */
   remote: RemoteRoutes | undefined;
+  /**
+   * Where generations of a number this table has not seen start counting (from 0 alone).
+   * A cluster node starts at random: its incarnations after a restart must not repeat those
+   * from before, which other nodes may still have requests from.
+   */
+  generationFloor = 0;
 
   constructor(
     readonly limits: Limits,
@@ -253,7 +259,7 @@ export class EndpointTable {
   /** The generation the next binding of an endpoint gets (DC by id; checked by checkBind). */
   nextGeneration(dcId: number, endpoint: number): number {
     const dc = this.dcs.get(dcId) as Dc;
-    return ((dc.generations.get(endpoint) ?? 0) % 0xffff_ffff) + 1;
+    return ((dc.generations.get(endpoint) ?? this.generationFloor) % 0xffff_ffff) + 1;
   }
 
   /**

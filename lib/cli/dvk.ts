@@ -60,9 +60,11 @@ async function agentConfig(flags: AgentFlags) {
     const source = flags.config ?? 'cluster file';
     if (!flags.node)
       throw new ConfigError(`${source} is a cluster file: say which node with --node`);
-    if (flags.dc || flags.name) {
+    const fromFile = [flags.dc, flags.name, flags.maxPayload, flags.queueLength, flags.queueBytes];
+    if (fromFile.some((f) => f !== undefined)) {
       throw new ConfigError(
-        '--dc and --name do not apply to a cluster node: the cluster file says',
+        '--dc, --name, --max-payload, --queue-length and --queue-bytes do not apply to a ' +
+          'cluster node: the cluster file sets them, the same for every node',
       );
     }
     const config = parseCluster(file, source);

@@ -149,6 +149,14 @@ export const clusterSchema = z
       'name',
       'dcs',
     );
+    // A frame carries a record header (56 bytes) and a link header (32) around a payload.
+    if (c.link.maxFrame < c.limits.maxPayload + 1024) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must exceed limits.maxPayload (${c.limits.maxPayload}) by at least 1024 bytes of headers`,
+        path: ['link', 'maxFrame'],
+      });
+    }
     const nodeNames = new Set(c.nodes.map((n) => n.name));
     c.dcs.forEach((dc, i) => {
       dc.nodes.forEach((n, j) => {

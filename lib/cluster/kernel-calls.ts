@@ -8,9 +8,15 @@
  * Router's claim round answers, so endpoint numbers stay unique across the cluster and a bind
  * is known everywhere when it returns, as on the user backend.
  *
- * One difference from the user backend remains: a plain send to a remote endpoint completes
- * once it is in the module's queue for that endpoint (the node's custody), not once the other
- * node accepted it; docs/cluster.md says so.
+ * What arrives is injected in order. A destination that has no room (EAGAIN: it holds as many
+ * injected messages as its queue) keeps its records here, in their order, and they are tried
+ * again shortly; records for other destinations go on meanwhile. A held send keeps its
+ * deadline and a NONBLOCK send is refused at once, as the module would do for a local sender.
+ *
+ * Differences from the user backend that remain (docs/cluster.md): a plain send or a notify
+ * to an endpoint on another node completes once it is in the module's queue for that endpoint
+ * (this node's custody), and a sendrec that gives up does not withdraw its request from the
+ * other node.
  */
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -20,7 +26,7 @@ import { DvkError } from '../errors.js';
 import { openDevice } from '../kernel/backend.js';
 import { type NativeAddon, type NativePoller, native } from '../native.js';
 import { type BoundRecord, Record, type RemoteRecord, record } from './remote-wire.js';
-import type { LocalNode, Router } from './router.js';
+import type { LocalNode, RemoteBinding, Router } from './router.js';
 import { entry } from './table-calls.js';
 
 /** A record as the module lays it out (struct dvk_proxy_msg), with its payload. */
@@ -49,17 +55,38 @@ interface OutgoingRequest {
   requestId: bigint;
 }
 
-/** A record waiting to be injected, and what to do if the module refuses it. */
+/** A call of another node's endpoint that waits here: its node, and its id there. */
+interface IncomingCall {
+  node: number;
+  id: bigint;
+  /** The node's session it came in: answers never cross into a later one. */
+  session: number;
+}
+
+/** Something for the module, in order: a record to inject, or an action such as REMOTE_DEL. */
 interface Pending {
-  bytes: Buffer;
+  bytes?: Buffer;
+  action?: () => void;
+  /** dc:endpoint of a local destination whose room the record may have to wait for. */
+  dest?: string;
+  /** dc:endpoint:generation of the remote source, so its unbind withdraws what it left here. */
+  source?: string;
+  /** Give up waiting for room at this time (process.hrtime.bigint()); 0n: never. */
+  deadline?: bigint;
+  nonblock?: boolean;
+  /** The call on the other node, so a CANCEL can withdraw it while it waits here. */
+  call?: { node: number; id: bigint };
   refused?: (code: string) => void;
   accepted?: () => void;
 }
 
 const EIO = constants.errno.EIO;
-
-/** How often injection is retried while a destination has no room (EAGAIN). */
+/** How often records wait for room are tried again. */
 const RETRY_MS = 2;
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
 
 export class KernelCalls implements LocalNode {
   private readonly addon: NativeAddon;
@@ -70,12 +97,18 @@ export class KernelCalls implements LocalNode {
   private readonly drainBuffer: Buffer;
   /** Endpoints bound in the module on this node, dc:endpoint -> generation. */
   private readonly local = new Map<string, number>();
+  /** What is registered in the module for each remote endpoint, dc:endpoint. */
+  private readonly registered = new Map<string, RemoteBinding>();
   private readonly dcs: Set<number>;
   private readonly outgoing = new Map<bigint, OutgoingRequest>();
-  /** Remote callers' requests injected here, by dc:caller:gen:requestId -> node and call id. */
-  private readonly incoming = new Map<string, { node: number; id: bigint }>();
-  private readonly injectQueue: Pending[] = [];
-  private injectScheduled = false;
+  /** Remote callers' requests injected here, by dc:caller:gen:requestId. */
+  private readonly incoming = new Map<string, IncomingCall>();
+  /** Each node's session: it changes when the node is declared down. */
+  private readonly sessions = new Map<number, number>();
+  private readonly queue: Pending[] = [];
+  /** Records waiting for room at a local destination, per dc:endpoint, in order. */
+  private readonly waitingRoom = new Map<string, Pending[]>();
+  private flushScheduled = false;
   private retry: NodeJS.Timeout | undefined;
   private nextId = 1n;
   private closed = false;
@@ -155,33 +188,59 @@ export class KernelCalls implements LocalNode {
     return this.dcs.has(dc);
   }
 
-  remoteBound(node: number, dc: number, endpoint: number, generation: number): void {
-    try {
-      this.addon.remoteAdd(this.fd, dc, endpoint, generation, node);
-    } catch (err) {
-      // EADDRINUSE: bound here too (only after a partition; the Router logged it).
-      this.log.warn({ dc, endpoint, node, code: (err as { code?: string }).code }, 'REMOTE_ADD');
-    }
+  remoteBound(_node: number, dc: number, endpoint: number): void {
+    this.ordered(() => this.register(dc, endpoint, 'ESRCH'));
   }
 
   remoteUnbound(
-    _node: number,
+    node: number,
     dc: number,
     endpoint: number,
     generation: number,
     code: 'ESRCH' | 'EHOSTUNREACH',
   ): void {
-    const flags = code === 'EHOSTUNREACH' ? this.addon.abi.proxy.nodeDown : 0;
+    const source = `${dc}:${endpoint}:${generation}`;
+    for (const [k, call] of this.incoming) {
+      if (call.node === node && k.startsWith(`${source}:`)) this.incoming.delete(k);
+    }
+    // After what it sent before it went: a reply or a message that came first is injected
+    // first, while its source is still registered.
+    this.ordered(() => {
+      this.withdrawFrom(source);
+      this.register(dc, endpoint, code);
+    });
+  }
+
+  /**
+   * Makes the module's registration of a remote endpoint what the Router says it is now:
+   * the incarnation on the lowest node id, or none. A registration that goes ends the calls
+   * waiting on it with `code`.
+   */
+  private register(dc: number, endpoint: number, code: 'ESRCH' | 'EHOSTUNREACH'): void {
+    const k = `${dc}:${endpoint}`;
+    const want = this.router.where(dc, endpoint);
+    const have = this.registered.get(k);
+    if (have && want && have.node === want.node && have.generation === want.generation) return;
     try {
-      // The module ends every call waiting on it with ESRCH or EHOSTUNREACH.
-      this.addon.remoteDel(this.fd, dc, endpoint, generation, flags);
+      if (have) {
+        this.registered.delete(k);
+        const flags = code === 'EHOSTUNREACH' ? this.addon.abi.proxy.nodeDown : 0;
+        this.addon.remoteDel(this.fd, dc, endpoint, have.generation, flags);
+      }
+      if (want) {
+        this.addon.remoteAdd(this.fd, dc, endpoint, want.generation, want.node);
+        this.registered.set(k, { ...want });
+      }
     } catch (err) {
-      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      // EADDRINUSE: bound here too (only after a partition; the Router logged it).
+      const errno = (err as { code?: string }).code;
+      this.log.warn({ dc, endpoint, code: errno }, 'registering a remote endpoint failed');
     }
   }
 
   nodeDown(node: number): void {
-    // The module fails the calls themselves when the node's endpoints are unregistered.
+    // The module fails the calls themselves as the node's endpoints are unregistered.
+    this.sessions.set(node, (this.sessions.get(node) ?? 0) + 1);
     for (const [id, call] of this.outgoing) if (call.node === node) this.outgoing.delete(id);
     for (const [k, call] of this.incoming) if (call.node === node) this.incoming.delete(k);
   }
@@ -197,102 +256,90 @@ export class KernelCalls implements LocalNode {
   /** A call record from another node. */
   call(node: number, r: RemoteRecord): void {
     const k = this.kinds;
+    const session = this.sessions.get(node) ?? 0;
+    const answer = (code: string | null) => {
+      if (r.id !== 0n && (this.sessions.get(node) ?? 0) === session) this.result(node, r.id, code);
+    };
+    const fromRemote = { dc: r.dc, dst: r.dst, dstGen: r.dstGen, src: r.src, srcGen: r.srcGen };
+    const waits = {
+      dest: `${r.dc}:${r.dst}`,
+      source: `${r.dc}:${r.src}:${r.srcGen}`,
+      deadline: r.timeoutNs === 0n ? 0n : process.hrtime.bigint() + r.timeoutNs,
+      nonblock: (r.flags & 1) !== 0,
+      call: { node, id: r.id },
+    };
     switch (r.kind) {
       case Record.SEND:
-        return this.inject(
-          this.encode(
-            k.message,
-            r.dc,
-            r.dst,
-            r.dstGen,
-            r.src,
-            r.srcGen,
-            r.type,
-            0,
-            0n,
-            0,
-            r.payload,
-          ),
-          (code) => this.result(node, r.id, code),
-          () => this.result(node, r.id, null),
-        );
+        return this.inject({
+          bytes: this.encode({ ...fromRemote, kind: k.message, type: r.type, payload: r.payload }),
+          ...waits,
+          refused: answer,
+          accepted: () => answer(null),
+        });
       case Record.SENDREC: {
-        const key = `${r.dc}:${r.src}:${r.srcGen}:${r.requestId}`;
-        this.incoming.set(key, { node, id: r.id });
-        return this.inject(
-          this.encode(
-            k.request,
-            r.dc,
-            r.dst,
-            r.dstGen,
-            r.src,
-            r.srcGen,
-            r.type,
-            0,
-            r.requestId,
-            0,
-            r.payload,
-          ),
-          (code) => {
+        const key = `${waits.source}:${r.requestId}`;
+        this.incoming.set(key, { node, id: r.id, session });
+        return this.inject({
+          bytes: this.encode({
+            ...fromRemote,
+            kind: k.request,
+            type: r.type,
+            requestId: r.requestId,
+            payload: r.payload,
+          }),
+          ...waits,
+          refused: (code) => {
             this.incoming.delete(key);
-            this.result(node, r.id, code);
+            answer(code);
           },
-        );
+        });
       }
-      case Record.NOTIFY: {
+      case Record.NOTIFY:
         // Answered when its id asks for it: once the bits are pending in the module.
-        const answer = (code: string | null) => {
-          if (r.id !== 0n) this.result(node, r.id, code);
-        };
-        return this.inject(
-          this.encode(k.notify, r.dc, r.dst, r.dstGen, r.src, r.srcGen, 0, r.value >>> 0, 0n, 0),
-          answer,
-          () => answer(null),
-        );
-      }
+        return this.inject({
+          bytes: this.encode({ ...fromRemote, kind: k.notify, bits: r.value >>> 0 }),
+          refused: answer,
+          accepted: () => answer(null),
+        });
       case Record.REPLY: {
         const call = this.outgoing.get(r.id);
         if (!call) return;
         this.outgoing.delete(r.id);
-        return this.inject(
-          this.encode(
-            k.reply,
-            call.dc,
-            call.caller,
-            call.callerGen,
-            r.src,
-            r.srcGen,
-            r.type,
-            0,
-            call.requestId,
-            0,
-            r.payload,
-          ),
-        );
+        return this.inject({
+          bytes: this.encode({
+            kind: k.reply,
+            dc: call.dc,
+            dst: call.caller,
+            dstGen: call.callerGen,
+            src: r.src,
+            srcGen: r.srcGen,
+            type: r.type,
+            requestId: call.requestId,
+            payload: r.payload,
+          }),
+        });
       }
       case Record.RESULT: {
         const call = this.outgoing.get(r.id);
         if (!call) return; // a send's outcome: the module completed the send already
         this.outgoing.delete(r.id);
-        return this.inject(
-          this.encode(
-            k.fail,
-            call.dc,
-            call.caller,
-            call.callerGen,
-            call.server,
-            call.serverGen,
-            0,
-            0,
-            call.requestId,
-            r.value,
-          ),
-        );
+        return this.inject({
+          bytes: this.encode({
+            kind: k.fail,
+            dc: call.dc,
+            dst: call.caller,
+            dstGen: call.callerGen,
+            src: call.server,
+            srcGen: call.serverGen,
+            requestId: call.requestId,
+            status: r.value,
+          }),
+        });
       }
       case Record.CANCEL:
-        // An injected request cannot be taken back from the module; its late reply is dropped
-        // by the caller's node, as the caller gave up.
-        return;
+        // A call still waiting here for room is withdrawn; one in the module stays (it cannot
+        // be taken back), and its late answer is dropped by the caller's node.
+        return this.cancelWaiting(node, r.id);
     }
   }
 
@@ -319,31 +366,45 @@ export class KernelCalls implements LocalNode {
       while (off < got.size) {
         const rec = this.decode(off);
         off += this.recordSize + align8(rec.payload.length);
-        this.drained(rec);
+        try {
+          this.drained(rec);
+        } catch (err) {
+          this.log.error({ err, kind: rec.kind }, 'a drained record could not be handled');
+        }
       }
     }
   }
 
   private drained(m: ProxyRecord): void {
     const k = this.kinds;
+    const key = `${m.dc}:${m.src}`;
     switch (m.kind) {
       case k.claim:
         return this.claim(m);
       case k.bound:
-        this.local.set(`${m.dc}:${m.src}`, m.srcGen);
+        this.local.set(key, m.srcGen);
         return this.router.announceBound(m.dc, m.src, m.srcGen);
       case k.unbound:
-        if (this.local.get(`${m.dc}:${m.src}`) === m.srcGen) this.local.delete(`${m.dc}:${m.src}`);
+        if (this.local.get(key) === m.srcGen) this.local.delete(key);
         return this.router.announceUnbound(m.dc, m.src, m.srcGen);
+      case k.reply:
+      case k.fail:
+        return this.answered(m);
     }
-    const node = this.router.where(m.dc, m.dst)?.node;
+    // What a local endpoint sent to a remote one: its registration says where it lives.
+    const node = this.registered.get(`${m.dc}:${m.dst}`)?.node;
     if (node === undefined) {
       this.log.warn({ dc: m.dc, endpoint: m.dst, kind: m.kind }, 'drained for an unknown node');
       return;
     }
+    const call = { dc: m.dc, dst: m.dst, dstGen: m.dstGen, src: m.src, srcGen: m.srcGen };
     switch (m.kind) {
       case k.message:
-        return this.forward(node, Record.SEND, m, this.nextId++, 0n);
+        this.router.send(
+          node,
+          record({ ...call, kind: Record.SEND, type: m.type, id: 0n, payload: m.payload }),
+        );
+        return;
       case k.request: {
         const id = this.nextId++;
         this.outgoing.set(id, {
@@ -355,74 +416,47 @@ export class KernelCalls implements LocalNode {
           serverGen: m.dstGen,
           requestId: m.requestId,
         });
-        return this.forward(node, Record.SENDREC, m, id, m.requestId);
-      }
-      case k.notify:
-        return this.router.send(
+        this.router.send(
           node,
           record({
-            kind: Record.NOTIFY,
-            dc: m.dc,
-            dst: m.dst,
-            dstGen: m.dstGen,
-            src: m.src,
-            srcGen: m.srcGen,
-            value: m.bits | 0,
-          }),
-        );
-      case k.reply:
-      case k.fail: {
-        // A local server answered a request a remote caller made (dst is that caller).
-        const key = `${m.dc}:${m.dst}:${m.dstGen}:${m.requestId}`;
-        const call = this.incoming.get(key);
-        if (!call) return;
-        this.incoming.delete(key);
-        if (m.kind === k.fail) {
-          this.router.send(
-            call.node,
-            record({ kind: Record.RESULT, id: call.id, value: m.status }),
-          );
-          return;
-        }
-        this.router.send(
-          call.node,
-          record({
-            kind: Record.REPLY,
-            id: call.id,
-            dc: m.dc,
-            dst: m.dst,
-            dstGen: m.dstGen,
-            src: m.src,
-            srcGen: m.srcGen,
+            ...call,
+            kind: Record.SENDREC,
             type: m.type,
+            id,
             requestId: m.requestId,
             payload: m.payload,
           }),
         );
         return;
       }
+      case k.notify:
+        this.router.send(node, record({ ...call, kind: Record.NOTIFY, value: m.bits | 0 }));
+        return;
     }
   }
 
-  private forward(
-    node: number,
-    kind: typeof Record.SEND | typeof Record.SENDREC,
-    m: ProxyRecord,
-    id: bigint,
-    requestId: bigint,
-  ): void {
+  /** A local server answered a request a remote caller made (dst is that caller). */
+  private answered(m: ProxyRecord): void {
+    const key = `${m.dc}:${m.dst}:${m.dstGen}:${m.requestId}`;
+    const call = this.incoming.get(key);
+    if (!call) return;
+    this.incoming.delete(key);
+    if (m.kind === this.kinds.fail) {
+      this.router.send(call.node, record({ kind: Record.RESULT, id: call.id, value: m.status }));
+      return;
+    }
     this.router.send(
-      node,
+      call.node,
       record({
-        kind,
+        kind: Record.REPLY,
+        id: call.id,
         dc: m.dc,
         dst: m.dst,
         dstGen: m.dstGen,
         src: m.src,
         srcGen: m.srcGen,
         type: m.type,
-        id,
-        requestId,
+        requestId: m.requestId,
         payload: m.payload,
       }),
     );
@@ -430,25 +464,24 @@ export class KernelCalls implements LocalNode {
 
   /** A local bind waits in the module: the Router's claim round gives the verdict. */
   private claim(m: ProxyRecord): void {
-    this.router.claim(m.dc, m.src, m.srcGen).then((err) => {
+    const key = `${m.dc}:${m.src}`;
+    // The module holds one bind per number at a time: a claim means any earlier one gave up.
+    this.router.claim(m.dc, m.src, m.srcGen, true).then((err) => {
       if (this.closed) return;
-      if (!err) this.local.set(`${m.dc}:${m.src}`, m.srcGen);
-      this.inject(
-        this.encode(
-          this.kinds.claimed,
-          m.dc,
-          m.src,
-          m.srcGen,
-          0,
-          0,
-          0,
-          0,
-          0n,
-          err ? -err.errno : 0,
-        ),
-        // The bind gave up meanwhile (a signal): its UNBOUND follows.
-        () => this.local.delete(`${m.dc}:${m.src}`),
-      );
+      if (!err) this.local.set(key, m.srcGen);
+      this.inject({
+        bytes: this.encode({
+          kind: this.kinds.claimed,
+          dc: m.dc,
+          dst: m.src,
+          dstGen: m.srcGen,
+          status: err ? -err.errno : 0,
+        }),
+        // The bind gave up meanwhile (a signal): its UNBOUND follows, or came already.
+        refused: () => {
+          if (this.local.get(key) === m.srcGen) this.local.delete(key);
+        },
+      });
     });
   }
 
@@ -472,67 +505,136 @@ export class KernelCalls implements LocalNode {
     };
   }
 
-  private encode(
-    kind: number,
-    dc: number,
-    dst: number,
-    dstGen: number,
-    src: number,
-    srcGen: number,
-    type: number,
-    bits: number,
-    requestId: bigint,
-    status: number,
-    payload: Buffer = Buffer.alloc(0),
-  ): Buffer {
+  private encode(r: Partial<ProxyRecord> & { kind: number; dc: number }): Buffer {
+    const payload = r.payload ?? Buffer.alloc(0);
     const b = Buffer.alloc(this.recordSize + align8(payload.length));
-    b.writeUInt32LE(kind, 0);
-    b.writeUInt32LE(dc, 4);
-    b.writeUInt32LE(dst, 8);
-    b.writeUInt32LE(dstGen, 12);
-    b.writeUInt32LE(src, 16);
-    b.writeUInt32LE(srcGen, 20);
-    b.writeInt32LE(type, 24);
-    b.writeUInt32LE(bits, 28);
-    b.writeBigUInt64LE(requestId, 32);
+    b.writeUInt32LE(r.kind, 0);
+    b.writeUInt32LE(r.dc, 4);
+    b.writeUInt32LE(r.dst ?? 0, 8);
+    b.writeUInt32LE(r.dstGen ?? 0, 12);
+    b.writeUInt32LE(r.src ?? 0, 16);
+    b.writeUInt32LE(r.srcGen ?? 0, 20);
+    b.writeInt32LE(r.type ?? 0, 24);
+    b.writeUInt32LE(r.bits ?? 0, 28);
+    b.writeBigUInt64LE(r.requestId ?? 0n, 32);
     b.writeUInt32LE(payload.length, 40);
-    b.writeInt32LE(status, 44);
+    b.writeInt32LE(r.status ?? 0, 44);
     payload.copy(b, this.recordSize);
     return b;
   }
 
-  /** Queues a record for the module; records go in per tick, many per ioctl, in order. */
-  private inject(bytes: Buffer, refused?: (code: string) => void, accepted?: () => void): void {
-    this.injectQueue.push({ bytes, refused, accepted });
-    if (this.injectScheduled || this.retry) return;
-    this.injectScheduled = true;
+  // --- injecting, in order ---
+
+  private inject(p: Pending): void {
+    this.queue.push(p);
+    this.scheduleFlush();
+  }
+
+  /** Runs `action` once everything queued before it has gone into the module. */
+  private ordered(action: () => void): void {
+    this.queue.push({ action });
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
     setImmediate(() => {
-      this.injectScheduled = false;
-      this.flushInjects();
+      this.flushScheduled = false;
+      this.flush();
     });
   }
 
-  private flushInjects(): void {
-    while (this.injectQueue.length && !this.closed) {
-      const batch = this.injectQueue;
-      const got = this.addon.proxyInject(this.fd, Buffer.concat(batch.map((p) => p.bytes)));
-      for (const p of batch.splice(0, got.count)) p.accepted?.();
-      if (!got.error) continue;
-      if (got.error === 'EAGAIN') {
-        // The destination holds as many injected messages as its queue: try again shortly,
-        // keeping the order.
-        this.retry = setTimeout(() => {
-          this.retry = undefined;
-          this.flushInjects();
-        }, RETRY_MS);
-        return;
+  /** Injects the queue in order, many records per ioctl; records without room wait aside. */
+  private flush(): void {
+    while (this.queue.length && !this.closed) {
+      const head = this.queue[0] as Pending;
+      if (head.action) {
+        this.queue.shift();
+        head.action();
+        continue;
       }
-      const refused = batch.shift() as Pending;
-      refused.refused?.(got.error);
+      if (head.dest && this.waitingRoom.has(head.dest)) {
+        // Behind earlier records for the same destination, unless it may not wait.
+        this.queue.shift();
+        if (head.nonblock) head.refused?.('EAGAIN');
+        else this.waitingRoom.get(head.dest)?.push(head);
+        continue;
+      }
+      let n = 0;
+      while (n < this.queue.length) {
+        const p = this.queue[n] as Pending;
+        if (p.action || (p.dest && this.waitingRoom.has(p.dest))) break;
+        n++;
+      }
+      const batch = this.queue.slice(0, n);
+      const got = this.addon.proxyInject(
+        this.fd,
+        Buffer.concat(batch.map((p) => p.bytes ?? Buffer.alloc(0))),
+      );
+      for (const p of this.queue.splice(0, got.count)) p.accepted?.();
+      if (!got.error) continue;
+      const stopped = this.queue.shift() as Pending;
+      if (got.error === 'EAGAIN' && stopped.dest && !stopped.nonblock) {
+        this.waitingRoom.set(stopped.dest, [stopped]);
+        this.scheduleRetry();
+      } else {
+        stopped.refused?.(got.error);
+      }
     }
   }
-}
 
-function align8(n: number): number {
-  return (n + 7) & ~7;
+  private scheduleRetry(): void {
+    if (this.retry || this.closed) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.retryWaiting();
+    }, RETRY_MS);
+  }
+
+  /** Tries each waiting destination's records again, in order; drops what ran out of time. */
+  private retryWaiting(): void {
+    const now = process.hrtime.bigint();
+    for (const [dest, list] of this.waitingRoom) {
+      for (let i = 0; i < list.length; ) {
+        const p = list[i] as Pending;
+        if (p.deadline && p.deadline <= now) {
+          list.splice(i, 1);
+          p.refused?.('ETIMEDOUT');
+        } else i++;
+      }
+      while (list.length) {
+        const p = list[0] as Pending;
+        const got = this.addon.proxyInject(this.fd, p.bytes ?? Buffer.alloc(0));
+        if (got.error === 'EAGAIN') break;
+        list.shift();
+        if (got.error) p.refused?.(got.error);
+        else p.accepted?.();
+      }
+      if (!list.length) this.waitingRoom.delete(dest);
+    }
+    if (this.waitingRoom.size) this.scheduleRetry();
+    // Records queued behind a destination that now has room.
+    this.scheduleFlush();
+  }
+
+  /** A remote caller withdrew a call: if it still waits here for room, it ends now. */
+  private cancelWaiting(node: number, id: bigint): void {
+    for (const list of this.waitingRoom.values()) {
+      const i = list.findIndex((p) => p.call?.node === node && p.call.id === id);
+      if (i < 0) continue;
+      const [p] = list.splice(i, 1);
+      p?.refused?.('ECANCELED');
+      return;
+    }
+  }
+
+  /** A remote endpoint unbound: its calls still waiting here for room are withdrawn. */
+  private withdrawFrom(source: string): void {
+    for (const [dest, list] of this.waitingRoom) {
+      const keep = list.filter((p) => p.source !== source);
+      if (keep.length) this.waitingRoom.set(dest, keep);
+      else this.waitingRoom.delete(dest);
+    }
+  }
 }

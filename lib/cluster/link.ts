@@ -255,28 +255,43 @@ export class Link extends EventEmitter {
       .digest();
   }
 
-  /** Both sides are authenticated: settle where each stream stands, then send what is owed. */
+  /**
+   * Both sides are authenticated: settle where each stream stands, then send what is owed.
+   *
+   * A side that gave up (declared the peer down, or found itself forgotten) starts a new
+   * stream and forgets the peer's, and its HELLO then names no peer stream. The peer, seeing
+   * its own stream forgotten, gives up in turn. A stream that was forgotten is never taken up
+   * again: the peer could be resending numbers this side delivered before it forgot them.
+   */
   private resume(peer: Hello): void {
     if (peer.peerStream === this.outStream) {
       this.acknowledge(peer.delivered);
+      this.outStreamKnown = true;
     } else if (this.outStreamKnown) {
       // The peer forgot our stream: it restarted or declared us down, and what it had not
-      // acknowledged is lost. Both sides now start afresh; this connection's HELLO named the
-      // old stream, so a new connection carries the new one.
+      // acknowledged is lost. Its own stream is new then; the next HELLO names it, and carries
+      // our new one, so this connection goes.
       this.giveUp();
-      // The next HELLO must name the peer's current stream, or the peer would take us for
-      // having forgotten it in turn, and both would start afresh forever.
       this.inStream = peer.stream;
       this.drop('the peer started afresh');
       return;
     }
-    this.outStreamKnown = true;
     if (peer.stream !== this.inStream) {
+      // A stream this side does not know is new, unless the peer still names a stream of ours
+      // from before we gave up: then it has not started afresh yet, and will once it reads
+      // this side's HELLO.
+      const peerIsNew =
+        this.inStream !== 0n || peer.peerStream === 0n || peer.peerStream === this.outStream;
+      if (!peerIsNew) {
+        this.drop('waiting for the peer to start afresh');
+        return;
+      }
       this.inStream = peer.stream;
       this.delivered = 0n;
     }
     this.ready = true;
     this.lastHeard = Date.now();
+    this.lastUp = this.lastHeard;
     for (const out of this.unacked) {
       if (out.seq <= this.lastSentSeq) this.counters.retransmitted++;
       this.writeData(out);
@@ -291,6 +306,8 @@ export class Link extends EventEmitter {
 
   private onFrame(f: LinkFrame): void {
     this.lastHeard = Date.now();
+    // The peer sends only once it has resumed, having taken up our stream.
+    this.outStreamKnown = true;
     this.acknowledge(f.ack);
     switch (f.type) {
       case FrameType.DATA:
@@ -411,6 +428,8 @@ export class Link extends EventEmitter {
     this.outStreamKnown = false;
     this.inStream = 0n;
     this.delivered = 0n;
+    // The next verdict counts from here.
+    this.lastUp = Date.now();
     this.emit('down', lost);
   }
 

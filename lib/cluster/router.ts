@@ -42,13 +42,18 @@ export interface LocalNode {
   hasDc(dc: number): boolean;
   /** Another node has bound (or is binding) an incarnation. */
   remoteBound(node: number, dc: number, endpoint: number, generation: number): void;
-  /** That incarnation is gone: unbound (ESRCH), or its node is down (EHOSTUNREACH). */
+  /**
+   * That node's incarnation is gone: unbound (ESRCH), or its node is down (EHOSTUNREACH).
+   * `elsewhere` says another node still has the same incarnation number bound (two claims
+   * crossed), so receives waiting for it are not ended.
+   */
   remoteUnbound(
     node: number,
     dc: number,
     endpoint: number,
     generation: number,
     code: 'ESRCH' | 'EHOSTUNREACH',
+    elsewhere: boolean,
   ): void;
   /** A call record from another node: SEND, SENDREC, CANCEL, NOTIFY, REPLY or RESULT. */
   call(node: number, r: RemoteRecord): void;
@@ -66,6 +71,9 @@ export interface RemoteBinding {
 
 /** A bind of this node waiting for the other nodes' consent. */
 interface Claim {
+  dc: number;
+  endpoint: number;
+  generation: number;
   /** Nodes that have not answered yet. */
   waiting: Set<number>;
   refused: boolean;
@@ -145,16 +153,29 @@ export class Router {
    * Asks every reachable node of the DC whether this node may bind the endpoint (see the top of
    * this file); null when it may. A refused claim is withdrawn from the nodes that agreed.
    */
-  async claim(dc: number, endpoint: number, generation: number): Promise<DvkError | null> {
+  async claim(
+    dc: number,
+    endpoint: number,
+    generation: number,
+    supersede = false,
+  ): Promise<DvkError | null> {
     const placed = this.placedElsewhere(dc, endpoint);
     if (placed) {
       return new DvkError('EADDRNOTAVAIL', `endpoint ${endpoint} is placed on ${placed.name}`);
     }
     const k = key(dc, endpoint);
-    if (this.claims.has(k)) return new DvkError('EADDRINUSE', 'another process is binding it');
+    const earlier = this.claims.get(k);
+    if (earlier && !supersede) {
+      return new DvkError('EADDRINUSE', 'another process is binding it');
+    }
+    // dvk.ko lets one bind hold a number at a time: a new claim means the earlier one gave up.
+    earlier?.settle(new DvkError('EADDRINUSE', 'superseded by a later claim'));
     const id = this.nextClaim++;
     const peers = this.peersOf(dc);
     const claim: Claim = {
+      dc,
+      endpoint,
+      generation,
       waiting: new Set(peers.filter((n) => this.links.state(n) !== 'down')),
       refused: false,
       settle: () => {},
@@ -168,7 +189,7 @@ export class Router {
     for (const node of peers) this.send(node, r);
     this.checkClaim(claim);
     const err = await outcome;
-    this.claims.delete(k);
+    if (this.claims.get(k) === claim) this.claims.delete(k);
     this.claimsById.delete(id);
     if (err) this.announceUnbound(dc, endpoint, generation);
     return err;
@@ -213,6 +234,10 @@ export class Router {
 
   private addRecord(node: number, dc: number, endpoint: number, generation: number): void {
     if (!this.node.hasDc(dc)) return;
+    const slots = this.directory.dc(dc)?.slots ?? 0;
+    if (endpoint >= slots || generation === 0) {
+      throw new Error(`endpoint ${endpoint} generation ${generation} of DC ${dc}: out of range`);
+    }
     if (this.node.isBound(dc, endpoint)) {
       this.log.warn({ dc, endpoint, node }, 'endpoint bound here and on another node');
     }
@@ -232,13 +257,14 @@ export class Router {
     code: 'ESRCH' | 'EHOSTUNREACH',
   ): void {
     const k = key(dc, endpoint);
-    const list = this.records.get(k);
-    if (list) {
-      const rest = list.filter((w) => w.node !== node || w.generation !== generation);
-      if (rest.length) this.records.set(k, rest);
-      else this.records.delete(k);
-    }
-    this.node.remoteUnbound(node, dc, endpoint, generation, code);
+    const list = this.records.get(k) ?? [];
+    const rest = list.filter((w) => w.node !== node || w.generation !== generation);
+    // An UNBOUND for a claim this node refused (or never heard of) changes nothing here.
+    if (rest.length === list.length) return;
+    if (rest.length) this.records.set(k, rest);
+    else this.records.delete(k);
+    const elsewhere = rest.some((w) => w.generation === generation);
+    this.node.remoteUnbound(node, dc, endpoint, generation, code, elsewhere);
   }
 
   private onSnapshot(node: number, r: RemoteRecord): void {
@@ -246,8 +272,17 @@ export class Router {
     for (const b of decodeSnapshot(r.payload)) this.addRecord(node, b.dc, b.endpoint, b.generation);
   }
 
+  /**
+   * Binds still being claimed are in it too: a node declared down meanwhile lost their CLAIM
+   * with the old stream. If a claim then fails, its UNBOUND follows on the new stream.
+   */
   private sendSnapshot(node: number): void {
-    const payload = encodeSnapshot(this.node.bound());
+    const claims = [...this.claims.values()].map((c) => ({
+      dc: c.dc,
+      endpoint: c.endpoint,
+      generation: c.generation,
+    }));
+    const payload = encodeSnapshot([...this.node.bound(), ...claims]);
     this.send(node, record({ kind: Record.SNAPSHOT, payload }));
   }
 
@@ -290,13 +325,26 @@ export class Router {
 
   private onDown(node: number): void {
     this.log.warn({ peer: this.nameOf(node) }, 'node down');
-    this.node.nodeDown(node);
-    for (const claim of this.claims.values()) {
-      if (claim.waiting.delete(node)) this.checkClaim(claim);
+    try {
+      // Its endpoints first, so that receives waiting for them end with EHOSTUNREACH.
+      this.forget(node, 'EHOSTUNREACH');
+      this.node.nodeDown(node);
+      for (const claim of this.claims.values()) {
+        if (claim.waiting.delete(node)) this.checkClaim(claim);
+      }
+      // The link has started a new stream: this is the first thing the node hears on it.
+      this.sendSnapshot(node);
+    } catch (err) {
+      // A bug of ours must not take the agent down from inside a link's timer.
+      this.log.error({ err, peer: this.nameOf(node) }, 'handling a node-down verdict failed');
     }
-    this.forget(node, 'EHOSTUNREACH');
-    // The link has started a new stream: this is the first thing the node hears on it.
-    this.sendSnapshot(node);
+  }
+
+  /** The links are closing: binds still being claimed fail. */
+  close(): void {
+    for (const claim of this.claims.values()) {
+      claim.settle(new DvkError('EHOSTUNREACH', 'the agent is stopping'));
+    }
   }
 
   /** The other nodes a DC spans. */

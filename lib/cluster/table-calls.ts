@@ -11,6 +11,7 @@
  *   ESRCH when a party unbinds) applies unchanged. The links are exactly-once and in order, so
  *   per-sender FIFO holds across nodes too.
  */
+import { randomInt } from 'node:crypto';
 import type {
   Binding,
   Done,
@@ -21,7 +22,7 @@ import type {
   Waiting,
 } from '../agent/endpoints.js';
 import { type Deadline, deadlineTimer } from '../deadline.js';
-import { DvkError } from '../errors.js';
+import { DvkError, errnoOf } from '../errors.js';
 import type { Message } from '../message.js';
 import { ProtocolViolation } from '../user/wire.js';
 import { Record, RecordFlags, type RemoteRecord, record } from './remote-wire.js';
@@ -74,6 +75,7 @@ export class TableCalls implements LocalNode, RemoteRoutes {
     private readonly router: Router,
   ) {
     table.remote = this;
+    table.generationFloor = randomInt(1 << 30);
     router.attach(this);
   }
 
@@ -118,17 +120,25 @@ export class TableCalls implements LocalNode, RemoteRoutes {
     endpoint: number,
     generation: number,
     code: 'ESRCH' | 'EHOSTUNREACH',
+    elsewhere: boolean,
   ): void {
     const k = `${dc}:${endpoint}:${generation}`;
+    // Receives first: unbinding the shadow would end them with ESRCH whatever the reason.
+    if (!elsewhere) this.table.endReceivesFrom(dc, endpoint, generation, code);
     const shadow = this.shadows.get(node)?.get(k);
     if (shadow) {
       this.shadows.get(node)?.delete(k);
       this.table.unbind(shadow);
     }
-    this.table.endReceivesFrom(dc, endpoint, generation, code);
   }
 
   call(node: number, r: RemoteRecord): void {
+    const asks = r.kind === Record.SEND || r.kind === Record.SENDREC || r.kind === Record.NOTIFY;
+    if (asks && r.id !== 0n && !this.router.boundAt(node, r.dc, r.src, r.srcGen)) {
+      // Its caller must not wait for an answer that never comes: refuse it, definitely.
+      this.router.send(node, record({ kind: Record.RESULT, id: r.id, value: -errnoOf('ESRCH') }));
+      throw new ProtocolViolation(`call from endpoint ${r.src}:${r.srcGen}, not bound there`);
+    }
     switch (r.kind) {
       case Record.SEND:
       case Record.SENDREC:
