@@ -92,12 +92,19 @@ int dvk_submit(struct dvk_endpoint *ep, struct dvk_submit *args)
 	return 0;
 }
 
+/*
+ * A send in flight to another node cannot be undone: CANCEL answers EALREADY and, the first
+ * time, posts a DVK_PROXY_CANCEL record (allocated here, before the lock, in case it is that).
+ */
 int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 {
+	struct dvk_kmsg *withdrawal = dvk_kmsg_alloc(0);
 	struct dvk_dc *dc = ep->dc;
 	struct dvk_call *call, *found = NULL;
 	LIST_HEAD(garbage);
 
+	if (!withdrawal)
+		return -ENOMEM;
 	spin_lock(&dc->lock);
 	list_for_each_entry(call, &ep->async, async_link) {
 		if (call->token == args->token) {
@@ -105,8 +112,18 @@ int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 			break;
 		}
 	}
+	if (found && dvk_send_in_flight(found)) {
+		if (!found->cancel_status) {
+			swap(found->cancel, withdrawal);
+			dvk_send_cancel(found, -ECANCELED);
+		}
+		spin_unlock(&dc->lock);
+		dvk_kmsg_free(withdrawal);
+		return -EALREADY;
+	}
 	if (!found || found->state == DVK_DONE) {
 		spin_unlock(&dc->lock);
+		dvk_kmsg_free(withdrawal);
 		return found ? -EALREADY : -ENOENT;
 	}
 	dvk_async_uncharge(found);
@@ -116,6 +133,7 @@ int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free_list(&garbage);
 	dvk_call_free(found);
+	dvk_kmsg_free(withdrawal);
 	return 0;
 }
 

@@ -116,7 +116,7 @@ static long ioctl_version(void __user *uarg)
 		.abi = DVK_ABI_VERSION,
 		.max_payload = dvk_max_payload,
 		.features = DVK_FEATURE_IPC | DVK_FEATURE_REPLY_RECEIVE | DVK_FEATURE_PROXY |
-			    DVK_FEATURE_ASYNC | DVK_FEATURE_CLAIMS,
+			    DVK_FEATURE_ASYNC | DVK_FEATURE_CLAIMS | DVK_FEATURE_VERDICTS,
 		.queue_length = dvk_queue_length,
 		.queue_bytes = dvk_queue_bytes,
 	};

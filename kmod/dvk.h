@@ -67,7 +67,8 @@ struct dvk_endpoint {
 	struct list_head held;		/* dvk_kmsg of senders waiting for room, FIFO */
 	struct list_head notes;		/* dvk_kmsg notifications, one per source incarnation */
 	struct list_head receivers;	/* dvk_call of waiting receives, call order */
-	struct list_head owed;		/* dvk_kmsg requests received and not answered */
+	struct list_head owed;		/* dvk_kmsg requests received and not answered; at a
+					 * remote endpoint also sends in flight (verdict owed) */
 	struct list_head calls;		/* dvk_call of its own sendrecs not yet returned */
 	bool unbinding;			/* set first by dvk_unbind: admit no held sender now */
 	bool claiming;			/* bound in its slot, waiting for the proxy's verdict */
@@ -90,20 +91,33 @@ struct dvk_endpoint {
 /* A message in a queue, held, owed or in transit to a receiver. */
 struct dvk_kmsg {
 	struct list_head link;
-	struct dvk_call *call;		/* the call waiting on it (a held send, a sendrec) or NULL */
+	struct dvk_call *call;		/* the call waiting on it (a held send, a sendrec, a send
+					 * waiting for its verdict) or NULL */
+	struct dvk_kmsg *verdict;	/* injected with a send id: its DVK_KMSG_SENT record, until
+					 * posted (freed with the message if it never is) */
+	u64 deadline;			/* to a remote endpoint: the caller's deadline (0: none) */
 	u32 src;
 	u32 src_gen;
 	s32 type;
-	u32 flags;			/* DVK_MSG_* */
-	u64 request_id;
+	u32 flags;			/* DVK_MSG_*, and DVK_KMSG_* in remote endpoints' queues */
+	u64 request_id;			/* a request's id; DVK_KMSG_VERDICT and the records: a send id */
 	u32 bits;
-	int status;			/* DVK_KMSG_FAIL: the negative errno */
+	int status;			/* DVK_KMSG_FAIL, _SENT, _CANCEL: 0 or the negative errno */
 	u32 size;
 	u8 data[];
 };
 
-/* A failed remote request, on its way back to the caller's node (dvk_kmsg.flags, internal). */
-#define DVK_KMSG_FAIL		(1U << 31)
+/*
+ * Records that only wait in remote endpoints' queues for the proxy (dvk_kmsg.flags, internal):
+ * a failed remote request on its way back to the caller's node, a plain send that waits for
+ * its verdict (DVK_PROXY_VERDICTS; once drained, its header stays in the remote endpoint's
+ * owed list until the verdict comes), the verdict on a send from another node, and the
+ * withdrawal of a local send in flight.
+ */
+#define DVK_KMSG_FAIL		(1U << 31)	/* drained as DVK_PROXY_FAIL */
+#define DVK_KMSG_VERDICT	(1U << 30)	/* drained as DVK_PROXY_MESSAGE with a send id */
+#define DVK_KMSG_SENT		(1U << 29)	/* drained as DVK_PROXY_SENT */
+#define DVK_KMSG_CANCEL		(1U << 28)	/* drained as DVK_PROXY_CANCEL */
 
 /* News of a local binding for a claims proxy: DVK_PROXY_CLAIM, _BOUND or _UNBOUND. */
 struct dvk_event {
@@ -129,11 +143,16 @@ struct dvk_proxy {
 
 enum dvk_call_kind { DVK_SEND, DVK_RECEIVE, DVK_SENDREC };
 
+/*
+ * A plain send to a remote endpoint of a DVK_PROXY_VERDICTS proxy goes through the states of
+ * a request: HELD, QUEUED, TAKING (being drained), RECEIVED (drained: in flight, its verdict
+ * owed); TAKING and RECEIVED are "in flight", past undoing.
+ */
 enum dvk_call_state {
 	DVK_HELD,		/* send or request waiting for room at the destination */
-	DVK_QUEUED,		/* request in the destination's queue */
-	DVK_TAKING,		/* request being copied out to the server */
-	DVK_RECEIVED,		/* request received, reply owed */
+	DVK_QUEUED,		/* request (or send waiting for a verdict) in the destination's queue */
+	DVK_TAKING,		/* request being copied out to the server (or the proxy) */
+	DVK_RECEIVED,		/* request received, reply owed (or a send drained, verdict owed) */
 	DVK_WAITING,		/* receive waiting for a message */
 	DVK_DONE,		/* finished: result (and msg) are final */
 };
@@ -151,7 +170,12 @@ struct dvk_call {
 	u32 from_gen;
 	u32 capacity;			/* receive buffer size */
 	u32 needed;			/* with -EMSGSIZE: the size that did not fit */
-	u64 id;				/* sendrec: the request id, also its call id for resume */
+	u64 id;				/* sendrec: the request id, also its call id for resume;
+					 * send waiting for a verdict: its send id */
+	u64 deadline;			/* send, sendrec: the caller's (0: none, or submitted) */
+	struct dvk_kmsg *cancel;	/* send waiting for a verdict: its DVK_KMSG_CANCEL record,
+					 * allocated ahead; freed with the call if never posted */
+	int cancel_status;		/* once the sender gives up in flight: the CANCEL's errno */
 	bool parked;			/* sendrec kept after a signal, see DVK_CALL_RESUME */
 	bool async;			/* submitted: finishing queues it in ep->completions */
 	u32 charged;			/* async: payload bytes counted in ep->async_bytes */
@@ -206,6 +230,10 @@ bool dvk_admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync);
 void dvk_queue_del(struct dvk_endpoint *ep, struct dvk_kmsg *m);
 void dvk_queue_add(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool at_head);
 void dvk_pump(struct dvk_endpoint *ep);
+void dvk_unhold(struct dvk_endpoint *ep, struct dvk_kmsg *m);
+void dvk_post_verdict(struct dvk_endpoint *ep, struct dvk_kmsg *m, int status);
+bool dvk_send_in_flight(const struct dvk_call *call);	/* or READ_ONCE state without it */
+void dvk_send_cancel(struct dvk_call *call, int status);
 void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m);		/* takes the lock */
 bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head);
 bool dvk_complete_call(struct dvk_kmsg *owed, struct dvk_kmsg *reply, int error, bool sync);
@@ -259,6 +287,15 @@ void dvk_stats_exit(void);
 static inline struct dvk_dc *dvk_ep_dc(struct dvk_endpoint *ep)
 {
 	return smp_load_acquire(&ep->dc);
+}
+
+/*
+ * A remote endpoint whose proxy wants sends to it to wait for their verdict. Under the DC
+ * lock: the proxy outlives its remote endpoints, and its flags are set before it has any.
+ */
+static inline bool dvk_wants_verdict(const struct dvk_endpoint *dst)
+{
+	return dst->remote_of && (dst->remote_of->flags & DVK_PROXY_VERDICTS);
 }
 
 #endif /* _DVK_INTERNAL_H */

@@ -26,6 +26,14 @@
  * to decide whether to stop sleeping; it re-reads everything under the DC lock. Whoever sets
  * a call to DVK_DONE removes every reference other endpoints hold to it, in the same critical
  * section, so a finished call (often on its caller's stack) is private to its caller again.
+ * Waits are interruptible, except a blocking send in flight to another node (it waits for
+ * its verdict killably): wake-ups are TASK_NORMAL for that reason.
+ *
+ * The same DC lock covers the proxy's records: replies, failures and verdicts that wait in a
+ * remote endpoint's queue, the owed list of requests and sends in flight to it, and the
+ * verdict an injected message carries (dvk_kmsg.verdict) until it is posted. The memory for
+ * each record is allocated before the lock is taken (proxy.c says where), so posting one under
+ * the lock never fails.
  *
  * Endpoints of a DC cannot go away under a call: a file is released only when no ioctl runs
  * on it, and dvk_unbind() detaches everything that points at the endpoint under the DC lock.
@@ -59,6 +67,8 @@ void dvk_kmsg_free(struct dvk_kmsg *m)
 {
 	if (!m)
 		return;
+	/* A verdict never posted: its remote sender was unregistered meanwhile. */
+	dvk_kmsg_free(m->verdict);
 	if (m->flags & DVK_MSG_NOTIFY)
 		atomic_long_dec(&dvk_stats.notes);
 	atomic_long_dec(&dvk_stats.messages);
@@ -104,14 +114,14 @@ struct dvk_kmsg *dvk_kmsg_from_user(struct dvk_endpoint *ep, const struct dvk_ms
 /*
  * Wakes an endpoint's blocked calls and pollers. @sync says the caller is about to sleep
  * itself (sendrec, reply-and-receive): the scheduler may then run the woken task on this CPU,
- * a hand-off instead of a cross-CPU wake-up.
+ * a hand-off instead of a cross-CPU wake-up. TASK_NORMAL: a send in flight waits killably.
  */
 void dvk_wake(struct dvk_endpoint *ep, bool sync)
 {
 	if (sync)
-		wake_up_interruptible_sync_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
+		__wake_up_sync_key(&ep->wait, TASK_NORMAL, poll_to_key(EPOLLIN | EPOLLRDNORM));
 	else
-		wake_up_interruptible_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
+		wake_up_poll(&ep->wait, EPOLLIN | EPOLLRDNORM);
 }
 
 /* Ends a call with @result; a submitted one joins its file's completions. */
@@ -215,6 +225,52 @@ static int wait_call(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadlin
 	return wait_until(ep, call_done, call, deadline);
 }
 
+/* A send waiting for its verdict, drained or being drained: past undoing. */
+bool dvk_send_in_flight(const struct dvk_call *call)
+{
+	enum dvk_call_state state = READ_ONCE(call->state);
+
+	return call->kind == DVK_SEND && (state == DVK_TAKING || state == DVK_RECEIVED);
+}
+
+static bool not_in_flight(const void *call)
+{
+	return !dvk_send_in_flight(call);
+}
+
+/*
+ * Sleeps on @ep, killably, until the send @call is no longer in flight (it finished, or a
+ * failed drain put it back in the queue) or @deadline (0: none) passes. Other signals and
+ * close() do not end this wait: the send cannot be undone. Returns 0, -ETIMEDOUT or -EINTR
+ * (a fatal signal).
+ */
+static int wait_in_flight(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadline)
+{
+	ktime_t expires = ns_to_ktime(deadline);
+	DEFINE_WAIT(wait);
+	int ret = 0;
+
+	for (;;) {
+		prepare_to_wait(&ep->wait, &wait, TASK_KILLABLE);
+		if (not_in_flight(call))
+			break;
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		if (deadline_passed(deadline)) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		if (deadline)
+			schedule_hrtimeout(&expires, HRTIMER_MODE_ABS);
+		else
+			schedule();
+	}
+	finish_wait(&ep->wait, &wait);
+	return ret;
+}
+
 static bool positive(const void *count)
 {
 	return atomic_read(count) > 0;
@@ -292,6 +348,35 @@ void dvk_queue_del(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 		atomic_dec(&ep->remote_of->outbound);
 }
 
+/*
+ * An injected message that wants a verdict has reached @ep's queue (@status 0), or never will
+ * (a negative errno): its DVK_PROXY_SENT record goes to the remote sender's queue, once, past
+ * the bounds like a reply to a remote caller. If the sender is no longer registered there is
+ * no one to tell, and the record goes with the message.
+ */
+void dvk_post_verdict(struct dvk_endpoint *ep, struct dvk_kmsg *m, int status)
+{
+	struct dvk_kmsg *v = m->verdict;
+	struct dvk_endpoint *r;
+
+	if (!v)
+		return;
+	r = dvk_lookup(ep->dc, m->src, m->src_gen);
+	if (!r || !r->remote_of)
+		return;
+	m->verdict = NULL;
+	v->src = ep->nr;
+	v->src_gen = ep->gen;
+	v->status = status;
+	dvk_queue_add(r, v, false);
+}
+
+/* Whether a send or request from @m's sender waits on @m (the call's state follows it). */
+static bool tracked(const struct dvk_kmsg *m)
+{
+	return m->call && (m->flags & (DVK_MSG_REQUEST | DVK_KMSG_VERDICT));
+}
+
 /* A received message's request, if any, now waits in transit to the receiver. */
 static void hand_over(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 {
@@ -309,6 +394,7 @@ static void enqueue_at(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync, b
 {
 	struct dvk_call *r, *next;
 
+	dvk_post_verdict(ep, m, 0);
 	list_for_each_entry_safe(r, next, &ep->receivers, link) {
 		if (!matches(r->from, r->from_gen, m))
 			continue;
@@ -323,7 +409,7 @@ static void enqueue_at(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync, b
 		dvk_finish(r, 0, sync);
 		return;
 	}
-	if ((m->flags & DVK_MSG_REQUEST) && m->call)
+	if (tracked(m))
 		WRITE_ONCE(m->call->state, DVK_QUEUED);
 	dvk_queue_add(ep, m, at_head);
 }
@@ -365,12 +451,15 @@ bool dvk_admit(struct dvk_endpoint *ep, struct dvk_kmsg *m, bool sync)
 	return true;
 }
 
-/* A held message was admitted: its plain send is complete; a request now waits as queued. */
+/*
+ * A held message was admitted: its plain send is complete; a request, or a send that waits for
+ * its verdict, now waits as queued.
+ */
 static void admitted(struct dvk_kmsg *m)
 {
 	struct dvk_call *call = m->call;
 
-	if (call && call->kind == DVK_SEND) {
+	if (call && call->kind == DVK_SEND && !(m->flags & DVK_KMSG_VERDICT)) {
 		m->call = NULL;
 		call->msg = NULL;
 		call->ep->sent++;
@@ -398,7 +487,7 @@ void dvk_pump(struct dvk_endpoint *ep)
 }
 
 /* Removes a held message; refills the queue if it was the head that blocked the others. */
-static void unhold(struct dvk_endpoint *ep, struct dvk_kmsg *m)
+void dvk_unhold(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 {
 	bool was_head = list_first_entry(&ep->held, struct dvk_kmsg, link) == m;
 
@@ -448,6 +537,7 @@ static struct dvk_kmsg *take(struct dvk_endpoint *ep, u32 from, u32 from_gen, u3
 			goto too_big;
 		list_del_init(&m->link);
 		admitted(m);
+		dvk_post_verdict(ep, m, 0);
 		hand_over(ep, m);
 		if (first)
 			dvk_pump(ep);
@@ -547,17 +637,59 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 	return 0;
 }
 
+/* Posts the DVK_PROXY_CANCEL record of a drained send whose sender gave up. */
+static void post_cancel(struct dvk_call *call)
+{
+	struct dvk_kmsg *c = call->cancel;
+
+	if (WARN_ON_ONCE(!c))
+		return;
+	call->cancel = NULL;
+	c->flags = DVK_KMSG_CANCEL;
+	c->src = call->ep->nr;
+	c->src_gen = call->ep->gen;
+	c->request_id = call->id;
+	c->status = call->cancel_status;
+	dvk_queue_add(call->peer, c, false);
+}
+
+/*
+ * The sender of a send in flight gives up (its deadline passed, or DVK_IOC_CANCEL) with
+ * @status: once, a DVK_PROXY_CANCEL record asks the other node to withdraw the send. Posted at
+ * once if the send is drained; if it is being drained, dvk_owe() posts it, or a failed drain
+ * withdraws the send (untake_outbound in proxy.c). call->cancel must be allocated.
+ */
+void dvk_send_cancel(struct dvk_call *call, int status)
+{
+	if (!dvk_send_in_flight(call) || call->cancel_status)
+		return;
+	call->cancel_status = status;
+	if (call->state == DVK_RECEIVED)
+		post_cancel(call);
+}
+
 /*
  * A taken request has reached its server (a local receiver, or the proxy for a remote one):
  * the server now owes a reply. The obligation needs the request's header, not its payload,
- * so a header-only copy is kept and requests not answered yet hold no payload memory. Takes
+ * so a header-only copy is kept and requests not answered yet hold no payload memory. The
+ * same for a send drained by a DVK_PROXY_VERDICTS proxy: @ep (the remote endpoint) owes its
+ * verdict, and the header waits in its owed list for the DVK_PROXY_SENT that brings it. Takes
  * the DC lock.
  */
 void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 {
 	struct dvk_kmsg *owed = dvk_kmsg_alloc(0);
+	struct dvk_call *call;
 
 	spin_lock(&ep->dc->lock);
+	call = m->call;
+	if ((m->flags & DVK_KMSG_VERDICT) && !call) {
+		/* Its sender abandoned it while it was drained: no one waits for its verdict. */
+		spin_unlock(&ep->dc->lock);
+		dvk_kmsg_free(owed);
+		dvk_kmsg_free(m);
+		return;
+	}
 	if (owed) {
 		owed->src = m->src;
 		owed->src_gen = m->src_gen;
@@ -569,8 +701,11 @@ void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 			m->call->msg = owed;
 		swap(owed, m);
 	}
-	if (m->call)
-		WRITE_ONCE(m->call->state, DVK_RECEIVED);
+	if (call) {
+		WRITE_ONCE(call->state, DVK_RECEIVED);
+		if (call->cancel_status)
+			post_cancel(call);
+	}
 	list_add_tail(&m->link, &ep->owed);
 	spin_unlock(&ep->dc->lock);
 	dvk_kmsg_free(owed);
@@ -590,8 +725,9 @@ static int wait_error(u32 flags, u64 deadline)
 
 /*
  * Starts a send of @m from @ep to @dst_nr: returns 0 once it is queued (the queue owns @m),
- * 1 if it waits in the destination's held list for room (with @call, finished when it is
- * admitted), or a negative errno (-ENOENT; @wait_error instead of waiting), @m untouched.
+ * 1 if it waits with @call: in the destination's held list for room (finished when it is
+ * admitted), or, to a remote endpoint that wants verdicts, held or queued until its verdict
+ * comes; or a negative errno (-ENOENT; @wait_error instead of waiting), @m untouched.
  */
 int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_kmsg *m,
 		   u32 dst_nr, u32 dst_gen, int wait_error)
@@ -600,6 +736,22 @@ int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_km
 
 	if (!dst)
 		return -ENOENT;
+	if (dvk_wants_verdict(dst)) {
+		/* It completes only with its verdict from the other node: it always waits. */
+		if (wait_error)
+			return wait_error;
+		m->flags |= DVK_KMSG_VERDICT;
+		m->request_id = ++ep->next_request_id;
+		m->deadline = call->deadline;
+		m->call = call;
+		call->id = m->request_id;
+		call->peer = dst;
+		call->msg = m;
+		WRITE_ONCE(call->state, DVK_HELD);
+		if (!dvk_admit(dst, m, false))
+			list_add_tail(&m->link, &dst->held);
+		return 1;
+	}
 	if (dvk_admit(dst, m, false)) {
 		ep->sent++;
 		dvk_wake(dst, false);
@@ -615,38 +767,93 @@ int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_km
 	return 1;
 }
 
+/*
+ * Waits for the verdict on a blocking send in flight, killably. When @deadline passes, the
+ * other node is asked, once, to withdraw it (a DVK_PROXY_CANCEL record); the verdict still
+ * decides. Returns 0 once the send is no longer in flight (finished, or put back in the queue
+ * by a failed drain), or -EINTR for a fatal signal. Only the sending thread touches
+ * cancel_status of its (on-stack) call.
+ */
+static int await_verdict(struct dvk_endpoint *ep, struct dvk_call *call, u64 deadline)
+{
+	int ret;
+
+	for (;;) {
+		ret = wait_in_flight(ep, call, call->cancel_status ? 0 : deadline);
+		if (ret != -ETIMEDOUT)
+			return ret;
+		spin_lock(&ep->dc->lock);
+		dvk_send_cancel(call, -ETIMEDOUT);
+		spin_unlock(&ep->dc->lock);
+	}
+}
+
 int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
 {
 	struct dvk_dc *dc = ep->dc;
-	struct dvk_call call = { .kind = DVK_SEND, .ep = ep, .link = LIST_HEAD_INIT(call.link) };
+	struct dvk_call call = { .kind = DVK_SEND, .ep = ep, .link = LIST_HEAD_INIT(call.link),
+				 .deadline = args->deadline_ns };
+	int werr = wait_error(args->flags, args->deadline_ns);
+	struct dvk_endpoint *dst;
 	struct dvk_kmsg *m;
 	LIST_HEAD(garbage);
-	int ret;
+	int ret, err;
 
 	m = dvk_kmsg_from_user(ep, &args->msg, 0);
 	if (IS_ERR(m))
 		return PTR_ERR(m);
-
-	spin_lock(&dc->lock);
-	ret = dvk_send_start(ep, &call, m, args->msg.peer, args->msg.peer_gen,
-			     wait_error(args->flags, args->deadline_ns));
+	/*
+	 * A send that will wait for its verdict may have to post a CANCEL record when its deadline
+	 * passes in flight: that record is allocated first, outside the lock.
+	 */
+	for (;;) {
+		spin_lock(&dc->lock);
+		dst = dvk_lookup(dc, args->msg.peer, args->msg.peer_gen);
+		if (call.cancel || werr || !dst || !dvk_wants_verdict(dst))
+			break;
+		spin_unlock(&dc->lock);
+		call.cancel = dvk_kmsg_alloc(0);
+		if (!call.cancel) {
+			dvk_kmsg_free(m);
+			return -ENOMEM;
+		}
+	}
+	ret = dvk_send_start(ep, &call, m, args->msg.peer, args->msg.peer_gen, werr);
 	spin_unlock(&dc->lock);
 	if (ret < 0)
 		dvk_kmsg_free(m);
 	if (ret <= 0)
-		return ret;
+		goto out;
 
 	ret = wait_call(ep, &call, args->deadline_ns);
 
 	spin_lock(&dc->lock);
+	while (dvk_send_in_flight(&call)) {
+		/* Drained: the deadline, signals and close() no longer end it; its verdict does. */
+		spin_unlock(&dc->lock);
+		err = await_verdict(ep, &call, args->deadline_ns);
+		spin_lock(&dc->lock);
+		if (err && dvk_send_in_flight(&call)) {
+			/* A fatal signal: the send is abandoned, its verdict will be ignored. */
+			dvk_undo(&call, &garbage);
+			ret = err;
+			goto unlock;
+		}
+	}
 	if (call.state == DVK_DONE)
-		/* Admitted (0), or the destination unbound (-ESRCH) and freed the message. */
+		/*
+		 * Admitted (0), its verdict, or the destination unbound (-ESRCH) and freed the
+		 * message.
+		 */
 		ret = call.result;
 	else
-		/* Timed out, interrupted or closed while held: it was never queued. */
+		/* Timed out, interrupted or closed before it was queued or drained: withdrawn. */
 		dvk_undo(&call, &garbage);
+unlock:
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free_list(&garbage);
+out:
+	dvk_kmsg_free(call.cancel);
 	return ret;
 }
 
@@ -772,12 +979,15 @@ struct dvk_call *dvk_call_alloc(struct dvk_endpoint *ep, enum dvk_call_kind kind
 void dvk_call_free(struct dvk_call *call)
 {
 	atomic_long_dec(&dvk_stats.calls);
+	dvk_kmsg_free(call->cancel);
 	kfree(call);
 }
 
 /*
  * The caller gives up on a sendrec: a request the server has not received is taken back and
- * never runs; a received one stays owed by the server, whose reply will be dropped. The call
+ * never runs; a received one stays owed by the server, whose reply will be dropped. The same
+ * for a send: held or queued, it is taken back; in flight (drained, or being drained, by a
+ * DVK_PROXY_VERDICTS proxy) it is abandoned: nothing waits for its verdict any more. The call
  * leaves ep->calls; its reply, if one came, goes to @garbage. The caller frees the call.
  */
 static void abandon(struct dvk_call *call, struct list_head *garbage)
@@ -786,7 +996,7 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 
 	switch (call->state) {
 	case DVK_HELD:
-		unhold(call->peer, m);
+		dvk_unhold(call->peer, m);
 		list_add(&m->link, garbage);
 		break;
 	case DVK_QUEUED:
@@ -797,6 +1007,11 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 	case DVK_TAKING:
 	case DVK_RECEIVED:
 		m->call = NULL;
+		/* A send's owed header only matches its verdict to the call: drop it. */
+		if (call->kind == DVK_SEND && call->state == DVK_RECEIVED) {
+			list_del_init(&m->link);
+			list_add(&m->link, garbage);
+		}
 		break;
 	case DVK_DONE:
 		if (m)
@@ -812,20 +1027,17 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 }
 
 /*
- * Undoes a call that has not finished, as a timeout does: a held send is withdrawn, a receive
- * stops waiting, a sendrec is abandoned. What it held goes to @garbage.
+ * Undoes a call that has not finished, as a timeout does: a held (or queued) send is
+ * withdrawn, a receive stops waiting, a sendrec is abandoned; so is a send in flight. What it
+ * held goes to @garbage.
  */
 void dvk_undo(struct dvk_call *call, struct list_head *garbage)
 {
 	switch (call->kind) {
-	case DVK_SEND:
-		unhold(call->peer, call->msg);
-		list_add(&call->msg->link, garbage);
-		call->msg = NULL;
-		break;
 	case DVK_RECEIVE:
 		list_del_init(&call->link);
 		break;
+	case DVK_SEND:
 	case DVK_SENDREC:
 		abandon(call, garbage);
 		break;
@@ -986,8 +1198,10 @@ struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg
 		goto fail;
 	}
 	m->request_id = ++ep->next_request_id;
+	m->deadline = deadline;
 	m->call = call;
 	call->id = m->request_id;
+	call->deadline = deadline;
 	call->peer = dst;
 	call->msg = m;
 	WRITE_ONCE(call->state, DVK_HELD);
@@ -1326,7 +1540,9 @@ static void end_receives_from(struct dvk_dc *dc, struct dvk_endpoint *gone, int 
 /*
  * Ends what waits on a message of an endpoint that is going away: the local call, with
  * @error, or for a request from a remote caller a DVK_PROXY_FAIL record back through the
- * proxy. The message leaves its list; it goes to @garbage unless it became that record.
+ * proxy, or for a message from another node that wanted a verdict and never reached the queue
+ * a DVK_PROXY_SENT record with @error. The message leaves its list; it goes to @garbage
+ * unless it became that FAIL record.
  */
 static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error,
 			struct list_head *garbage)
@@ -1335,6 +1551,8 @@ static void fail_waiter(struct dvk_endpoint *gone, struct dvk_kmsg *m, int error
 	struct dvk_endpoint *caller;
 
 	list_del_init(&m->link);
+	/* An injected message held here, that wanted a verdict: it will never be delivered. */
+	dvk_post_verdict(gone, m, error);
 	if (call) {
 		m->call = NULL;
 		call->msg = NULL;

@@ -18,6 +18,17 @@
  * proxy that is going. dvk_proxy.events_lock is innermost; it guards the events and the
  * claimers (binds waiting for a verdict). A claimer's claiming flag and verdict are under its
  * DC's lock, like the slot it holds.
+ *
+ * Verdicts (DVK_PROXY_VERDICTS): a local send to a remote endpoint is a call like a sendrec's
+ * (ipc.c): held or queued at the remote endpoint, TAKING while a drain copies it out, then
+ * RECEIVED, its header in the remote endpoint's owed list until an injected DVK_PROXY_SENT
+ * finishes it. Drains, injects, REMOTE_DEL and detach all hold the proxy lock, so none of them
+ * sees a send in TAKING; only its sender does (it cannot undo it then), and a drain that fails
+ * to copy it out puts it back (withdrawing it if its sender gave up meanwhile). The records
+ * the module posts for the proxy (DVK_PROXY_SENT for a send from another node, DVK_PROXY_CANCEL
+ * for a local send in flight) are dvk_kmsgs allocated beforehand, outside any spinlock (at
+ * inject, at the send, at DVK_IOC_CANCEL), and queued at the remote endpoint under the DC lock,
+ * which covers both ends: the remote endpoint and the local one share their DC.
  */
 #include <linux/capability.h>
 #include <linux/slab.h>
@@ -29,6 +40,11 @@
 static struct dvk_proxy *dvk_the_proxy;
 
 #define RECORD_HEADER sizeof(struct dvk_proxy_msg)
+
+/* The record layout the header documents: the same for 32- and 64-bit agents, no holes. */
+static_assert(sizeof(struct dvk_proxy_msg) == 56);
+static_assert(offsetof(struct dvk_proxy_msg, request_id) == 32);
+static_assert(offsetof(struct dvk_proxy_msg, timeout_ns) == 48);
 
 /* --- claims and news of local bindings ------------------------------------------------------ */
 
@@ -199,7 +215,8 @@ int dvk_proxy_attach(struct dvk_endpoint *ep, const struct dvk_proxy_attach *arg
 	struct dvk_proxy *px;
 	int ret = 0;
 
-	if (args->flags & ~DVK_PROXY_CLAIMS || args->reserved[0] || args->reserved[1])
+	if (args->flags & ~(DVK_PROXY_CLAIMS | DVK_PROXY_VERDICTS) || args->reserved[0] ||
+	    args->reserved[1])
 		return -EINVAL;
 	px = kzalloc(sizeof(*px), GFP_KERNEL_ACCOUNT);
 	if (!px)
@@ -352,9 +369,12 @@ int dvk_remote_del(struct dvk_proxy *px, const struct dvk_remote *args)
 
 /* --- drain --------------------------------------------------------------------------------- */
 
+/* The records that only carry a status (the messages they stand for have no payload). */
+#define STATUS_RECORDS (DVK_KMSG_FAIL | DVK_KMSG_SENT | DVK_KMSG_CANCEL)
+
 static u32 record_payload(const struct dvk_kmsg *m)
 {
-	return m->flags & DVK_KMSG_FAIL ? 0 : m->size;
+	return m->flags & STATUS_RECORDS ? 0 : m->size;
 }
 
 static size_t record_size(const struct dvk_kmsg *m)
@@ -366,6 +386,10 @@ static u32 record_kind(const struct dvk_kmsg *m)
 {
 	if (m->flags & DVK_KMSG_FAIL)
 		return DVK_PROXY_FAIL;
+	if (m->flags & DVK_KMSG_SENT)
+		return DVK_PROXY_SENT;
+	if (m->flags & DVK_KMSG_CANCEL)
+		return DVK_PROXY_CANCEL;
 	if (m->flags & DVK_MSG_REQUEST)
 		return DVK_PROXY_REQUEST;
 	if (m->flags & DVK_MSG_REPLY)
@@ -373,6 +397,17 @@ static u32 record_kind(const struct dvk_kmsg *m)
 	if (m->flags & DVK_MSG_NOTIFY)
 		return DVK_PROXY_NOTIFY;
 	return DVK_PROXY_MESSAGE;
+}
+
+/* What is left of a caller's deadline as it is drained: 0 for none, at least 1 once past. */
+static u64 time_left(u64 deadline)
+{
+	u64 now;
+
+	if (!deadline)
+		return 0;
+	now = ktime_get_ns();
+	return now < deadline ? deadline - now : 1;
 }
 
 static int put_record(struct dvk_endpoint *r, const struct dvk_kmsg *m, u8 __user *at)
@@ -388,9 +423,13 @@ static int put_record(struct dvk_endpoint *r, const struct dvk_kmsg *m, u8 __use
 		.bits = m->bits,
 		.request_id = m->request_id,
 		.size = record_payload(m),
-		.status = m->flags & DVK_KMSG_FAIL ? m->status : 0,
+		.status = m->flags & STATUS_RECORDS ? m->status : 0,
 	};
 	size_t pad = ALIGN(rec.size, 8) - rec.size;
+
+	/* Only a message or a request still waits on its deadline; answers carry none. */
+	if (rec.kind == DVK_PROXY_MESSAGE || rec.kind == DVK_PROXY_REQUEST)
+		rec.timeout_ns = time_left(m->deadline);
 
 	if (copy_to_user(at, &rec, sizeof(rec)) ||
 	    copy_to_user(at + sizeof(rec), m->data, rec.size) ||
@@ -424,7 +463,8 @@ static size_t take_outbound(struct dvk_endpoint *r, size_t room, struct list_hea
 			goto full;
 		dvk_queue_del(r, m);
 		list_add_tail(&m->link, taken);
-		if ((m->flags & DVK_MSG_REQUEST) && m->call)
+		/* A request or a send waiting for its verdict: past undoing from now on. */
+		if (m->call)
 			WRITE_ONCE(m->call->state, DVK_TAKING);
 		used += record_size(m);
 		from_queue = true;
@@ -441,27 +481,45 @@ out:
 	return used;
 }
 
-/* Puts taken records back at the head of @r's queue and notes, in their order. */
+/*
+ * Puts taken records back at the head of @r's queue and notes, in their order. A send whose
+ * sender gave up while it was being drained was never delivered: it is withdrawn now.
+ */
 static void untake_outbound(struct dvk_endpoint *r, struct list_head *taken)
 {
 	struct dvk_kmsg *m, *prev;
+	struct dvk_call *call;
 	LIST_HEAD(garbage);
 
 	spin_lock(&r->dc->lock);
 	list_for_each_entry_safe_reverse(m, prev, taken, link) {
 		list_del_init(&m->link);
+		call = m->call;
 		if (m->flags & DVK_MSG_NOTIFY) {
 			if (!dvk_post_note(r, m, true))
 				list_add(&m->link, &garbage);
 			continue;
 		}
-		/* A request whose caller gave up meanwhile is dropped, as a local receive does. */
-		if ((m->flags & DVK_MSG_REQUEST) && !m->call) {
+		/*
+		 * A request whose caller gave up meanwhile is dropped, as a local receive does; so
+		 * is a send its sender abandoned.
+		 */
+		if ((m->flags & (DVK_MSG_REQUEST | DVK_KMSG_VERDICT)) && !call) {
 			list_add(&m->link, &garbage);
 			continue;
 		}
-		if (m->call)
-			WRITE_ONCE(m->call->state, DVK_QUEUED);
+		if ((m->flags & DVK_KMSG_VERDICT) && call->cancel_status) {
+			m->call = NULL;
+			call->msg = NULL;
+			dvk_finish(call, call->cancel_status, false);
+			list_add(&m->link, &garbage);
+			continue;
+		}
+		if (call) {
+			WRITE_ONCE(call->state, DVK_QUEUED);
+			/* Its sender may wait for it to leave flight (see dvk_send). */
+			dvk_wake(call->ep, false);
+		}
 		dvk_queue_add(r, m, true);
 	}
 	spin_unlock(&r->dc->lock);
@@ -487,8 +545,11 @@ static ssize_t drain_remote(struct dvk_endpoint *r, u8 __user *at, size_t room, 
 	list_for_each_entry_safe(m, next, &taken, link) {
 		list_del_init(&m->link);
 		(*count)++;
-		/* A drained request is in flight: its reply or failure comes back by inject. */
-		if (m->flags & DVK_MSG_REQUEST)
+		/*
+		 * A drained request is in flight: its reply or failure comes back by inject; so
+		 * does the verdict on a send that waits for one.
+		 */
+		if (m->flags & (DVK_MSG_REQUEST | DVK_KMSG_VERDICT))
 			dvk_owe(r, m);
 		else
 			dvk_kmsg_free(m);
@@ -602,13 +663,23 @@ int dvk_proxy_drain(struct dvk_proxy *px, struct dvk_proxy_batch *args)
 
 /* --- inject -------------------------------------------------------------------------------- */
 
-static bool record_valid(const struct dvk_proxy_msg *rec)
+/* An errno a caller may see (-1..-511): never a kernel-internal code such as -ERESTARTSYS. */
+static bool errno_valid(s32 status)
 {
-	if (!rec->src_gen || rec->dst == DVK_ANY || rec->src == DVK_ANY)
+	return status < 0 && status > -ERESTARTSYS;
+}
+
+/* Whether an injected record of a kind that carries messages or verdicts is well-formed. */
+static bool record_valid(const struct dvk_proxy *px, const struct dvk_proxy_msg *rec)
+{
+	bool verdicts = px->flags & DVK_PROXY_VERDICTS;
+
+	if (!rec->src_gen || rec->dst == DVK_ANY || rec->src == DVK_ANY || rec->timeout_ns)
 		return false;
 	switch (rec->kind) {
 	case DVK_PROXY_MESSAGE:
-		return !rec->bits && !rec->request_id && !rec->status;
+		/* A send id: the other node's sender waits for the verdict. */
+		return !rec->bits && (!rec->request_id || verdicts) && !rec->status;
 	case DVK_PROXY_REQUEST:
 		return rec->request_id && !rec->bits && !rec->status;
 	case DVK_PROXY_REPLY:
@@ -616,9 +687,14 @@ static bool record_valid(const struct dvk_proxy_msg *rec)
 	case DVK_PROXY_NOTIFY:
 		return rec->bits && !rec->size && !rec->type && !rec->request_id && !rec->status;
 	case DVK_PROXY_FAIL:
-		/* An errno a caller may see: never a kernel-internal code such as -ERESTARTSYS. */
 		return rec->dst_gen && !rec->size && !rec->type && !rec->bits &&
-		       rec->status < 0 && rec->status > -ERESTARTSYS;
+		       errno_valid(rec->status);
+	case DVK_PROXY_SENT:
+		return verdicts && rec->dst_gen && rec->request_id && !rec->size && !rec->type &&
+		       !rec->bits && (!rec->status || errno_valid(rec->status));
+	case DVK_PROXY_CANCEL:
+		return verdicts && rec->request_id && !rec->size && !rec->type && !rec->bits &&
+		       errno_valid(rec->status);
 	}
 	return false;
 }
@@ -659,25 +735,65 @@ static int inject_to_local(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
 	return 0;
 }
 
-/* A reply or failure from remote endpoint @src for a local caller's sendrec. */
+/*
+ * A reply or failure from remote endpoint @src for a local caller's sendrec, or the verdict on
+ * a local sender's send to it (which counts as sent if it is 0).
+ */
 static void inject_answer(struct dvk_endpoint *src, const struct dvk_proxy_msg *rec,
 			  struct dvk_kmsg **m, struct list_head *garbage)
 {
+	bool verdict = rec->kind == DVK_PROXY_SENT;
 	struct dvk_kmsg *owed;
+	struct dvk_call *call;
 
 	list_for_each_entry(owed, &src->owed, link) {
 		if (owed->src != rec->dst || owed->src_gen != rec->dst_gen ||
-		    owed->request_id != rec->request_id)
+		    owed->request_id != rec->request_id ||
+		    verdict != !!(owed->flags & DVK_KMSG_VERDICT))
 			continue;
 		list_move(&owed->link, garbage);
-		if (rec->kind == DVK_PROXY_FAIL) {
+		call = owed->call;
+		if (verdict) {
+			/* (A send its sender abandoned has left the owed list already.) */
+			if (call) {
+				owed->call = NULL;
+				call->msg = NULL;
+				if (!rec->status)
+					call->ep->sent++;
+				dvk_finish(call, rec->status, false);
+			}
+		} else if (rec->kind == DVK_PROXY_FAIL) {
 			dvk_complete_call(owed, NULL, rec->status, false);
 		} else if (dvk_complete_call(owed, *m, 0, false)) {
 			*m = NULL;
 		}
 		return;
 	}
-	/* No call waits (a duplicate, or the caller unbound): nothing to answer. */
+	/* No call waits (a duplicate, or the caller unbound or gave up): nothing to answer. */
+}
+
+/*
+ * A remote sender withdraws its send from the local destination: if the message still waits
+ * for room there, it goes, and its verdict carries @rec's status. Once queued, its SENT 0 is
+ * on its way, and there is nothing to do; nor is there if the destination is gone.
+ */
+static void inject_cancel(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
+			  struct list_head *garbage)
+{
+	struct dvk_endpoint *dst = dvk_lookup(dc, rec->dst, rec->dst_gen);
+	struct dvk_kmsg *m;
+
+	if (!dst || dst->remote_of)
+		return;
+	list_for_each_entry(m, &dst->held, link) {
+		if (m->verdict && m->src == rec->src && m->src_gen == rec->src_gen &&
+		    m->verdict->request_id == rec->request_id) {
+			dvk_post_verdict(dst, m, rec->status);
+			dvk_unhold(dst, m);
+			list_add(&m->link, garbage);
+			return;
+		}
+	}
 }
 
 /* The verdict on a local bind's claim. */
@@ -689,7 +805,7 @@ static int inject_claimed(struct dvk_proxy *px, const struct dvk_proxy_msg *rec)
 
 	if (!(px->flags & DVK_PROXY_CLAIMS) || !rec->dst_gen || rec->dst == DVK_ANY ||
 	    rec->src || rec->src_gen || rec->type || rec->bits || rec->request_id ||
-	    rec->size || rec->status > 0 || rec->status <= -ERESTARTSYS)
+	    rec->size || rec->timeout_ns || (rec->status && !errno_valid(rec->status)))
 		return -EINVAL;
 	mutex_lock(&dvk_dcs_lock);
 	dc = dvk_dc_find(rec->dc);
@@ -725,7 +841,7 @@ static int inject_one(struct dvk_proxy *px, const struct dvk_proxy_msg *rec,
 
 	if (rec->kind == DVK_PROXY_CLAIMED)
 		return inject_claimed(px, rec);
-	if (!record_valid(rec))
+	if (!record_valid(px, rec))
 		return -EINVAL;
 	if (rec->size > dvk_max_payload)
 		return -EMSGSIZE;
@@ -735,6 +851,16 @@ static int inject_one(struct dvk_proxy *px, const struct dvk_proxy_msg *rec,
 		return -EADDRNOTAVAIL;
 	dc = src->dc;
 
+	if (rec->kind == DVK_PROXY_SENT || rec->kind == DVK_PROXY_CANCEL) {
+		spin_lock(&dc->lock);
+		if (rec->kind == DVK_PROXY_SENT)
+			inject_answer(src, rec, NULL, &garbage);
+		else
+			inject_cancel(dc, rec, &garbage);
+		spin_unlock(&dc->lock);
+		dvk_kmsg_free_list(&garbage);
+		return 0;
+	}
 	m = dvk_kmsg_alloc(rec->size);
 	if (!m)
 		return -ENOMEM;
@@ -747,6 +873,18 @@ static int inject_one(struct dvk_proxy *px, const struct dvk_proxy_msg *rec,
 	m->type = rec->type;
 	m->request_id = rec->request_id;
 	m->bits = rec->bits;
+	if (rec->kind == DVK_PROXY_MESSAGE && rec->request_id) {
+		/* Its verdict, allocated now: posting it cannot fail later, under the lock. */
+		m->verdict = dvk_kmsg_alloc(0);
+		if (!m->verdict) {
+			dvk_kmsg_free(m);
+			return -ENOMEM;
+		}
+		m->verdict->flags = DVK_KMSG_SENT;
+		m->verdict->request_id = rec->request_id;
+		/* Receivers see a plain message. */
+		m->request_id = 0;
+	}
 	switch (rec->kind) {
 	case DVK_PROXY_REQUEST:
 		m->flags = DVK_MSG_REQUEST;

@@ -351,10 +351,12 @@ static void inject_expect_at(const char *file, int line, int px, const struct px
 
 /*
  * Waits until process `pid` sleeps (state S in /proc/PID/stat). Helpers announce a call with
- * a byte just before they make it, so once they sleep they sleep in that call.
+ * a byte just before they make it, so once they sleep they sleep in that call. A send in
+ * flight to another node waits killably: WAIT_KILLABLE waits for state D instead.
  */
-#define WAIT_SLEEPING(pid) wait_sleeping_at(__FILE__, __LINE__, pid)
-static bool wait_sleeping_at(const char *file, int line, pid_t pid)
+#define WAIT_SLEEPING(pid) wait_sleeping_at(__FILE__, __LINE__, pid, 'S')
+#define WAIT_KILLABLE(pid) wait_sleeping_at(__FILE__, __LINE__, pid, 'D')
+static bool wait_sleeping_at(const char *file, int line, pid_t pid, char want)
 {
 	uint64_t end = in_ms(5000);
 	char path[64], buf[512], state = '?';
@@ -371,12 +373,13 @@ static bool wait_sleeping_at(const char *file, int line, pid_t pid)
 		p = p ? strrchr(buf, ')') : NULL;
 		if (p && p[1] == ' ')
 			state = p[2];
-		if (state == 'S')
+		if (state == want)
 			return true;
 		sleep_ms(1);
 	}
 	tap_failed = 1;
-	tap_diag_at(file, line, "process %d never slept (state %c)", (int)pid, state);
+	tap_diag_at(file, line, "process %d never slept (state %c, want %c)", (int)pid, state,
+		    want);
 	return false;
 }
 
@@ -556,6 +559,9 @@ static void t_version(void)
 	CHECK_RC(dvk_ioctl(fd, DVK_IOC_VERSION, &v), 0);
 	CHECK(v.features & DVK_FEATURE_PROXY);
 	CHECK(v.features & DVK_FEATURE_IPC);
+	CHECK(v.features & DVK_FEATURE_CLAIMS);
+	CHECK(v.features & DVK_FEATURE_VERDICTS);
+	CHECK_EQ(sizeof(struct dvk_proxy_msg), 56);
 }
 
 struct unpriv_arg {
@@ -655,7 +661,7 @@ static void t_attach_einval(void)
 	uint32_t dc = dc_new(4);
 	int fd = dev_open(), other = dev_open();
 	struct dvk_proxy_attach bad[] = {
-		{ .node = 1, .flags = 2 },
+		{ .node = 1, .flags = 4 },
 		{ .node = 1, .flags = 1u << 31 },
 		{ .node = 1, .reserved = { 1, 0 } },
 		{ .node = 1, .reserved = { 0, 1ull << 63 } },
@@ -3353,6 +3359,1114 @@ static void t_claim_einval(void)
 }
 
 /* ====================================================================================== */
+/* Verdicts: with DVK_PROXY_VERDICTS, a send to another node completes with its verdict   */
+/* ====================================================================================== */
+
+static int verdicts_px_open(void)
+{
+	struct dvk_proxy_attach a = { .node = MY_NODE, .flags = DVK_PROXY_VERDICTS };
+	int fd = dev_open(), rc = dvk_ioctl(fd, DVK_IOC_PROXY_ATTACH, &a);
+
+	if (rc) {
+		tap_fail("attaching a verdicts proxy: %s", errname(-rc));
+		_exit(1);
+	}
+	return fd;
+}
+
+/* Injects one record without payload; returns the inject's error (0: it was taken). */
+#define INJECT_HDR(px, h) inject_hdr_at(__FILE__, __LINE__, px, h)
+static int inject_hdr_at(const char *file, int line, int px, struct dvk_proxy_msg h)
+{
+	struct dvk_proxy_batch r;
+	int rc = px_inject(px, &h, HDR, &r);
+
+	if (rc)
+		return rc;
+	if ((!r.error && (r.count != 1 || r.size != HDR)) || (r.error && (r.count || r.size))) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "inject of kind %u: count %u, size %u, error %s", h.kind,
+			    r.count, r.size, rcname(r.error));
+	}
+	return r.error;
+}
+
+/* The verdict on send `id` of local sender (dst, dst_gen), from the usual remote endpoint. */
+static struct dvk_proxy_msg sent_hdr(uint32_t dc, uint32_t dst, uint32_t dst_gen, uint64_t id,
+				     int32_t status)
+{
+	struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_SENT, dc, dst, dst_gen, R_EP, R_GEN);
+
+	h.request_id = id;
+	h.status = status;
+	return h;
+}
+
+/* The remote endpoint withdraws its send `id` to local (dst, dst_gen). */
+static struct dvk_proxy_msg cancel_hdr(uint32_t dc, uint32_t dst, uint32_t dst_gen,
+				       uint64_t id, int32_t status)
+{
+	struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_CANCEL, dc, dst, dst_gen, R_EP, R_GEN);
+
+	h.request_id = id;
+	h.status = status;
+	return h;
+}
+
+#define INJECT_SENT(px, dc, dst, dst_gen, id, status)                                     \
+	CHECK_RC(INJECT_HDR(px, sent_hdr(dc, dst, dst_gen, id, status)), 0)
+#define INJECT_CANCEL(px, dc, dst, dst_gen, id, status)                                   \
+	CHECK_RC(INJECT_HDR(px, cancel_hdr(dc, dst, dst_gen, id, status)), 0)
+
+/* Appends a numbered MESSAGE from the remote endpoint carrying send id `id` (0: none). */
+static void add_vmsg(struct px_batch *b, uint32_t dc, uint32_t dst, uint32_t dst_gen,
+		     uint64_t id, uint64_t n)
+{
+	struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_MESSAGE, dc, dst, dst_gen, R_EP, R_GEN);
+
+	h.type = (int32_t)n;
+	h.size = sizeof(n);
+	h.request_id = id;
+	px_batch_add(b, &h, &n);
+}
+
+/*
+ * Drains exactly one record, waiting for it, into a buffer of `len` bytes: the size of the
+ * record expected, so that no second one fits.
+ */
+static bool drain_one_at(const char *file, int line, int px, uint32_t len, struct rec *r)
+{
+	int n = 0, rc = drain_once(px, len, 0, SOON, r, &n, 1, NULL);
+
+	if (rc || n != 1) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "drain of one record into %u bytes: %s, %d records", len,
+			    rcname(rc), n);
+		if (n > 0)
+			recs_free(r, 1);
+		memset(r, 0, sizeof(*r));
+		return false;
+	}
+	return true;
+}
+
+/* Checks a drained record: the numbered send `n` from (src, src_gen), with a send id. */
+#define CHECK_SEND(r, dc, src, src_gen, n)                                               \
+	check_send_at(__FILE__, __LINE__, r, dc, src, src_gen, n)
+static void check_send_at(const char *file, int line, const struct rec *r, uint32_t dc,
+			  uint32_t src, uint32_t src_gen, uint64_t n)
+{
+	struct dvk_proxy_msg h = r->h;
+	uint64_t v = ~0ull;
+
+	if (h.size == sizeof(v))
+		memcpy(&v, r->data, sizeof(v));
+	if (h.kind != DVK_PROXY_MESSAGE || h.dc != dc || h.dst != R_EP || h.dst_gen != R_GEN ||
+	    h.src != src || h.src_gen != src_gen || h.type != (int32_t)n || v != n ||
+	    !h.request_id || h.status || h.bits) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "drained kind %u dc %u dst %u/%u src %u/%u type %d number %llu id %llu "
+			    "status %d; want the send of %llu from %u/%u with a send id", h.kind,
+			    h.dc, h.dst, h.dst_gen, h.src, h.src_gen, h.type,
+			    (unsigned long long)v, (unsigned long long)h.request_id, h.status,
+			    (unsigned long long)n, src, src_gen);
+	}
+}
+
+/* Drains one record: the numbered send `n` from (src, src_gen), waiting for its verdict. */
+#define DRAIN_SEND(px, dc, src, src_gen, n)                                              \
+	drain_send_at(__FILE__, __LINE__, px, dc, src, src_gen, n)
+static struct dvk_proxy_msg drain_send_at(const char *file, int line, int px, uint32_t dc,
+					  uint32_t src, uint32_t src_gen, uint64_t n)
+{
+	struct dvk_proxy_msg h = { 0 };
+	struct rec r = { 0 };
+
+	if (!drain_one_at(file, line, px, REC(sizeof(n)), &r))
+		return h;
+	check_send_at(file, line, &r, dc, src, src_gen, n);
+	h = r.h;
+	recs_free(&r, 1);
+	return h;
+}
+
+/* Drains one record and checks it is a record of `kind` (SENT or CANCEL) with these fields. */
+#define DRAIN_STATUS(px, kind, dc, dst, dst_gen, src, src_gen, id, status)                \
+	drain_status_at(__FILE__, __LINE__, px, kind, dc, dst, dst_gen, src, src_gen, id, status)
+static void drain_status_at(const char *file, int line, int px, uint32_t kind, uint32_t dc,
+			    uint32_t dst, uint32_t dst_gen, uint32_t src, uint32_t src_gen,
+			    uint64_t id, int32_t status)
+{
+	struct rec r = { 0 };
+
+	if (!drain_one_at(file, line, px, HDR, &r))
+		return;
+	if (r.h.kind != kind || r.h.dc != dc || r.h.dst != dst || r.h.dst_gen != dst_gen ||
+	    r.h.src != src || r.h.src_gen != src_gen || r.h.request_id != id ||
+	    r.h.status != status || r.h.size || r.h.type || r.h.bits || r.h.timeout_ns) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "drained kind %u dc %u dst %u/%u src %u/%u id %llu status %s size %u; "
+			    "want kind %u dc %u dst %u/%u src %u/%u id %llu status %s", r.h.kind,
+			    r.h.dc, r.h.dst, r.h.dst_gen, r.h.src, r.h.src_gen,
+			    (unsigned long long)r.h.request_id, rcname(r.h.status), r.h.size, kind,
+			    dc, dst, dst_gen, src, src_gen, (unsigned long long)id, rcname(status));
+	}
+	recs_free(&r, 1);
+}
+
+/* The verdict the module posts for a message injected with send id `id` to local (nr, gen). */
+#define DRAIN_SENT(px, dc, nr, gen, id, status)                                           \
+	DRAIN_STATUS(px, DVK_PROXY_SENT, dc, R_EP, R_GEN, nr, gen, id, status)
+/* The withdrawal the module posts for local sender (nr, gen)'s send `id` in flight. */
+#define DRAIN_CANCEL(px, dc, nr, gen, id, status)                                         \
+	DRAIN_STATUS(px, DVK_PROXY_CANCEL, dc, R_EP, R_GEN, nr, gen, id, status)
+
+/* A blocking send from a helper, and what must become of it. */
+struct vsend_arg {
+	int fd;
+	uint32_t dst, dst_gen;
+	uint64_t num;
+	int deadline_ms;	/* 0: no deadline */
+	uint32_t flags;
+	int want_rc;
+	int out_w;		/* 'R' just before the send, 'D' once it returned */
+	int hold_r;		/* if > 0: then wait for a byte there before going */
+	int sig_w;		/* if > 0: catch SIGUSR1 (without SA_RESTART), reporting there */
+	int want_signals;	/* with sig_w: how many the handler must have seen at the end */
+};
+
+static void vsender(void *p)
+{
+	struct vsend_arg *a = p;
+	int rc;
+
+	if (a->sig_w > 0) {
+		sig_pipe_w = a->sig_w;
+		catch_signal(SIGUSR1, false);
+	}
+	put_byte(a->out_w, 'R');
+	rc = send_num(a->fd, a->dst, a->dst_gen, a->num, a->flags,
+		      a->deadline_ms ? in_ms(a->deadline_ms) : 0);
+	CHECK_RC(rc, a->want_rc);
+	put_byte(a->out_w, 'D');
+	if (a->sig_w > 0)
+		CHECK_EQ(sig_count, a->want_signals);
+	if (a->hold_r > 0)
+		EXPECT_BYTE(a->hold_r, 'G');
+}
+
+/* Starts a vsender on a new endpoint (dc, nr) and waits for its 'R'; its generation in *gen. */
+static pid_t vsend_start(struct vsend_arg *a, uint32_t dc, uint32_t nr, uint32_t *gen,
+			 int out[2])
+{
+	pid_t pid;
+
+	a->fd = ep_open(dc, nr, gen);
+	if (!a->dst)
+		a->dst = R_EP;
+	pipe_new(out);
+	a->out_w = out[1];
+	pid = SPAWN(vsender, a, a->fd);
+	dev_close(a->fd);
+	EXPECT_BYTE(out[0], 'R');
+	return pid;
+}
+
+/* Submits a send of number n (type n, 8 bytes); returns its token. */
+static uint64_t a_send(int fd, uint32_t dst, uint32_t gen, uint64_t n)
+{
+	struct dvk_submit s = {
+		.op = DVK_OP_SEND,
+		.msg = { .peer = dst, .peer_gen = gen, .type = (int32_t)n,
+			 .payload = (uintptr_t)&n, .size = sizeof(n) },
+	};
+	int rc = dvk_ioctl(fd, DVK_IOC_SUBMIT, &s);
+
+	if (rc)
+		tap_fail("SUBMIT of send %llu: %s", (unsigned long long)n, errname(-rc));
+	return s.token;
+}
+
+static int cancel_rc(int fd, uint64_t token)
+{
+	struct dvk_cancel c = { .token = token };
+
+	return dvk_ioctl(fd, DVK_IOC_CANCEL, &c);
+}
+
+/* Waits for one completion, of a SEND, and returns its result; its token in *token. */
+#define REAP_ONE(fd, token) reap_one_at(__FILE__, __LINE__, fd, token)
+static int reap_one_at(const char *file, int line, int fd, uint64_t *token)
+{
+	/* Room for one record of a SEND (no payload): one completion at a time. */
+	unsigned char buf[2 * sizeof(struct dvk_completion)];
+	struct dvk_reap r = { .buffer = (uintptr_t)buf, .size = sizeof(struct dvk_completion) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct dvk_completion c;
+	char why[300];
+	int rc;
+
+	*token = 0;
+	if (poll(&p, 1, LONG_MS) != 1) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "no completion");
+		return 1;
+	}
+	rc = dvk_ioctl(fd, DVK_IOC_REAP, &r);
+	if (rc || r.count != 1 || !cq_record_check(buf, r.size, 0, max_payload, why, sizeof(why))) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "reap: %s, %u records; %s", rcname(rc), r.count,
+			    rc ? "" : why);
+		return 1;
+	}
+	memcpy(&c, buf, sizeof(c));
+	if (c.op != DVK_OP_SEND) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "reaped token %llu op %u; want a SEND",
+			    (unsigned long long)c.token, c.op);
+	}
+	*token = c.token;
+	return c.result;
+}
+
+/* Waits for one completion, of the SEND `token`, and returns its result. */
+#define REAP_SEND(fd, token) reap_send_at(__FILE__, __LINE__, fd, token)
+static int reap_send_at(const char *file, int line, int fd, uint64_t token)
+{
+	uint64_t got;
+	int rc = reap_one_at(file, line, fd, &got);
+
+	if (got != token) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "reaped token %llu; want %llu", (unsigned long long)got,
+			    (unsigned long long)token);
+	}
+	return rc;
+}
+
+#define EXPECT_NO_COMPLETION(fd)                                                          \
+	do {                                                                              \
+		struct dvk_reap r_ = { .buffer = (uintptr_t)dbuf, .size = 4096 };         \
+		CHECK_RC(dvk_ioctl(fd, DVK_IOC_REAP, &r_), -EAGAIN);                      \
+		CHECK_EQ(poll_now(fd), 0);                                                \
+	} while (0)
+
+/* ---- the sending node: a send in flight waits for its verdict ---- */
+
+/* A send waits for its verdict; SENT 0 completes it, counted once; stray verdicts do nothing. */
+static void t_verdict_sent(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = verdicts_px_open(), out[2], hold[2];
+	struct vsend_arg a = { .num = 7, .want_rc = 0 };
+	struct dvk_proxy_msg h;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(hold);
+	a.hold_r = hold[0];
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	h = DRAIN_SEND(px, dc, 1, gs, 7);
+	CHECK_EQ(h.timeout_ns, 0);
+	/* Drained: in flight, its verdict owed; the sender still waits. */
+	WAIT_SLEEPING(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	CHECK_EQ(ep_get(dc, 1, "sent"), 0);
+	/* Verdicts for another send id or incarnation, and a reply with its id, are not its. */
+	INJECT_SENT(px, dc, 1, gs, h.request_id + 1, 0);
+	INJECT_SENT(px, dc, 1, gs + 1, h.request_id, 0);
+	inject_reply(px, dc, 1, gs, h.request_id, 1, 8, 1);
+	inject_fail(px, dc, 1, gs, h.request_id, -EIO);
+	CHECK_EQ(get_byte(out[0], 100), -1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	INJECT_SENT(px, dc, 1, gs, h.request_id, 0);
+	EXPECT_BYTE(out[0], 'D');
+	CHECK_EQ(ep_get(dc, 1, "sent"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	/* A second verdict for it finds nothing, and changes nothing. */
+	INJECT_SENT(px, dc, 1, gs, h.request_id, -ETIMEDOUT);
+	CHECK_EQ(ep_get(dc, 1, "sent"), 1);
+	put_byte(hold[1], 'G');
+	CHECK_CHILD(pid);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* A verdict with an errno fails the send with it; it is not counted as sent. */
+static void t_verdict_sent_error(void)
+{
+	static const int statuses[] = { -ETIMEDOUT, -EAGAIN, -ESRCH, -ENOENT, -ECANCELED };
+	uint32_t dc = dc_new(8);
+	int px = verdicts_px_open();
+
+	remote_std(px, dc);
+	for (int i = 0; i < (int)(sizeof(statuses) / sizeof(statuses[0])); i++) {
+		int out[2], hold[2];
+		struct vsend_arg a = { .num = 10 + i, .deadline_ms = 2 * LONG_MS,
+				       .want_rc = statuses[i] };
+		struct dvk_proxy_msg h;
+		uint32_t gs = 0;
+		pid_t pid;
+
+		pipe_new(hold);
+		a.hold_r = hold[0];
+		pid = vsend_start(&a, dc, 1, &gs, out);
+		h = DRAIN_SEND(px, dc, 1, gs, 10 + i);
+		INJECT_SENT(px, dc, 1, gs, h.request_id, statuses[i]);
+		EXPECT_BYTE(out[0], 'D');
+		CHECK_EQ(ep_get(dc, 1, "sent"), 0);
+		put_byte(hold[1], 'G');
+		CHECK_CHILD(pid);
+	}
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Before the drain a deadline withdraws the send, queued or held: it is never drained. */
+static void t_verdict_deadline_undrained(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = verdicts_px_open(), out[2], filler;
+	struct vsend_arg a = { .num = 1, .deadline_ms = 200, .want_rc = -ETIMEDOUT };
+	struct rec *r = calloc(queue_length, sizeof(*r));
+	uint64_t *tok = calloc(queue_length, sizeof(*tok));
+	pid_t pid;
+
+	REQUIRE(r && tok);
+	remote_std(px, dc);
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	EXPECT_BYTE(out[0], 'D');
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	/* Held behind a queue full of submitted sends (each waits for its own verdict). */
+	filler = ep_open(dc, 0, NULL);
+	for (uint32_t i = 0; i < queue_length; i++)
+		tok[i] = a_send(filler, R_EP, 0, 100 + i);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length);
+	a.num = 2;
+	pid = vsend_start(&a, dc, 2, NULL, out);
+	WAIT_EP(dc, R_EP, "held", 1);
+	EXPECT_BYTE(out[0], 'D');
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	CHECK_EQ(DRAIN_N(px, r, queue_length), queue_length);
+	check_numbers(r, queue_length, 100);
+	for (uint32_t i = 0; i < queue_length; i++)
+		INJECT_SENT(px, dc, 0, r[i].h.src_gen, r[i].h.request_id, 0);
+	for (uint32_t i = 0; i < queue_length; i++)
+		CHECK_RC(REAP_SEND(filler, tok[i]), 0);
+	CHECK_EQ(ep_get(dc, 0, "sent"), queue_length);
+	recs_free(r, queue_length);
+	free(r);
+	free(tok);
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * After the drain the deadline no longer ends the send: a CANCEL record asks the other node
+ * to withdraw it, once, and the send waits killably for the verdict, which decides.
+ */
+static void t_verdict_deadline_in_flight(void)
+{
+	static const int verdicts[] = { 0, -ETIMEDOUT };
+	uint32_t dc = dc_new(8);
+	int px = verdicts_px_open();
+
+	remote_std(px, dc);
+	for (int i = 0; i < 2; i++) {
+		struct vsend_arg a = { .num = 20 + i, .deadline_ms = 600, .want_rc = verdicts[i] };
+		uint64_t start = now_ns();
+		struct dvk_proxy_msg h;
+		uint32_t gs = 0;
+		int out[2];
+		pid_t pid;
+
+		pid = vsend_start(&a, dc, 1, &gs, out);
+		h = DRAIN_SEND(px, dc, 1, gs, 20 + i);
+		CHECKF(h.timeout_ns > 0 && h.timeout_ns <= 600000000ull,
+		       "timeout_ns %llu of a 600 ms deadline", (unsigned long long)h.timeout_ns);
+		/* The CANCEL comes once the deadline passed, and the sender goes on waiting. */
+		DRAIN_CANCEL(px, dc, 1, gs, h.request_id, -ETIMEDOUT);
+		CHECKF(now_ns() - start >= 500000000ull, "CANCEL after %llu ms",
+		       (unsigned long long)((now_ns() - start) / 1000000));
+		WAIT_KILLABLE(pid);
+		CHECK_EQ(get_byte(out[0], 200), -1);
+		EXPECT_NO_DRAIN(px);
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+		INJECT_SENT(px, dc, 1, gs, h.request_id, verdicts[i]);
+		EXPECT_BYTE(out[0], 'D');
+		CHECK_CHILD(pid);
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	}
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * A signal before the drain withdraws the send (EINTR); in flight it does not end the wait:
+ * the send completes with its verdict, then the handler runs.
+ */
+static void t_verdict_signal(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = verdicts_px_open(), out[2], sig[2];
+	struct vsend_arg a = { .num = 1, .want_rc = -EINTR, .want_signals = 1 };
+	struct dvk_proxy_msg h;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(sig);
+	a.sig_w = sig[1];
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	WAIT_EP(dc, R_EP, "queued", 1);
+	CHECK(kill(pid, SIGUSR1) == 0);
+	EXPECT_BYTE(sig[0], 'S');
+	EXPECT_BYTE(out[0], 'D');
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+
+	a = (struct vsend_arg){ .num = 2, .want_rc = 0, .sig_w = sig[1], .want_signals = 1 };
+	pid = vsend_start(&a, dc, 2, &gs, out);
+	h = DRAIN_SEND(px, dc, 2, gs, 2);
+	WAIT_SLEEPING(pid);
+	CHECK(kill(pid, SIGUSR1) == 0);
+	WAIT_KILLABLE(pid);
+	CHECK_EQ(get_byte(sig[0], 200), -1);
+	CHECK_EQ(get_byte(out[0], 0), -1);
+	EXPECT_NO_DRAIN(px);
+	INJECT_SENT(px, dc, 2, gs, h.request_id, 0);
+	EXPECT_BYTE(out[0], 'D');
+	EXPECT_BYTE(sig[0], 'S');
+	CHECK_CHILD(pid);
+}
+
+/* SIGKILL in flight abandons the send: nothing is left, its verdict is ignored. */
+static void t_verdict_killed_in_flight(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = verdicts_px_open(), out[2];
+	struct vsend_arg a = { .num = 3, .deadline_ms = 300 };
+	struct dvk_proxy_msg h;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	h = DRAIN_SEND(px, dc, 1, gs, 3);
+	DRAIN_CANCEL(px, dc, 1, gs, h.request_id, -ETIMEDOUT);
+	WAIT_KILLABLE(pid);
+	kill_child(pid);
+	WAIT_UNBOUND(dc, 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	INJECT_SENT(px, dc, 1, gs, h.request_id, 0);
+	EXPECT_NO_DRAIN(px);
+	/* Killed while it still waited interruptibly, before its deadline: the same. */
+	a = (struct vsend_arg){ .num = 4 };
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	h = DRAIN_SEND(px, dc, 1, gs, 4);
+	WAIT_SLEEPING(pid);
+	kill_child(pid);
+	WAIT_UNBOUND(dc, 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	INJECT_SENT(px, dc, 1, gs, h.request_id, 0);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* Such a send always waits: NONBLOCK fails with EAGAIN, a past deadline with ETIMEDOUT. */
+static void t_verdict_nonblock(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = verdicts_px_open(), l = ep_open(dc, 0, NULL);
+
+	remote_std(px, dc);
+	CHECK_RC(send_num(l, R_EP, 0, 1, DVK_CALL_NONBLOCK, 0), -EAGAIN);
+	CHECK_RC(send_num(l, R_EP, R_GEN, 2, DVK_CALL_NONBLOCK, SOON), -EAGAIN);
+	CHECK_RC(send_num(l, R_EP, 0, 3, 0, in_ms(-1)), -ETIMEDOUT);
+	CHECK_RC(send_num(l, R_EP, 0, 4, 0, 1), -ETIMEDOUT);
+	/* Not to the wrong incarnation, nor to a local endpoint (that one is queued at once). */
+	CHECK_RC(send_num(l, R_EP, R_GEN + 1, 5, DVK_CALL_NONBLOCK, 0), -ENOENT);
+	CHECK_RC(send_num(l, 0, 0, 6, DVK_CALL_NONBLOCK, 0), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * A submitted send: CANCEL before the drain undoes it (no completion); in flight it answers
+ * EALREADY and posts one CANCEL record (-ECANCELED); the completion comes with the verdict.
+ */
+static void t_verdict_submitted(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct dvk_proxy_msg hb, hc;
+	uint64_t ta, tb, tc;
+
+	remote_std(px, dc);
+	ta = a_send(l, R_EP, 0, 1);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	CHECK_RC(cancel_rc(l, ta), 0);
+	CHECK_RC(cancel_rc(l, ta), -ENOENT);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+	tb = a_send(l, R_EP, R_GEN, 2);
+	tc = a_send(l, R_EP, 0, 3);
+	{
+		struct rec r[2];
+
+		CHECK_EQ(DRAIN_N(px, r, 2), 2);
+		CHECK_SEND(&r[0], dc, 0, gl, 2);
+		CHECK_SEND(&r[1], dc, 0, gl, 3);
+		hb = r[0].h;
+		hc = r[1].h;
+		recs_free(r, 2);
+	}
+	CHECK(hb.request_id != hc.request_id);
+	CHECK_EQ(hb.timeout_ns, 0);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 2);
+	EXPECT_NO_COMPLETION(l);
+	CHECK_RC(cancel_rc(l, tb), -EALREADY);
+	DRAIN_CANCEL(px, dc, 0, gl, hb.request_id, -ECANCELED);
+	CHECK_RC(cancel_rc(l, tb), -EALREADY);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+	/* The other node had delivered it after all: the verdict stands. */
+	INJECT_SENT(px, dc, 0, gl, hb.request_id, 0);
+	CHECK_RC(REAP_SEND(l, tb), 0);
+	CHECK_RC(cancel_rc(l, tb), -ENOENT);
+	CHECK_RC(cancel_rc(l, tc), -EALREADY);
+	DRAIN_CANCEL(px, dc, 0, gl, hc.request_id, -ECANCELED);
+	INJECT_SENT(px, dc, 0, gl, hc.request_id, -ECANCELED);
+	CHECK_RC(REAP_SEND(l, tc), -ECANCELED);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+}
+
+/* A sender closing its file abandons its sends in flight and withdraws the others. */
+static void t_verdict_sender_closes(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct dvk_proxy_msg h1, h2;
+	uint64_t t2;
+
+	remote_std(px, dc);
+	a_send(l, R_EP, 0, 1);
+	h1 = DRAIN_SEND(px, dc, 0, gl, 1);
+	t2 = a_send(l, R_EP, 0, 2);
+	h2 = DRAIN_SEND(px, dc, 0, gl, 2);
+	CHECK_RC(cancel_rc(l, t2), -EALREADY);
+	a_send(l, R_EP, 0, 3);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 2);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 2);	/* the CANCEL record, and send 3 */
+	dev_close(l);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	DRAIN_CANCEL(px, dc, 0, gl, h2.request_id, -ECANCELED);
+	INJECT_SENT(px, dc, 0, gl, h1.request_id, 0);
+	INJECT_SENT(px, dc, 0, gl, h2.request_id, 0);
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * timeout_ns: what is left of the sender's or caller's deadline when drained, on MESSAGE and
+ * REQUEST records; 0 without a deadline.
+ */
+static void t_verdict_timeout_ns(void)
+{
+	uint32_t dc = dc_new(8), gs = 0, gc = 0, gl = 0, g3 = 0;
+	int px = verdicts_px_open(), out[2], out3[2], l = ep_open(dc, 0, &gl);
+	struct vsend_arg a = { .num = 5, .deadline_ms = LONG_MS, .want_rc = -ESRCH };
+	struct vsend_arg a3 = { .num = 6, .want_rc = -ESRCH };
+	struct call_arg ca = { .dst = R_EP, .type = 1, .len = 8, .seed = 1,
+			       .deadline_ms = LONG_MS, .want_rc = -ESRCH };
+	const uint64_t most = LONG_MS * 1000000ull;
+	struct dvk_proxy_msg h;
+	struct rec r;
+	pid_t p1, p2, p3;
+	uint64_t v = 1;
+
+	remote_std(px, dc);
+	p1 = vsend_start(&a, dc, 1, &gs, out);
+	h = DRAIN_SEND(px, dc, 1, gs, 5);
+	CHECKF(h.timeout_ns > 0 && h.timeout_ns <= most, "send: timeout_ns %llu",
+	       (unsigned long long)h.timeout_ns);
+	ca.fd = ep_open(dc, 2, &gc);
+	p2 = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	r = DRAIN_REQUEST(px, dc, 2, gc, 1, 8, 1);
+	CHECKF(r.h.timeout_ns > 0 && r.h.timeout_ns <= most, "sendrec: timeout_ns %llu",
+	       (unsigned long long)r.h.timeout_ns);
+	recs_free(&r, 1);
+	/* Without a deadline: 0, blocking or submitted. */
+	p3 = vsend_start(&a3, dc, 3, &g3, out3);
+	h = DRAIN_SEND(px, dc, 3, g3, 6);
+	CHECK_EQ(h.timeout_ns, 0);
+	a_send(l, R_EP, 0, 7);
+	h = DRAIN_SEND(px, dc, 0, gl, 7);
+	CHECK_EQ(h.timeout_ns, 0);
+	{
+		struct dvk_submit s = { .op = DVK_OP_SENDREC,
+					.msg = { .peer = R_EP, .payload = (uintptr_t)&v,
+						 .size = sizeof(v) } };
+
+		CHECK_RC(dvk_ioctl(l, DVK_IOC_SUBMIT, &s), 0);
+		CHECK_EQ(DRAIN_N(px, &r, 1), 1);
+		CHECK_EQ(r.h.kind, DVK_PROXY_REQUEST);
+		CHECK_EQ(r.h.timeout_ns, 0);
+		recs_free(&r, 1);
+	}
+	/* Every call ends: REMOTE_DEL fails them all with ESRCH. */
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	CHECK_CHILD(p1);
+	CHECK_CHILD(p2);
+	CHECK_CHILD(p3);
+}
+
+/*
+ * REMOTE_DEL (mode 0: ESRCH; 1: NODE_DOWN, EHOSTUNREACH) or closing the proxy (2:
+ * EHOSTUNREACH) ends every send waiting on the remote endpoint: blocking and submitted, in
+ * flight or still queued. Nothing is left behind.
+ */
+static void verdict_teardown(int mode)
+{
+	int want = mode ? -EHOSTUNREACH : -ESRCH;
+	uint32_t dc = dc_new(8), g1 = 0, g2 = 0, gl = 0;
+	struct vsend_arg a1 = { .num = 1, .deadline_ms = 300, .want_rc = want };
+	struct vsend_arg a2 = { .num = 2, .want_rc = want };
+	struct dvk_stats before;
+	struct dvk_proxy_msg h;
+	int px, o1[2], o2[2], l;
+	uint64_t t3, t4;
+	pid_t p1, p2;
+
+	CHECK_RC(stats_read(&before), 0);
+	px = verdicts_px_open();
+	remote_std(px, dc);
+	l = ep_open(dc, 0, &gl);
+	/* In flight, past its deadline (a CANCEL drained); in flight; submitted in flight. */
+	p1 = vsend_start(&a1, dc, 1, &g1, o1);
+	h = DRAIN_SEND(px, dc, 1, g1, 1);
+	DRAIN_CANCEL(px, dc, 1, g1, h.request_id, -ETIMEDOUT);
+	p2 = vsend_start(&a2, dc, 2, &g2, o2);
+	DRAIN_SEND(px, dc, 2, g2, 2);
+	t3 = a_send(l, R_EP, 0, 3);
+	DRAIN_SEND(px, dc, 0, gl, 3);
+	/* And one not drained yet. */
+	t4 = a_send(l, R_EP, 0, 4);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 3);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	if (mode == 2)
+		dev_close(px);
+	else
+		CHECK_RC(remote_del(px, dc, R_EP, R_GEN, mode ? DVK_REMOTE_NODE_DOWN : 0), 0);
+	EXPECT_BYTE(o1[0], 'D');
+	EXPECT_BYTE(o2[0], 'D');
+	CHECK_CHILD(p1);
+	CHECK_CHILD(p2);
+	for (int i = 0; i < 2; i++) {
+		uint64_t tok;
+
+		CHECK_RC(REAP_ONE(l, &tok), want);
+		CHECKF(tok == t3 || tok == t4, "token %llu", (unsigned long long)tok);
+	}
+	CHECK_EQ(ep_get(dc, 0, "sent"), 0);
+	dev_close(l);
+	if (mode != 2) {
+		/* The verdicts that come too late are refused with the record's source. */
+		CHECK_RC(INJECT_HDR(px, sent_hdr(dc, 1, g1, h.request_id, 0)), -EADDRNOTAVAIL);
+		EXPECT_NO_DRAIN(px);
+		dev_close(px);
+	}
+	CHECK_COUNTERS_BACK(&before);
+}
+
+static void t_verdict_del(void)
+{
+	verdict_teardown(0);
+}
+
+static void t_verdict_node_down(void)
+{
+	verdict_teardown(1);
+}
+
+static void t_verdict_close_proxy(void)
+{
+	verdict_teardown(2);
+}
+
+/* A drain that cannot copy a send out puts it back: it is still waiting, and drained again. */
+static void t_verdict_drain_efault(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = verdicts_px_open(), out[2];
+	struct vsend_arg a = { .num = 9, .want_rc = 0 };
+	struct dvk_proxy_batch b;
+	struct dvk_proxy_msg h;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	WAIT_EP(dc, R_EP, "queued", 1);
+	CHECK_RC(px_drain(px, bad_page(), dbuf_len, DVK_CALL_NONBLOCK, 0, &b), -EFAULT);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_EQ(get_byte(out[0], 50), -1);
+	h = DRAIN_SEND(px, dc, 1, gs, 9);
+	INJECT_SENT(px, dc, 1, gs, h.request_id, 0);
+	EXPECT_BYTE(out[0], 'D');
+	CHECK_CHILD(pid);
+	EXPECT_NO_DRAIN(px);
+}
+
+/* ---- the receiving node: messages with a send id get their verdicts ---- */
+
+/*
+ * A message injected with a send id: SENT 0 as soon as it is in the destination's queue (or
+ * handed to a waiting receive), in order; receivers see a plain message.
+ */
+static void t_verdict_deliver(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, g1 = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), ready[2];
+	struct recv_arg ra = { .from = R_EP, .want_rc = 0 };
+	struct px_batch b = { 0 };
+	struct dvk_msg m;
+	pid_t pid;
+
+	remote_std(px, dc);
+	add_vmsg(&b, dc, 0, gl, 1001, 1);
+	add_vmsg(&b, dc, 0, 0, 1002, 2);
+	add_vmsg(&b, dc, 0, gl, 0, 3);		/* no send id: no verdict */
+	add_vmsg(&b, dc, 0, 0, 1003, 4);
+	INJECT_ALL(px, &b);
+	DRAIN_SENT(px, dc, 0, gl, 1001, 0);
+	DRAIN_SENT(px, dc, 0, gl, 1002, 0);
+	DRAIN_SENT(px, dc, 0, gl, 1003, 0);
+	EXPECT_NO_DRAIN(px);
+	for (uint64_t n = 1; n <= 4; n++) {
+		uint64_t v = 0;
+
+		CHECK_RC(mrecv(l, DVK_ANY, 0, &v, sizeof(v), 0, SOON, &m), 0);
+		CHECK_EQ(v, n);
+		CHECK_EQ(m.request_id, 0);
+		CHECK_EQ(m.flags, 0);
+		CHECK_EQ(m.peer, R_EP);
+		CHECK_EQ(m.peer_gen, R_GEN);
+	}
+	EXPECT_EMPTY(l);
+	/* Handed straight to a waiting receive. */
+	pipe_new(ready);
+	ra.ready_w = ready[1];
+	ra.fd = ep_open(dc, 1, &g1);
+	pid = SPAWN(receiver, &ra, ra.fd);
+	dev_close(ra.fd);
+	EXPECT_BYTE(ready[0], 'R');
+	WAIT_EP(dc, 1, "receivers", 1);
+	px_batch_reset(&b);
+	add_vmsg(&b, dc, 1, g1, 1004, 5);
+	INJECT_ALL(px, &b);
+	CHECK_CHILD(pid);
+	DRAIN_SENT(px, dc, 1, g1, 1004, 0);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* Injects `count` plain numbered messages to local (dc, nr); its queue is then full. */
+static void fill_local(int px, uint32_t dc, uint32_t nr, uint32_t gen, uint64_t first,
+		       uint32_t count)
+{
+	struct px_batch b = { 0 };
+
+	for (uint32_t i = 0; i < count; i++)
+		add_vmsg(&b, dc, nr, gen, 0, first + i);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, nr, "queued"), queue_length);
+	CHECK_EQ(ep_get(dc, nr, "held"), 0);
+	px_batch_free(&b);
+}
+
+/* Receives numbered messages first, first + 1, ... (n of them) from the remote endpoint. */
+static void expect_numbers(int fd, uint64_t first, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t v = ~0ull;
+		int rc = mrecv(fd, DVK_ANY, 0, &v, sizeof(v), 0, SOON, NULL);
+
+		if (rc || v != first + i) {
+			tap_fail("message %u: %s, number %llu; want %llu", i, rcname(rc),
+				 (unsigned long long)v, (unsigned long long)(first + i));
+			return;
+		}
+	}
+}
+
+/*
+ * Held behind a full queue: no verdict yet; each SENT 0 comes when a receive makes room for
+ * its message, in order; a receive from the remote sender takes the held one, and its SENT.
+ */
+static void t_verdict_deliver_held(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, gk = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), k = ep_open(dc, 1, &gk);
+	struct px_batch b = { 0 };
+	uint64_t v = 0;
+
+	remote_std(px, dc);
+	fill_local(px, dc, 0, gl, 0, queue_length);
+	for (uint64_t i = 1; i <= 3; i++)
+		add_vmsg(&b, dc, 0, gl, 500 + i, 1000 + i);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "held"), 3);
+	EXPECT_NO_DRAIN(px);
+	expect_numbers(l, 0, 1);
+	DRAIN_SENT(px, dc, 0, gl, 501, 0);
+	EXPECT_NO_DRAIN(px);
+	expect_numbers(l, 1, 2);
+	DRAIN_SENT(px, dc, 0, gl, 502, 0);
+	DRAIN_SENT(px, dc, 0, gl, 503, 0);
+	EXPECT_NO_DRAIN(px);
+	expect_numbers(l, 3, queue_length - 3);
+	expect_numbers(l, 1001, 3);
+	EXPECT_EMPTY(l);
+	/*
+	 * Endpoint 1's queue full of a local sender's messages: a receive from the remote
+	 * endpoint takes its held message, which is its acceptance.
+	 */
+	for (uint32_t i = 0; i < queue_length; i++)
+		CHECK_RC(send_num(l, 1, 0, i, DVK_CALL_NONBLOCK, 0), 0);
+	px_batch_reset(&b);
+	add_vmsg(&b, dc, 1, 0, 600, 2000);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 1, "held"), 1);
+	EXPECT_NO_DRAIN(px);
+	CHECK_RC(mrecv(k, R_EP, R_GEN, &v, sizeof(v), DVK_CALL_NONBLOCK, 0, NULL), 0);
+	CHECK_EQ(v, 2000);
+	DRAIN_SENT(px, dc, 1, gk, 600, 0);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/*
+ * The destination unbinds with messages held: their SENT records carry -ESRCH, in order
+ * (those queued had their SENT 0 already). A remote sender unregistered meanwhile hears
+ * nothing, and nothing is left.
+ */
+static void t_verdict_deliver_unbind(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct px_batch b = { 0 };
+
+	remote_std(px, dc);
+	add_vmsg(&b, dc, 0, gl, 700, 1);
+	INJECT_ALL(px, &b);
+	DRAIN_SENT(px, dc, 0, gl, 700, 0);
+	fill_local(px, dc, 0, gl, 10, queue_length - 1);
+	px_batch_reset(&b);
+	add_vmsg(&b, dc, 0, gl, 701, 2);
+	add_vmsg(&b, dc, 0, gl, 702, 3);
+	INJECT_ALL(px, &b);
+	EXPECT_NO_DRAIN(px);
+	dev_close(l);
+	DRAIN_SENT(px, dc, 0, gl, 701, -ESRCH);
+	DRAIN_SENT(px, dc, 0, gl, 702, -ESRCH);
+	EXPECT_NO_DRAIN(px);
+	/* Held, then its sender is unregistered: the message stays; its verdict has no taker. */
+	l = ep_open(dc, 0, &gl);
+	fill_local(px, dc, 0, gl, 20, queue_length);
+	px_batch_reset(&b);
+	add_vmsg(&b, dc, 0, gl, 703, 4);
+	INJECT_ALL(px, &b);
+	CHECK_RC(remote_del(px, dc, R_EP, R_GEN, 0), 0);
+	expect_numbers(l, 20, queue_length);
+	expect_numbers(l, 4, 1);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/*
+ * The remote sender withdraws a held message: its SENT carries the CANCEL's status and it is
+ * never delivered. A CANCEL of a message already queued, or of none, does nothing.
+ */
+static void t_verdict_deliver_cancel(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct px_batch b = { 0 };
+
+	remote_std(px, dc);
+	add_vmsg(&b, dc, 0, gl, 800, 1);
+	INJECT_ALL(px, &b);
+	DRAIN_SENT(px, dc, 0, gl, 800, 0);
+	fill_local(px, dc, 0, gl, 10, queue_length - 1);
+	px_batch_reset(&b);
+	add_vmsg(&b, dc, 0, gl, 801, 2);
+	add_vmsg(&b, dc, 0, gl, 802, 3);
+	add_vmsg(&b, dc, 0, gl, 803, 4);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "held"), 3);
+	INJECT_CANCEL(px, dc, 0, gl, 802, -ETIMEDOUT);
+	DRAIN_SENT(px, dc, 0, gl, 802, -ETIMEDOUT);
+	CHECK_EQ(ep_get(dc, 0, "held"), 2);
+	/* The head of the held messages: withdrawing it lets nothing in (the queue is full). */
+	INJECT_CANCEL(px, dc, 0, 0, 801, -ECANCELED);
+	DRAIN_SENT(px, dc, 0, gl, 801, -ECANCELED);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	/* Queued already (800), unknown ids, another incarnation, nobody bound: nothing. */
+	INJECT_CANCEL(px, dc, 0, gl, 800, -ECANCELED);
+	INJECT_CANCEL(px, dc, 0, gl, 999, -ECANCELED);
+	INJECT_CANCEL(px, dc, 0, gl + 1, 803, -ECANCELED);
+	INJECT_CANCEL(px, dc, 3, 0, 803, -ECANCELED);
+	INJECT_CANCEL(px, dc, R_EP, 0, 803, -ECANCELED);
+	EXPECT_NO_DRAIN(px);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	expect_numbers(l, 1, 1);
+	DRAIN_SENT(px, dc, 0, gl, 803, 0);
+	expect_numbers(l, 10, queue_length - 1);
+	expect_numbers(l, 4, 1);
+	EXPECT_EMPTY(l);
+	/* Once queued, a CANCEL changes nothing. */
+	INJECT_CANCEL(px, dc, 0, gl, 803, -ECANCELED);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* Without DVK_PROXY_VERDICTS nothing changes: sends complete when queued, no send ids. */
+static void t_verdict_flag_off(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	struct dvk_proxy_msg bad[3];
+	struct px_batch b = { 0 };
+	struct rec r[2];
+
+	remote_std(px, dc);
+	CHECK_RC(send_num(l, R_EP, 0, 1, 0, SOON), 0);
+	CHECK_RC(send_num(l, R_EP, 0, 2, DVK_CALL_NONBLOCK, 0), 0);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 2);
+	if (DRAIN_N(px, r, 2) == 2) {
+		check_numbers(r, 2, 1);
+		for (int i = 0; i < 2; i++) {
+			CHECK_EQ(r[i].h.request_id, 0);
+			CHECK_EQ(r[i].h.timeout_ns, 0);
+		}
+		recs_free(r, 2);
+	}
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	bad[0] = sent_hdr(dc, 0, gl, 1, 0);
+	bad[1] = cancel_hdr(dc, 0, gl, 1, -ECANCELED);
+	bad[2] = rec_hdr(DVK_PROXY_MESSAGE, dc, 0, gl, R_EP, R_GEN);
+	bad[2].request_id = 1;
+	for (int i = 0; i < 3; i++)
+		CHECKF(INJECT_HDR(px, bad[i]) == -EINVAL, "record %d of kind %u", i, bad[i].kind);
+	/* Injected messages get no verdict. */
+	add_vmsg(&b, dc, 0, gl, 0, 3);
+	INJECT_ALL(px, &b);
+	expect_numbers(l, 3, 1);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* The new kinds are checked field by field; timeout_ns is zero in every injected record. */
+static void t_verdict_einval(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct dvk_proxy_msg s = sent_hdr(dc, 0, gl, 1, 0), c = cancel_hdr(dc, 0, gl, 1, -EIO);
+	struct dvk_proxy_msg msg = rec_hdr(DVK_PROXY_MESSAGE, dc, 0, gl, R_EP, R_GEN);
+	struct {
+		const char *what;
+		struct dvk_proxy_msg h;
+	} bad[] = {
+		{ "SENT with dst_gen 0", s },		{ "SENT with request_id 0", s },
+		{ "SENT with a type", s },		{ "SENT with bits", s },
+		{ "SENT with a payload", s },		{ "SENT with a positive status", s },
+		{ "SENT with -ERESTARTSYS", s },	{ "SENT with status -4095", s },
+		{ "SENT with timeout_ns", s },		{ "SENT with src_gen 0", s },
+		{ "SENT to DVK_ANY", s },
+		{ "CANCEL with status 0", c },		{ "CANCEL with a positive status", c },
+		{ "CANCEL with -ERESTARTSYS", c },	{ "CANCEL with request_id 0", c },
+		{ "CANCEL with a type", c },		{ "CANCEL with bits", c },
+		{ "CANCEL with a payload", c },		{ "CANCEL with timeout_ns", c },
+		{ "CANCEL to DVK_ANY", c },
+		{ "MESSAGE with timeout_ns", msg },	{ "REQUEST with timeout_ns", msg },
+		{ "REPLY with timeout_ns", msg },	{ "NOTIFY with timeout_ns", msg },
+		{ "FAIL with timeout_ns", msg },	{ "kind 12", msg },
+		{ "CLAIMED", msg },
+	};
+	enum { NBAD = sizeof(bad) / sizeof(bad[0]) };
+	unsigned char zeros[8] = { 0 };
+
+	remote_std(px, dc);
+	bad[0].h.dst_gen = 0;
+	bad[1].h.request_id = 0;
+	bad[2].h.type = 1;
+	bad[3].h.bits = 1;
+	bad[4].h.size = 8;
+	bad[5].h.status = 5;
+	bad[6].h.status = -512;
+	bad[7].h.status = -4095;
+	bad[8].h.timeout_ns = 1;
+	bad[9].h.src_gen = 0;
+	bad[10].h.dst = DVK_ANY;
+	bad[11].h.status = 0;
+	bad[12].h.status = EIO;
+	bad[13].h.status = -512;
+	bad[14].h.request_id = 0;
+	bad[15].h.type = 1;
+	bad[16].h.bits = 1;
+	bad[17].h.size = 8;
+	bad[18].h.timeout_ns = 1000;
+	bad[19].h.dst = DVK_ANY;
+	bad[20].h.timeout_ns = 1;
+	bad[21].h.kind = DVK_PROXY_REQUEST;
+	bad[21].h.request_id = 5;
+	bad[21].h.timeout_ns = 1;
+	bad[22].h.kind = DVK_PROXY_REPLY;
+	bad[22].h.request_id = 5;
+	bad[22].h.timeout_ns = 1;
+	bad[23].h.kind = DVK_PROXY_NOTIFY;
+	bad[23].h.bits = 1;
+	bad[23].h.timeout_ns = 1;
+	bad[24].h.kind = DVK_PROXY_FAIL;
+	bad[24].h.request_id = 5;
+	bad[24].h.status = -EIO;
+	bad[24].h.timeout_ns = 1;
+	bad[25].h.kind = 12;
+	bad[26].h = (struct dvk_proxy_msg){ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3,
+					    .dst_gen = 1, .timeout_ns = 1 };
+	for (int i = 0; i < NBAD; i++) {
+		struct px_batch b = { 0 };
+		struct dvk_proxy_batch res;
+		int rc;
+
+		px_batch_add(&b, &bad[i].h, zeros);
+		rc = px_inject(px, b.buf, (uint32_t)b.len, &res);
+		CHECKF(rc == 0 && res.error == -EINVAL && res.count == 0 && res.size == 0,
+		       "%s: rc %s, count %u, error %s", bad[i].what, rcname(rc), res.count,
+		       rcname(res.error));
+		px_batch_free(&b);
+	}
+	/* Well-formed, but from a source that is not registered. */
+	s.src = 4;
+	CHECK_RC(INJECT_HDR(px, s), -EADDRNOTAVAIL);
+	c.src_gen = R_GEN + 1;
+	CHECK_RC(INJECT_HDR(px, c), -EADDRNOTAVAIL);
+	/* And the good ones are taken (there is nothing for them to do). */
+	INJECT_SENT(px, dc, 0, gl, 1, 0);
+	INJECT_SENT(px, dc, 0, gl, 1, -511);
+	INJECT_CANCEL(px, dc, 0, 0, 1, -1);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_EMPTY(l);
+}
+
+/* ====================================================================================== */
 /* The runner                                                                              */
 /* ====================================================================================== */
 
@@ -3369,6 +4483,26 @@ static const struct test_case cases[] = {
 	T(t_claim_proxy_closes, "claims: closing the proxy completes waiting binds"),
 	T(t_claim_bound_and_unbound_order, "claims: BOUND at attach; UNBOUND after the endpoint's messages"),
 	T(t_claim_einval, "claims: verdicts are checked; without DVK_PROXY_CLAIMS binds do not wait"),
+	T(t_verdict_sent, "verdicts: a send waits for SENT; SENT 0 completes it, counted once"),
+	T(t_verdict_sent_error, "verdicts: SENT with an errno fails the send with it, not counted"),
+	T(t_verdict_deadline_undrained, "verdicts: a deadline before the drain withdraws the send"),
+	T(t_verdict_deadline_in_flight, "verdicts: a deadline in flight: one CANCEL; the verdict decides"),
+	T(t_verdict_signal, "verdicts: a signal withdraws a queued send, not one in flight"),
+	T(t_verdict_killed_in_flight, "verdicts: SIGKILL in flight abandons the send; verdict ignored"),
+	T(t_verdict_nonblock, "verdicts: NONBLOCK gets EAGAIN, a past deadline ETIMEDOUT, nothing queued"),
+	T(t_verdict_submitted, "verdicts: submitted: CANCEL undoes, or EALREADY and a CANCEL record"),
+	T(t_verdict_sender_closes, "verdicts: a sender closing its file abandons its sends"),
+	T(t_verdict_timeout_ns, "verdicts: timeout_ns of drained MESSAGE and REQUEST records"),
+	T(t_verdict_del, "verdicts: REMOTE_DEL ends sends in flight and queued with ESRCH"),
+	T(t_verdict_node_down, "verdicts: REMOTE_DEL with NODE_DOWN: EHOSTUNREACH"),
+	T(t_verdict_close_proxy, "verdicts: closing the proxy ends sends in flight with EHOSTUNREACH"),
+	T(t_verdict_drain_efault, "verdicts: a failed drain puts the send back, still waiting"),
+	T(t_verdict_deliver, "verdicts: an injected send id gets SENT 0 once queued; receivers see none"),
+	T(t_verdict_deliver_held, "verdicts: held messages get SENT 0 in order as room comes"),
+	T(t_verdict_deliver_unbind, "verdicts: the destination unbinding with messages held: SENT -ESRCH"),
+	T(t_verdict_deliver_cancel, "verdicts: CANCEL withdraws a held message; once queued, nothing"),
+	T(t_verdict_flag_off, "verdicts: without DVK_PROXY_VERDICTS sends complete when queued"),
+	T(t_verdict_einval, "verdicts: SENT, CANCEL and timeout_ns are checked (EINVAL)"),
 	T(t_proxy_calls_eperm, "proxy calls on a file that is not the proxy fail with EPERM"),
 	T(t_proxy_efault, "proxy calls with bad argument pointers fail with EFAULT"),
 	T(t_proxy_enotty, "near misses of the proxy commands fail with ENOTTY"),

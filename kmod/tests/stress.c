@@ -16,11 +16,15 @@
  * keep trying, and get EBUSY): it registers and removes random remote endpoints in the run's
  * DCs, where the other workers' traffic lands, drains what waits there into good, short and
  * bad buffers, and injects batches of plausible, answering, mutated and random records; then
- * it closes the proxy file, or is killed with it. Some workers run two threads on the same
- * files. Meanwhile the parent interrupts workers with a signal (with and without
- * SA_RESTART) and kills some with SIGKILL, starting new ones in their place.
+ * it closes the proxy file, or is killed with it. Half the proxies ask for verdicts
+ * (DVK_PROXY_VERDICTS): their holder answers every send it drains with a SENT verdict soon
+ * (0 or an errno, at once or at its next proxy call), since such a send waits for nothing
+ * else, and its injects carry send ids, SENT and CANCEL records too. Some workers run two
+ * threads on the same files. Meanwhile the parent interrupts workers with a signal (with and
+ * without SA_RESTART) and kills some with SIGKILL, starting new ones in their place.
  *
- * Nothing may hang: every call that can wait has a short deadline, and the parent fails the
+ * Nothing may hang: every call that can wait has a short deadline (a send in flight waits for
+ * the verdict its proxy's holder owes, or for that proxy to go), and the parent fails the
  * run if a call stays in the kernel for more than HANG_MS. Workers check what they can
  * (unknown commands fail with ENOTTY, errors are ones the header documents, received
  * messages, reaped completions and drained batches are well-formed, SUBMIT never accepts
@@ -54,6 +58,8 @@ struct shared {
 	_Atomic int stop;
 	_Atomic uint64_t ok[24];		/* successes per known command (index in known_cmds) */
 	_Atomic uint64_t drained, injected;	/* records */
+	_Atomic uint64_t drained_kind[16];	/* drained records by kind */
+	_Atomic uint64_t verdicts;		/* SENT verdicts injected for drained sends */
 	_Atomic uint64_t reaped, reaped_ok, undone;	/* completions; of them 0; cancels that undid */
 	_Atomic uint64_t inject_stop[160];	/* injects by the error they stopped with */
 	_Atomic uint64_t err[160];		/* failures per errno */
@@ -147,6 +153,7 @@ static bool documented(int e)
 	case ENOENT: case EADDRINUSE: case EISCONN: case ENOTCONN: case EINVAL: case EMSGSIZE:
 	case ESRCH: case ETIMEDOUT: case EAGAIN: case EPERM: case EBUSY: case EEXIST:
 	case EFAULT: case ENOTTY: case EINTR: case EBADF: case EHOSTUNREACH: case EALREADY:
+	case ECANCELED:
 		return true;
 	}
 	return false;
@@ -170,6 +177,8 @@ struct request {
 #define REMOTES 16
 #define KEPT 16
 #define TOKENS 32
+#define PENDING 64		/* drained sends waiting for the verdict this worker owes */
+#define SENT_IDS 16		/* send ids this worker injected, to CANCEL some */
 
 /* A submitted call's token, and the file it was submitted on. */
 struct token {
@@ -198,6 +207,11 @@ struct worker {
 	int nremotes;
 	struct kept_record kept[KEPT];	/* drained requests first, mutated at random */
 	int nkept;
+	bool verdicts;		/* the proxy was attached with DVK_PROXY_VERDICTS */
+	struct dvk_proxy_msg pending[PENDING];	/* drained sends whose verdict is owed */
+	int npending;
+	struct dvk_proxy_msg sent_ids[SENT_IDS];	/* MESSAGEs injected with a send id */
+	int nsent_ids;
 	int index, nthreads;
 	unsigned char *out;	/* max_payload + 64 bytes of data to send */
 	unsigned char *in;	/* max_payload bytes, then an inaccessible page */
@@ -884,8 +898,11 @@ static void op_attach(struct thread *t)
 		anomaly("open: %s", errname(errno));
 		return;
 	}
+	/* Half with verdicts; never DVK_PROXY_CLAIMS (nobody here answers claims). */
+	if (chance(&t->r, 50))
+		a.flags = DVK_PROXY_VERDICTS;
 	if (chance(&t->r, 5)) {
-		a.flags = 1u << rnd(&t->r, 32);
+		a.flags |= 1u << (2 + rnd(&t->r, 30));
 		bad = true;
 	}
 	if (chance(&t->r, 5)) {
@@ -901,6 +918,9 @@ static void op_attach(struct thread *t)
 			w.px = fd;
 			w.nremotes = 0;
 			w.nkept = 0;
+			w.verdicts = a.flags & DVK_PROXY_VERDICTS;
+			w.npending = 0;
+			w.nsent_ids = 0;
 			fd = -1;
 		}
 		pthread_mutex_unlock(&w.mu);
@@ -1032,6 +1052,93 @@ static void keep_record(struct thread *t, const unsigned char *rec)
 	pthread_mutex_unlock(&w.mu);
 }
 
+/* What a verdict on a failed send may say: errnos the header documents for callers. */
+static const int32_t verdict_errnos[] = { -ETIMEDOUT, -EAGAIN, -ESRCH, -ECANCELED,
+					  -EHOSTUNREACH, -ENOENT };
+#define N_VERDICT_ERRNOS (sizeof(verdict_errnos) / sizeof(verdict_errnos[0]))
+
+static bool verdict_errno(int32_t status)
+{
+	for (size_t i = 0; i < N_VERDICT_ERRNOS; i++)
+		if (verdict_errnos[i] == status)
+			return true;
+	return false;
+}
+
+/*
+ * Injects the verdicts this worker owes for the sends it drained (all, or a random part of
+ * them): mostly 0, sometimes an errno. Such a send waits for nothing else, so each verdict
+ * must go in: one the kernel refuses (its remote endpoint was removed, which ended the send
+ * already) is skipped, and the rest injected.
+ */
+static void answer_sends(struct thread *t, int px, bool all)
+{
+	struct dvk_proxy_msg owe[PENDING];
+	int n = 0;
+
+	pthread_mutex_lock(&w.mu);
+	for (int i = 0; i < w.npending;) {
+		if (all || chance(&t->r, 60)) {
+			owe[n++] = w.pending[i];
+			w.pending[i] = w.pending[--w.npending];
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&w.mu);
+	if (!n)
+		return;
+	px_batch_reset(&t->batch);
+	for (int i = 0; i < n; i++) {
+		struct dvk_proxy_msg h = {
+			.kind = DVK_PROXY_SENT, .dc = owe[i].dc,
+			.dst = owe[i].src, .dst_gen = owe[i].src_gen,
+			.src = owe[i].dst, .src_gen = owe[i].dst_gen,
+			.request_id = owe[i].request_id,
+			.status = chance(&t->r, 75) ? 0
+						    : verdict_errnos[rnd(&t->r, N_VERDICT_ERRNOS)],
+		};
+
+		px_batch_add(&t->batch, &h, NULL);
+	}
+	for (size_t off = 0; off < t->batch.len;) {
+		struct dvk_proxy_batch x = { .buffer = (uintptr_t)(t->batch.buf + off),
+					     .size = (uint32_t)(t->batch.len - off) };
+		int rc = call(t, px, DVK_IOC_PROXY_INJECT, &x);
+
+		/* (Another thread may have closed the proxy: then the sends have ended.) */
+		if (rc) {
+			if (rc == -EINVAL || rc == -EFAULT)
+				anomaly("injecting %d verdicts: %s", n, rcname(rc));
+			return;
+		}
+		atomic_fetch_add(&sh->injected, x.count);
+		atomic_fetch_add(&sh->verdicts, x.count);
+		off += x.size;
+		if (x.error) {
+			if (x.error != -EADDRNOTAVAIL && x.error != -ENOMEM)
+				anomaly("a verdict was refused with %s", rcname(x.error));
+			off += sizeof(struct dvk_proxy_msg);
+		}
+	}
+}
+
+/* A drained send that waits for its verdict: this worker owes it. */
+static void owe_verdict(struct thread *t, int px, const struct dvk_proxy_msg *h)
+{
+	bool full;
+
+	pthread_mutex_lock(&w.mu);
+	full = w.npending == PENDING;
+	pthread_mutex_unlock(&w.mu);
+	if (full)
+		answer_sends(t, px, true);
+	pthread_mutex_lock(&w.mu);
+	if (w.npending < PENDING)
+		w.pending[w.npending++] = *h;
+	pthread_mutex_unlock(&w.mu);
+}
+
 static void op_drain(struct thread *t, int px)
 {
 	struct dvk_proxy_batch x = { 0 };
@@ -1084,6 +1191,14 @@ static void op_drain(struct thread *t, int px)
 			}
 			if (chance(&t->r, 30) || buf[off] == DVK_PROXY_REQUEST)
 				keep_record(t, buf + off);
+			{
+				struct dvk_proxy_msg h;
+
+				memcpy(&h, buf + off, sizeof(h));
+				if (h.kind == DVK_PROXY_MESSAGE && h.request_id)
+					owe_verdict(t, px, &h);
+				atomic_fetch_add(&sh->drained_kind[h.kind & 15], 1);
+			}
 			off += len;
 			count++;
 		}
@@ -1091,6 +1206,8 @@ static void op_drain(struct thread *t, int px)
 			anomaly("drain reported %u records, found %u", x.count, count);
 		atomic_fetch_add(&sh->drained, count);
 	}
+	/* Most verdicts go at once; the others at this worker's next proxy call. */
+	answer_sends(t, px, chance(&t->r, 70));
 }
 
 /* Appends one record to the thread's batch: plausible, an answer, mutated or random. */
@@ -1100,9 +1217,10 @@ static void add_record(struct thread *t)
 	struct kept_record k = { 0 };
 	struct remote m;
 	uint32_t p = rnd(&t->r, 100);
-	bool have = false;
+	bool have = false, verdicts;
 
 	pthread_mutex_lock(&w.mu);
+	verdicts = w.verdicts;
 	if (w.nkept > 0) {
 		int i = rnd(&t->r, w.nkept);
 
@@ -1115,11 +1233,12 @@ static void add_record(struct thread *t)
 	pthread_mutex_unlock(&w.mu);
 
 	if (p < 55 && some_remote(t, &m, false)) {
-		/* From a remote endpoint to a local one. */
+		/* From a remote endpoint to a local one (with verdicts: withdrawals too). */
 		static const uint32_t kinds[] = { DVK_PROXY_MESSAGE, DVK_PROXY_MESSAGE,
-						  DVK_PROXY_REQUEST, DVK_PROXY_NOTIFY };
+						  DVK_PROXY_REQUEST, DVK_PROXY_NOTIFY,
+						  DVK_PROXY_CANCEL };
 
-		h.kind = kinds[rnd(&t->r, 4)];
+		h.kind = kinds[rnd(&t->r, verdicts ? 5 : 4)];
 		h.dc = m.dc;
 		h.src = m.ep;
 		h.src_gen = m.gen;
@@ -1134,6 +1253,35 @@ static void add_record(struct thread *t)
 		}
 		if (h.kind == DVK_PROXY_REQUEST)
 			h.request_id = rnd64(&t->r);
+		if (h.kind == DVK_PROXY_MESSAGE && verdicts && chance(&t->r, 40)) {
+			/* A send id: the message gets a SENT verdict once it is queued. */
+			h.request_id = rnd64(&t->r) | 1;
+			pthread_mutex_lock(&w.mu);
+			w.sent_ids[w.nsent_ids < SENT_IDS ? w.nsent_ids++ : (int)rnd(&t->r, SENT_IDS)] =
+				h;
+			pthread_mutex_unlock(&w.mu);
+		}
+		if (h.kind == DVK_PROXY_CANCEL) {
+			/* Mostly of a message injected with a send id (held, queued or gone). */
+			pthread_mutex_lock(&w.mu);
+			if (w.nsent_ids > 0 && chance(&t->r, 80))
+				h = w.sent_ids[rnd(&t->r, w.nsent_ids)];
+			else
+				h.request_id = rnd64(&t->r) | 1;
+			pthread_mutex_unlock(&w.mu);
+			h.kind = DVK_PROXY_CANCEL;
+			h.type = 0;
+			h.size = 0;
+			h.bits = 0;
+			h.status = chance(&t->r, 50) ? -ECANCELED : -ETIMEDOUT;
+		}
+	} else if (p < 80 && have && k.h.kind == DVK_PROXY_MESSAGE && k.h.request_id) {
+		/* A (possibly second) verdict on a drained send. */
+		h = (struct dvk_proxy_msg){
+			.kind = DVK_PROXY_SENT, .dc = k.h.dc, .dst = k.h.src, .dst_gen = k.h.src_gen,
+			.src = k.h.dst, .src_gen = k.h.dst_gen, .request_id = k.h.request_id,
+			.status = chance(&t->r, 50) ? 0 : verdict_errnos[rnd(&t->r, N_VERDICT_ERRNOS)],
+		};
 	} else if (p < 80 && have && k.h.kind == DVK_PROXY_REQUEST) {
 		/* The answer to a drained request: a reply, mostly, or a failure. */
 		static const int32_t statuses[] = { -ESRCH, -EHOSTUNREACH, -ETIMEDOUT, -ENOENT };
@@ -1162,6 +1310,9 @@ static void add_record(struct thread *t)
 			h.dst = k.h.src;
 			h.dst_gen = k.h.src_gen;
 		}
+		/* What was left of a deadline is not injected back, mostly. */
+		if (chance(&t->r, 80))
+			h.timeout_ns = 0;
 		for (int flips = chance(&t->r, 50) ? 0 : 1 + rnd(&t->r, 2); flips > 0; flips--)
 			((unsigned char *)&h)[rnd(&t->r, sizeof(h))] ^= 1u << rnd(&t->r, 8);
 		if (h.size > 64 && chance(&t->r, 90))
@@ -1174,7 +1325,7 @@ static void add_record(struct thread *t)
 			memcpy((unsigned char *)&h + i, &v, 8);
 		}
 		if (chance(&t->r, 70))
-			h.kind = 1 + rnd(&t->r, 5);
+			h.kind = 1 + rnd(&t->r, DVK_PROXY_CANCEL);
 		h.size = chance(&t->r, 90) ? rnd(&t->r, 65) : max_payload + 1;
 	}
 	/*
@@ -1185,6 +1336,8 @@ static void add_record(struct thread *t)
 		h.request_id = 1;
 	if (h.kind == DVK_PROXY_FAIL && h.status < 0 && h.status > -4096)
 		h.status = -ESRCH;
+	if (h.kind == DVK_PROXY_SENT && h.status < 0 && h.status > -512 && !verdict_errno(h.status))
+		h.status = -ETIMEDOUT;
 	if (h.size > max_payload + 1)
 		h.size = max_payload + 1;
 	px_batch_add(&t->batch, &h, w.out);
@@ -1253,6 +1406,8 @@ static void op_proxy(struct thread *t)
 			op_proxy_elsewhere(t);
 		return;
 	}
+	/* Sends drained earlier wait for their verdicts: those go first. */
+	answer_sends(t, px, true);
 	pthread_mutex_lock(&w.mu);
 	if (w.nremotes < 3 && p >= 50)
 		p = 0;	/* few remote endpoints: register more */
@@ -1279,6 +1434,8 @@ static void op_proxy(struct thread *t)
 			w.px = -1;
 			w.nremotes = 0;
 			w.nkept = 0;
+			w.npending = 0;
+			w.nsent_ids = 0;
 		} else {
 			px = -1;
 		}
@@ -1777,6 +1934,13 @@ static void report(void)
 		 (uint64_t)atomic_load(&sh->reaped_ok), (uint64_t)atomic_load(&sh->undone));
 	tap_diag("proxy records drained %" PRIu64 ", injected %" PRIu64,
 		 (uint64_t)atomic_load(&sh->drained), (uint64_t)atomic_load(&sh->injected));
+	off = 0;
+	for (int k = 0; k < 16; k++)
+		if (atomic_load(&sh->drained_kind[k]) && off < sizeof(line))
+			off += snprintf(line + off, sizeof(line) - off, "%d: %" PRIu64 " ", k,
+					(uint64_t)atomic_load(&sh->drained_kind[k]));
+	tap_diag("drained by kind: %s; verdicts given on drained sends %" PRIu64, line,
+		 (uint64_t)atomic_load(&sh->verdicts));
 	off = 0;
 	for (int e = 0; e < 160; e++)
 		if (atomic_load(&sh->inject_stop[e]) && off < sizeof(line))

@@ -513,13 +513,15 @@ static inline int px_drain(int fd, void *buf, uint32_t len, uint32_t flags, uint
 /*
  * Checks one drained record at buf[off..len) the way the header describes records: a kind
  * the header defines, generations never 0, size within max_payload and within the batch,
- * fields that do not belong to the kind zero, padding zero. Returns the record's length, or 0
- * with the reason in `why`.
+ * fields that do not belong to the kind zero (timeout_ns only on MESSAGE and REQUEST; a
+ * MESSAGE's request_id is a send id, with DVK_PROXY_VERDICTS), padding zero. Returns the
+ * record's length, or 0 with the reason in `why`.
  */
 static inline size_t px_record_check(const unsigned char *buf, size_t len, size_t off,
 				     uint32_t max_payload, char *why, size_t why_len)
 {
 	struct dvk_proxy_msg h;
+	bool verdict, status_only;
 	size_t n;
 
 	if (len - off < sizeof(h)) {
@@ -541,13 +543,15 @@ static inline size_t px_record_check(const unsigned char *buf, size_t len, size_
 		}
 	}
 	why[0] = 0;
+	verdict = h.kind == DVK_PROXY_SENT || h.kind == DVK_PROXY_CANCEL;
+	status_only = h.kind == DVK_PROXY_FAIL || verdict;
 	if (h.kind >= DVK_PROXY_CLAIM && h.kind <= DVK_PROXY_UNBOUND) {
 		/* News of a local binding: the endpoint twice, nothing else. */
 		if (!h.src_gen || h.src >= DVK_SLOTS_MAX || h.dst != h.src || h.dst_gen != h.src_gen ||
-		    h.type || h.bits || h.request_id || h.size || h.status)
+		    h.type || h.bits || h.request_id || h.size || h.status || h.timeout_ns)
 			snprintf(why, why_len, "kind %u for %u gen %u, dst %u gen %u", h.kind, h.src,
 				 h.src_gen, h.dst, h.dst_gen);
-	} else if (h.kind < DVK_PROXY_MESSAGE || h.kind > DVK_PROXY_FAIL)
+	} else if ((h.kind < DVK_PROXY_MESSAGE || h.kind > DVK_PROXY_FAIL) && !verdict)
 		snprintf(why, why_len, "kind %u", h.kind);
 	else if (!h.dst_gen || !h.src_gen)
 		snprintf(why, why_len, "dst_gen %u, src_gen %u", h.dst_gen, h.src_gen);
@@ -555,13 +559,19 @@ static inline size_t px_record_check(const unsigned char *buf, size_t len, size_
 		snprintf(why, why_len, "dst %u, src %u", h.dst, h.src);
 	else if ((h.kind == DVK_PROXY_NOTIFY) != (h.bits != 0))
 		snprintf(why, why_len, "kind %u with bits 0x%x", h.kind, h.bits);
-	else if ((h.kind == DVK_PROXY_FAIL) != (h.status != 0) || h.status > 0)
+	else if ((!status_only && h.status) || h.status > 0 || h.status <= -512 ||
+		 ((h.kind == DVK_PROXY_FAIL || h.kind == DVK_PROXY_CANCEL) && !h.status))
 		snprintf(why, why_len, "kind %u with status %d", h.kind, h.status);
-	else if ((h.kind == DVK_PROXY_NOTIFY || h.kind == DVK_PROXY_FAIL) && h.size)
-		snprintf(why, why_len, "kind %u with %u payload bytes", h.kind, h.size);
-	else if ((h.kind == DVK_PROXY_MESSAGE || h.kind == DVK_PROXY_NOTIFY) != !h.request_id)
+	else if ((h.kind == DVK_PROXY_NOTIFY || status_only) && (h.size || h.type))
+		snprintf(why, why_len, "kind %u with %u payload bytes, type %d", h.kind, h.size,
+			 h.type);
+	else if ((h.kind == DVK_PROXY_NOTIFY && h.request_id) ||
+		 (h.kind != DVK_PROXY_NOTIFY && h.kind != DVK_PROXY_MESSAGE && !h.request_id))
 		snprintf(why, why_len, "kind %u with request_id %llu", h.kind,
 			 (unsigned long long)h.request_id);
+	else if (h.timeout_ns && h.kind != DVK_PROXY_MESSAGE && h.kind != DVK_PROXY_REQUEST)
+		snprintf(why, why_len, "kind %u with timeout_ns %llu", h.kind,
+			 (unsigned long long)h.timeout_ns);
 	if (why[0]) {
 		char what[200];
 

@@ -41,17 +41,19 @@
  *   never queued, a timed-out receive took nothing.
  *   Waits are interruptible. A signal undoes the call in the same way and the ioctl is
  *   restarted (or fails with EINTR, per the handler's SA_RESTART); the absolute deadline keeps
- *   its meaning across the restart. One case cannot be undone: a sendrec whose request the
- *   server has already received. The kernel then keeps the call, writes its id to
- *   dvk_sendrec.call and sets DVK_CALL_RESUME in dvk_sendrec.flags before returning; the
- *   restarted ioctl (the same arguments) waits for that call's reply instead of sending again,
- *   so a request never runs twice. A process that gets EINTR may do the same. Once a resumed
- *   call returns for good, the kernel clears DVK_CALL_RESUME and dvk_sendrec.call again. At most
- *   DVK_PARKED_MAX such calls are kept per file; beyond that the oldest is given up (its reply
- *   will be dropped).
+ *   its meaning across the restart. Two calls cannot be undone. A send in flight to another
+ *   node (see DVK_PROXY_VERDICTS) waits for its verdict, killably: neither a signal nor its
+ *   deadline ends that wait. And a sendrec whose request the server has already received: the
+ *   kernel then keeps the call, writes its id to dvk_sendrec.call and sets DVK_CALL_RESUME in
+ *   dvk_sendrec.flags before returning; the restarted ioctl (the same arguments) waits for that
+ *   call's reply instead of sending again, so a request never runs twice. A process that gets
+ *   EINTR may do the same. Once a resumed call returns for good, the kernel clears
+ *   DVK_CALL_RESUME and dvk_sendrec.call again. At most DVK_PARKED_MAX such calls are kept per
+ *   file; beyond that the oldest is given up (its reply will be dropped).
  *   A process that closes a descriptor of the file ends its own threads' waits on it with
- *   EBADF, each call undone as for a timeout. Other processes sharing the file (after fork)
- *   are not affected; the endpoint unbinds when the last descriptor is closed.
+ *   EBADF, each call undone as for a timeout (a send in flight goes on waiting for its
+ *   verdict). Other processes sharing the file (after fork) are not affected; the endpoint
+ *   unbinds when the last descriptor is closed.
  *
  * Messages
  *   Payloads are 0..max_payload bytes (a module parameter, reported by DVK_IOC_VERSION). A
@@ -78,10 +80,12 @@
  *   keep their order in a full queue; receives are served in submission order), with no
  *   deadline: the caller ends a call with DVK_IOC_CANCEL, which either undoes it as a timeout
  *   would (0: no completion will come) or finds it complete (EALREADY: its completion is
- *   reaped as usual, and its outcome stands). A file keeps at most DVK_ASYNC_MAX calls
- *   submitted and not reaped, and its unfinished sends and sendrecs pin at most
- *   DVK_ASYNC_BYTES_MAX payload bytes (one call is always admitted); beyond that SUBMIT fails
- *   with EAGAIN. Closing the file undoes every pending call.
+ *   reaped as usual, and its outcome stands). A send in flight to another node (see
+ *   DVK_PROXY_VERDICTS) cannot be undone: CANCEL answers EALREADY, and its completion comes
+ *   with its verdict. A file keeps at most DVK_ASYNC_MAX calls submitted and not reaped, and
+ *   its unfinished sends and sendrecs pin at most DVK_ASYNC_BYTES_MAX payload bytes (one call
+ *   is always admitted); beyond that SUBMIT fails with EAGAIN. Closing the file undoes every
+ *   pending call (a send in flight is abandoned: its verdict is ignored).
  *
  * The proxy role
  *   The node agent carries messages between nodes. It opens /dev/dvk and attaches the file as
@@ -90,9 +94,10 @@
  *   (DVK_IOC_REMOTE_ADD); local processes then address it like any endpoint. Everything sent
  *   to a remote endpoint waits in its queue, with the usual bounds and backpressure, until the
  *   proxy drains it (DVK_IOC_PROXY_DRAIN, many records per call). A plain send to a remote
- *   endpoint completes once it is in that queue, in the node's custody; a sendrec waits for the
- *   reply, or for a failure, that the proxy injects. The proxy injects what arrives from other
- *   nodes (DVK_IOC_PROXY_INJECT, many records per call): messages, requests and notifications
+ *   endpoint completes once it is in that queue, in the node's custody (unless the proxy asks
+ *   for verdicts: see DVK_PROXY_VERDICTS below); a sendrec waits for the reply, or for a
+ *   failure, that the proxy injects. The proxy injects what arrives from other nodes
+ *   (DVK_IOC_PROXY_INJECT, many records per call): messages, requests and notifications
  *   from registered remote endpoints to local ones, and replies and failures for local
  *   callers. A request from a remote caller that can no longer be answered here (its server
  *   unbound) comes out of the drain as a DVK_PROXY_FAIL record. Unregistering a remote
@@ -124,6 +129,47 @@
  *   capability is checked when a file becomes the proxy; whoever holds that file after acts
  *   as the proxy. Once the proxy closes, remote endpoints are unregistered: calls to them
  *   fail with ENOENT.
+ *   A proxy attached with DVK_PROXY_VERDICTS makes a send to a remote endpoint complete only
+ *   once the other node has put the message in its destination's queue: backpressure and the
+ *   deadline act there, and a send reported as failed was never delivered. Such a send waits
+ *   in the remote endpoint's queue like any (bounds, held senders, order); until it is
+ *   drained, its deadline, a signal, DVK_IOC_CANCEL or close() withdraw it. It is drained as a
+ *   DVK_PROXY_MESSAGE whose request_id is its send id (unique for the sending incarnation:
+ *   sends and sendrecs number from one counter) and whose timeout_ns is what was left of its
+ *   deadline (0: none; at least 1 once past; drained REQUESTs carry the same for their
+ *   sendrec). From then on it is in flight, and only its verdict ends it: the proxy injects
+ *   one DVK_PROXY_SENT record per such MESSAGE, from the remote endpoint (src, src_gen) to the
+ *   sender (dst, dst_gen), with the send id and status 0 (delivered: the send succeeds) or a
+ *   negative errno (the send fails with it); a verdict no send waits for is ignored. In
+ *   flight, the deadline no longer ends the send (the other node applies timeout_ns); when it
+ *   passes, a DVK_PROXY_CANCEL record (from the sender src to the remote endpoint dst, the
+ *   send id, status -ETIMEDOUT) is drained once, so that the proxy may ask the other node to
+ *   withdraw it, and the verdict decides. A blocking send in flight waits killably: other
+ *   signals and close() do not end that wait, a fatal one abandons the send (its verdict is
+ *   then ignored). DVK_IOC_CANCEL of a submitted send in flight fails with EALREADY (its
+ *   completion comes with the verdict) and posts that CANCEL record once, with -ECANCELED.
+ *   REMOTE_DEL of the endpoint ends its sends in flight with ESRCH (EHOSTUNREACH with
+ *   DVK_REMOTE_NODE_DOWN), closing the proxy with EHOSTUNREACH; a sender closing its file
+ *   abandons its submitted ones. Such a send always waits: with DVK_CALL_NONBLOCK it fails with
+ *   EAGAIN (submit it instead), with a deadline already past with ETIMEDOUT, before anything
+ *   is queued.
+ *   The other way round, an injected DVK_PROXY_MESSAGE with a non-zero request_id (a send id
+ *   the other node drained) wants a verdict (one the inject did not take gets none: the inject
+ *   said why it stopped). Once it is in the local destination's queue (at once, or later when
+ *   room comes, or when a receive takes it from the held messages), the module posts a
+ *   DVK_PROXY_SENT record for the proxy to drain: from the destination
+ *   (src, src_gen) to the remote sender (dst, dst_gen), the send id, status 0. If it can never
+ *   be delivered (the destination unbinds while it is held), status -ESRCH. Receivers see a
+ *   plain message, request_id 0. An injected DVK_PROXY_CANCEL, from the remote sender (src,
+ *   src_gen) to the local destination (dst; dst_gen 0: current) with the send id and a
+ *   negative errno, withdraws that message if it is still held, and its SENT record carries
+ *   that errno; if it is queued or delivered already (its SENT 0 is on its way), or there is
+ *   no such message, the CANCEL is taken and does nothing. What a verdict needs is allocated
+ *   when the message is injected, so verdicts are never lost while the remote sender is
+ *   registered; like replies to remote callers, they are never held back by queue bounds: they
+ *   wait in the remote sender's queue and are drained in order with what local endpoints sent
+ *   it. timeout_ns must be zero in every injected record. Without DVK_PROXY_VERDICTS, SENT,
+ *   CANCEL and a MESSAGE with a request_id are invalid records (EINVAL).
  *
  * Errors (errno)
  *   ENOENT     no such DC, destination not bound, or not that generation.
@@ -140,7 +186,10 @@
  *   EEXIST     a DC id or name in use.
  *   EFAULT     a bad pointer.                      ENOTTY   an unknown ioctl.
  *   EBADF      the calling process closed the file while the call waited.
- *   EALREADY   DVK_IOC_CANCEL of a call that has completed.
+ *   EALREADY   DVK_IOC_CANCEL of a call that has completed, or of a send in flight to
+ *              another node.
+ *   A send to another node whose proxy gives verdicts fails with the errno of its verdict:
+ *   ETIMEDOUT, EAGAIN, ESRCH, ENOENT, ECANCELED (withdrawn at its sender's request), ...
  */
 #ifndef _UAPI_LINUX_DVK_H
 #define _UAPI_LINUX_DVK_H
@@ -148,7 +197,8 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define DVK_ABI_VERSION 1
+/* 2: struct dvk_proxy_msg grew timeout_ns (48 to 56 bytes): an agent built for 1 misreads it. */
+#define DVK_ABI_VERSION 2
 
 /* DVK_IOC_VERSION features. */
 #define DVK_FEATURE_IPC		(1ULL << 0)	/* the calls above */
@@ -156,6 +206,7 @@
 #define DVK_FEATURE_PROXY	(1ULL << 2)	/* the proxy role and its batch ioctls */
 #define DVK_FEATURE_ASYNC	(1ULL << 3)	/* SUBMIT, REAP and CANCEL */
 #define DVK_FEATURE_CLAIMS	(1ULL << 4)	/* DVK_PROXY_CLAIMS: binds wait for the cluster */
+#define DVK_FEATURE_VERDICTS	(1ULL << 5)	/* DVK_PROXY_VERDICTS: remote sends wait for it */
 
 /* A DC name: 1..63 characters of [A-Za-z0-9_.-], NUL-terminated, zero-filled after. */
 #define DVK_NAME_MAX		64
@@ -305,6 +356,7 @@ struct dvk_cancel {
 
 /* dvk_proxy_attach.flags */
 #define DVK_PROXY_CLAIMS	(1U << 0)	/* local binds wait for the proxy's consent */
+#define DVK_PROXY_VERDICTS	(1U << 1)	/* sends to remote endpoints wait for a verdict */
 
 struct dvk_proxy_attach {
 	__u32 node;		/* this node's id, as the cluster knows it */
@@ -335,20 +387,29 @@ struct dvk_remote {
 #define DVK_PROXY_BOUND		7	/* dc/src/src_gen was bound when the proxy attached */
 #define DVK_PROXY_UNBOUND	8	/* local dc/src/src_gen unbound, or gave up its claim */
 #define DVK_PROXY_CLAIMED	9	/* verdict on the claim of dc/dst/dst_gen: status 0 or -errno */
+/* With DVK_PROXY_VERDICTS: the outcome of a send to another node, and its withdrawal. */
+#define DVK_PROXY_SENT		10	/* send request_id from dst to src: status 0 or -errno */
+#define DVK_PROXY_CANCEL	11	/* sender src withdraws send request_id to dst: status */
 
-/* One record of a proxy batch: the header, then size payload bytes, then padding to 8. */
+/*
+ * One record of a proxy batch: the header, then size payload bytes, then padding to 8.
+ * 56 bytes:
+ *	 0 kind		 4 dc		 8 dst		12 dst_gen	16 src		20 src_gen
+ *	24 type		28 bits		32 request_id	40 size		44 status	48 timeout_ns
+ */
 struct dvk_proxy_msg {
 	__u32 kind;		/* DVK_PROXY_* */
 	__u32 dc;
 	__u32 dst;		/* destination endpoint and generation: always set when drained; */
-	__u32 dst_gen;		/* injected MESSAGE, REQUEST, NOTIFY may give 0 (current) */
+	__u32 dst_gen;		/* injected MESSAGE, REQUEST, NOTIFY, CANCEL may give 0 (current) */
 	__u32 src;		/* source endpoint and generation */
 	__u32 src_gen;
 	__s32 type;
 	__u32 bits;		/* DVK_PROXY_NOTIFY */
-	__u64 request_id;	/* REQUEST, REPLY, FAIL: never 0 */
-	__u32 size;		/* payload bytes that follow (0 for NOTIFY and FAIL) */
-	__s32 status;		/* DVK_PROXY_FAIL: a negative errno (-1..-511); otherwise 0 */
+	__u64 request_id;	/* REQUEST, REPLY, FAIL, SENT, CANCEL: never 0; MESSAGE: a send id */
+	__u32 size;		/* payload bytes that follow (0 for NOTIFY, FAIL, SENT, CANCEL) */
+	__s32 status;		/* FAIL, CANCEL: a negative errno (-1..-511); SENT: 0 or one */
+	__u64 timeout_ns;	/* drained MESSAGE, REQUEST: what is left of the deadline (0: none) */
 };
 
 struct dvk_proxy_batch {
