@@ -131,7 +131,9 @@ export interface NativeAddon {
       /** sizeof(struct dvk_proxy_msg): the header of each proxy record. */
       readonly recordSize: number;
       readonly claims: number;
+      readonly verdicts: number;
       readonly featureClaims: bigint;
+      readonly featureVerdicts: bigint;
       readonly nodeDown: number;
       readonly kinds: {
         readonly message: number;
@@ -143,6 +145,8 @@ export interface NativeAddon {
         readonly bound: number;
         readonly unbound: number;
         readonly claimed: number;
+        readonly sent: number;
+        readonly cancel: number;
       };
     };
   };

@@ -591,7 +591,10 @@ Napi::Object Abi(Napi::Env env) {
   Napi::Object proxy = Napi::Object::New(env);
   proxy.Set("recordSize", Napi::Number::New(env, sizeof(struct dvk_proxy_msg)));
   proxy.Set("claims", Napi::Number::New(env, DVK_PROXY_CLAIMS));
+  proxy.Set("verdicts", Napi::Number::New(env, DVK_PROXY_VERDICTS));
   proxy.Set("featureClaims", Napi::BigInt::New(env, static_cast<uint64_t>(DVK_FEATURE_CLAIMS)));
+  proxy.Set("featureVerdicts",
+            Napi::BigInt::New(env, static_cast<uint64_t>(DVK_FEATURE_VERDICTS)));
   proxy.Set("nodeDown", Napi::Number::New(env, DVK_REMOTE_NODE_DOWN));
   Napi::Object kinds = Napi::Object::New(env);
   kinds.Set("message", Napi::Number::New(env, DVK_PROXY_MESSAGE));
@@ -603,6 +606,8 @@ Napi::Object Abi(Napi::Env env) {
   kinds.Set("bound", Napi::Number::New(env, DVK_PROXY_BOUND));
   kinds.Set("unbound", Napi::Number::New(env, DVK_PROXY_UNBOUND));
   kinds.Set("claimed", Napi::Number::New(env, DVK_PROXY_CLAIMED));
+  kinds.Set("sent", Napi::Number::New(env, DVK_PROXY_SENT));
+  kinds.Set("cancel", Napi::Number::New(env, DVK_PROXY_CANCEL));
   proxy.Set("kinds", kinds);
   abi.Set("proxy", proxy);
   return abi;

@@ -6,17 +6,20 @@
  *
  * The proxy is attached with DVK_PROXY_CLAIMS: a local bind waits in the kernel until the
  * Router's claim round answers, so endpoint numbers stay unique across the cluster and a bind
- * is known everywhere when it returns, as on the user backend.
+ * is known everywhere when it returns, as on the user backend. And with DVK_PROXY_VERDICTS: a
+ * send to a remote endpoint completes when the other node has queued it (its SEND's RESULT,
+ * injected as DVK_PROXY_SENT); a send arriving here is answered when the module has queued it
+ * (the SENT record it posts), or refused at its deadline (an injected DVK_PROXY_CANCEL).
  *
  * What arrives is injected in order. A destination that has no room (EAGAIN: it holds as many
  * injected messages as its queue) keeps its records here, in their order, and they are tried
  * again shortly; records for other destinations go on meanwhile. A held send keeps its
  * deadline and a NONBLOCK send is refused at once, as the module would do for a local sender.
  *
- * Differences from the user backend that remain (docs/cluster.md): a plain send or a notify
- * to an endpoint on another node completes once it is in the module's queue for that endpoint
- * (this node's custody), and a sendrec that gives up does not withdraw its request from the
- * other node.
+ * Differences from the user backend that remain (docs/cluster.md): a notify to an endpoint
+ * on another node completes once it is in the module's queue for that endpoint (this node's
+ * custody), a sendrec that gives up does not withdraw its request from the other node, and a
+ * non-blocking send to another node fails with EAGAIN (it would have to wait for a verdict).
  */
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -41,7 +44,31 @@ interface ProxyRecord {
   bits: number;
   requestId: bigint;
   status: number;
+  /** Drained MESSAGE and REQUEST: what was left of the caller's deadline (0: none). */
+  timeoutNs: bigint;
   payload: Buffer;
+}
+
+/** A local endpoint's send waiting on another node for its verdict. */
+interface OutgoingSend {
+  node: number;
+  dc: number;
+  sender: number;
+  senderGen: number;
+  remote: number;
+  remoteGen: number;
+  /** The module's id for it, which the verdict names. */
+  sendId: bigint;
+}
+
+/** A send of another node's endpoint injected here, waiting for the module's SENT record. */
+interface IncomingSend {
+  node: number;
+  id: bigint;
+  /** The local destination. */
+  dst: number;
+  session: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /** A local caller's sendrec waiting on another node. */
@@ -101,6 +128,11 @@ export class KernelCalls implements LocalNode {
   private readonly registered = new Map<string, RemoteBinding>();
   private readonly dcs: Set<number>;
   private readonly outgoing = new Map<bigint, OutgoingRequest>();
+  private readonly sends = new Map<bigint, OutgoingSend>();
+  /** dc:sender:gen:sendId -> the id of its SEND on the other node. */
+  private readonly sendIds = new Map<string, bigint>();
+  /** Sends from other nodes injected here, by dc:source:gen:id. */
+  private readonly incomingSends = new Map<string, IncomingSend>();
   /** Remote callers' requests injected here, by dc:caller:gen:requestId. */
   private readonly incoming = new Map<string, IncomingCall>();
   /** Each node's session: it changes when the node is declared down. */
@@ -127,8 +159,9 @@ export class KernelCalls implements LocalNode {
     this.fd = openDevice();
     try {
       const version = this.addon.dvkVersion(this.fd);
-      if (!(version.features & this.addon.abi.proxy.featureClaims)) {
-        throw new DvkError('EPROTO', 'this dvk.ko has no DVK_FEATURE_CLAIMS: rebuild it');
+      const wanted = this.addon.abi.proxy.featureClaims | this.addon.abi.proxy.featureVerdicts;
+      if ((version.features & wanted) !== wanted) {
+        throw new DvkError('EPROTO', 'this dvk.ko lacks claims or verdicts: rebuild it');
       }
       if (version.maxPayload !== limits.maxPayload) {
         throw new DvkError(
@@ -137,7 +170,8 @@ export class KernelCalls implements LocalNode {
         );
       }
       for (const dc of dcs) this.createDc(dc, limits);
-      this.addon.proxyAttach(this.fd, router.self, this.addon.abi.proxy.claims);
+      const { claims, verdicts } = this.addon.abi.proxy;
+      this.addon.proxyAttach(this.fd, router.self, claims | verdicts);
     } catch (err) {
       closeSync(this.fd);
       throw err;
@@ -203,6 +237,10 @@ export class KernelCalls implements LocalNode {
     for (const [k, call] of this.incoming) {
       if (call.node === node && k.startsWith(`${source}:`)) this.incoming.delete(k);
     }
+    // The module drops what it still held from that source, with no verdict to come.
+    for (const [k, send] of this.incomingSends) {
+      if (send.node === node && k.startsWith(`${source}:`)) this.forgetIncomingSend(k);
+    }
     // After what it sent before it went: a reply or a message that came first is injected
     // first, while its source is still registered.
     this.ordered(() => {
@@ -243,13 +281,33 @@ export class KernelCalls implements LocalNode {
     this.sessions.set(node, (this.sessions.get(node) ?? 0) + 1);
     for (const [id, call] of this.outgoing) if (call.node === node) this.outgoing.delete(id);
     for (const [k, call] of this.incoming) if (call.node === node) this.incoming.delete(k);
+    for (const [id, send] of this.sends) if (send.node === node) this.forgetSend(id);
+    for (const [k, send] of this.incomingSends) if (send.node === node) this.forgetIncomingSend(k);
+  }
+
+  private forgetSend(id: bigint): OutgoingSend | undefined {
+    const send = this.sends.get(id);
+    if (!send) return undefined;
+    this.sends.delete(id);
+    this.sendIds.delete(`${send.dc}:${send.sender}:${send.senderGen}:${send.sendId}`);
+    return send;
+  }
+
+  private forgetIncomingSend(k: string): IncomingSend | undefined {
+    const send = this.incomingSends.get(k);
+    if (!send) return undefined;
+    clearTimeout(send.timer);
+    this.incomingSends.delete(k);
+    return send;
   }
 
   callsByNode(): Map<number, { out: number; in: number }> {
     const by = new Map<number, { out: number; in: number }>();
     const of = (n: number) => entry(by, n, () => ({ out: 0, in: 0 }));
-    for (const call of this.outgoing.values()) of(call.node).out++;
-    for (const call of this.incoming.values()) of(call.node).in++;
+    for (const call of [...this.outgoing.values(), ...this.sends.values()]) of(call.node).out++;
+    for (const call of [...this.incoming.values(), ...this.incomingSends.values()]) {
+      of(call.node).in++;
+    }
     return by;
   }
 
@@ -269,13 +327,60 @@ export class KernelCalls implements LocalNode {
       call: { node, id: r.id },
     };
     switch (r.kind) {
-      case Record.SEND:
+      case Record.SEND: {
+        if (r.id === 0n) {
+          // No verdict asked (an agent that gives none): done once the module has it.
+          return this.inject({
+            bytes: this.encode({
+              ...fromRemote,
+              kind: k.message,
+              type: r.type,
+              payload: r.payload,
+            }),
+            ...waits,
+          });
+        }
+        // The module answers with a SENT record once the message is in the destination's queue.
+        const key = `${waits.source}:${r.id}`;
+        this.incomingSends.set(key, { node, id: r.id, dst: r.dst, session, timer: undefined });
         return this.inject({
-          bytes: this.encode({ ...fromRemote, kind: k.message, type: r.type, payload: r.payload }),
+          bytes: this.encode({
+            ...fromRemote,
+            kind: k.message,
+            type: r.type,
+            requestId: r.id,
+            payload: r.payload,
+          }),
           ...waits,
-          refused: answer,
-          accepted: () => answer(null),
+          refused: (code) => {
+            this.forgetIncomingSend(key);
+            answer(code);
+          },
+          accepted: () => {
+            const send = this.incomingSends.get(key);
+            if (!send) return;
+            // Held in the module for room: it may wait until the sender's deadline, or not at
+            // all. Withdrawing it then makes the module post its SENT with that errno.
+            const giveUp = (status: number) =>
+              this.inject({
+                bytes: this.encode({
+                  kind: k.cancel,
+                  dc: r.dc,
+                  dst: r.dst,
+                  src: r.src,
+                  srcGen: r.srcGen,
+                  requestId: r.id,
+                  status,
+                }),
+              });
+            if (waits.nonblock) giveUp(-constants.errno.EAGAIN);
+            else if (waits.deadline) {
+              const ms = Number((waits.deadline - process.hrtime.bigint()) / 1_000_000n);
+              send.timer = setTimeout(() => giveUp(-constants.errno.ETIMEDOUT), Math.max(0, ms));
+            }
+          },
         });
+      }
       case Record.SENDREC: {
         const key = `${waits.source}:${r.requestId}`;
         this.incoming.set(key, { node, id: r.id, session });
@@ -320,8 +425,24 @@ export class KernelCalls implements LocalNode {
         });
       }
       case Record.RESULT: {
+        const send = this.forgetSend(r.id);
+        if (send) {
+          // The other node's verdict on a local send: the module completes it.
+          return this.inject({
+            bytes: this.encode({
+              kind: k.sent,
+              dc: send.dc,
+              dst: send.sender,
+              dstGen: send.senderGen,
+              src: send.remote,
+              srcGen: send.remoteGen,
+              requestId: send.sendId,
+              status: r.value,
+            }),
+          });
+        }
         const call = this.outgoing.get(r.id);
-        if (!call) return; // a send's outcome: the module completed the send already
+        if (!call) return;
         this.outgoing.delete(r.id);
         return this.inject({
           bytes: this.encode({
@@ -336,10 +457,28 @@ export class KernelCalls implements LocalNode {
           }),
         });
       }
-      case Record.CANCEL:
-        // A call still waiting here for room is withdrawn; one in the module stays (it cannot
-        // be taken back), and its late answer is dropped by the caller's node.
-        return this.cancelWaiting(node, r.id);
+      case Record.CANCEL: {
+        // A call still waiting here for room is withdrawn. A send held in the module is
+        // withdrawn there (its SENT then says ECANCELED); a request in the module stays (it
+        // cannot be taken back), and its late answer is dropped by the caller's node.
+        if (this.cancelWaiting(node, r.id)) return;
+        for (const [key, send] of this.incomingSends) {
+          if (send.node !== node || send.id !== r.id) continue;
+          const [dc, src, srcGen] = key.split(':').map(Number) as [number, number, number];
+          return this.inject({
+            bytes: this.encode({
+              kind: k.cancel,
+              dc,
+              dst: send.dst,
+              src,
+              srcGen,
+              requestId: r.id,
+              status: -constants.errno.ECANCELED,
+            }),
+          });
+        }
+        return;
+      }
     }
   }
 
@@ -390,6 +529,16 @@ export class KernelCalls implements LocalNode {
       case k.reply:
       case k.fail:
         return this.answered(m);
+      case k.sent:
+        return this.verdict(m);
+      case k.cancel: {
+        // A local send in flight ran out of time, or was cancelled: ask its node to withdraw it.
+        const id = this.sendIds.get(`${m.dc}:${m.src}:${m.srcGen}:${m.requestId}`);
+        const send = id === undefined ? undefined : this.sends.get(id);
+        if (id !== undefined && send)
+          this.router.send(send.node, record({ kind: Record.CANCEL, id }));
+        return;
+      }
     }
     // What a local endpoint sent to a remote one: its registration says where it lives.
     const node = this.registered.get(`${m.dc}:${m.dst}`)?.node;
@@ -399,12 +548,31 @@ export class KernelCalls implements LocalNode {
     }
     const call = { dc: m.dc, dst: m.dst, dstGen: m.dstGen, src: m.src, srcGen: m.srcGen };
     switch (m.kind) {
-      case k.message:
+      case k.message: {
+        const id = this.nextId++;
+        this.sends.set(id, {
+          node,
+          dc: m.dc,
+          sender: m.src,
+          senderGen: m.srcGen,
+          remote: m.dst,
+          remoteGen: m.dstGen,
+          sendId: m.requestId,
+        });
+        this.sendIds.set(`${m.dc}:${m.src}:${m.srcGen}:${m.requestId}`, id);
         this.router.send(
           node,
-          record({ ...call, kind: Record.SEND, type: m.type, id: 0n, payload: m.payload }),
+          record({
+            ...call,
+            kind: Record.SEND,
+            type: m.type,
+            id,
+            timeoutNs: m.timeoutNs,
+            payload: m.payload,
+          }),
         );
         return;
+      }
       case k.request: {
         const id = this.nextId++;
         this.outgoing.set(id, {
@@ -424,6 +592,7 @@ export class KernelCalls implements LocalNode {
             type: m.type,
             id,
             requestId: m.requestId,
+            timeoutNs: m.timeoutNs,
             payload: m.payload,
           }),
         );
@@ -433,6 +602,13 @@ export class KernelCalls implements LocalNode {
         this.router.send(node, record({ ...call, kind: Record.NOTIFY, value: m.bits | 0 }));
         return;
     }
+  }
+
+  /** The module queued (status 0) or gave up (an errno) a send another node made here. */
+  private verdict(m: ProxyRecord): void {
+    const send = this.forgetIncomingSend(`${m.dc}:${m.dst}:${m.dstGen}:${m.requestId}`);
+    if (!send || send.session !== (this.sessions.get(send.node) ?? 0)) return;
+    this.router.send(send.node, record({ kind: Record.RESULT, id: send.id, value: m.status }));
   }
 
   /** A local server answered a request a remote caller made (dst is that caller). */
@@ -501,6 +677,7 @@ export class KernelCalls implements LocalNode {
       bits: b.readUInt32LE(off + 28),
       requestId: b.readBigUInt64LE(off + 32),
       status: b.readInt32LE(off + 44),
+      timeoutNs: b.readBigUInt64LE(off + 48),
       payload,
     };
   }
@@ -619,14 +796,15 @@ export class KernelCalls implements LocalNode {
   }
 
   /** A remote caller withdrew a call: if it still waits here for room, it ends now. */
-  private cancelWaiting(node: number, id: bigint): void {
+  private cancelWaiting(node: number, id: bigint): boolean {
     for (const list of this.waitingRoom.values()) {
       const i = list.findIndex((p) => p.call?.node === node && p.call.id === id);
       if (i < 0) continue;
       const [p] = list.splice(i, 1);
       p?.refused?.('ECANCELED');
-      return;
+      return true;
     }
+    return false;
   }
 
   /** A remote endpoint unbound: its calls still waiting here for room are withdrawn. */
