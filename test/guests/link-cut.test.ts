@@ -26,7 +26,7 @@ const CUTS = 6;
 /** How long eth0 stays down: longer than the cluster file's silenceMs (400), well under nodeDownMs (1500). */
 const DOWN_MS = 650;
 /** How long the link carries traffic between cuts, once it is back up. */
-const UP_MS = 400;
+const UP_MS = 1000;
 const IFACE = process.env.DVK_GUESTS_IFACE ?? 'eth0';
 
 /** At most `n` at a time. */
