@@ -88,12 +88,19 @@ const kernelMode = process.env.DVK_KERNEL_TESTS ?? 'auto';
 if (kernelMode === 'off') {
   process.stdout.write('\n== kernel tests: off (DVK_KERNEL_TESTS=off)\n');
 } else if (kernelMode === 'require' || vmPrepared()) {
-  process.stdout.write('\n== kernel tests (dvk.ko in a QEMU guest: npm run test:kernel)\n');
-  const kernel = await run('bash', ['kmod/vm/test'], { capture: true });
-  const m = /^kernel: (\d+) passed, (\d+) failed$/m.exec(kernel.out);
-  passed += m ? Number(m[1]) : 0;
-  failed += m ? Number(m[2]) : 1;
-  if (kernel.code !== 0 && (!m || m[2] === '0')) failed++;
+  // kmod/vm/test builds the module and the TypeScript that kmod/vm/cluster then uses.
+  const vmSuites = [
+    ['kernel tests (dvk.ko in a QEMU guest: npm run test:kernel)', 'kmod/vm/test', 'kernel'],
+    ['two guests as a cluster (npm run test:cluster)', 'kmod/vm/cluster', 'kernel-cluster'],
+  ];
+  for (const [heading, script, label] of vmSuites) {
+    process.stdout.write(`\n== ${heading}\n`);
+    const result = await run('bash', [script], { capture: true });
+    const m = new RegExp(`^${label}: (\\d+) passed, (\\d+) failed$`, 'm').exec(result.out);
+    passed += m ? Number(m[1]) : 0;
+    failed += m ? Number(m[2]) : 1;
+    if (result.code !== 0 && (!m || m[2] === '0')) failed++;
+  }
 } else {
   process.stdout.write(
     '\n== kernel tests: SKIPPED. The test VM is not prepared here; run `npm run setup:vm` once' +
