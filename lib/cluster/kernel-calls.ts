@@ -86,6 +86,8 @@ interface OutgoingRequest {
 interface IncomingCall {
   node: number;
   id: bigint;
+  /** The local server. */
+  dst: number;
   /** The node's session it came in: answers never cross into a later one. */
   session: number;
 }
@@ -383,7 +385,7 @@ export class KernelCalls implements LocalNode {
       }
       case Record.SENDREC: {
         const key = `${waits.source}:${r.requestId}`;
-        this.incoming.set(key, { node, id: r.id, session });
+        this.incoming.set(key, { node, id: r.id, dst: r.dst, session });
         return this.inject({
           bytes: this.encode({
             ...fromRemote,
@@ -462,20 +464,28 @@ export class KernelCalls implements LocalNode {
         // withdrawn there (its SENT then says ECANCELED); a request in the module stays (it
         // cannot be taken back), and its late answer is dropped by the caller's node.
         if (this.cancelWaiting(node, r.id)) return;
-        for (const [key, send] of this.incomingSends) {
-          if (send.node !== node || send.id !== r.id) continue;
+        // In the module: a send under its call id, a request under the caller's request id.
+        const withdraw = (key: string, dst: number, requestId: bigint) => {
           const [dc, src, srcGen] = key.split(':').map(Number) as [number, number, number];
-          return this.inject({
+          this.inject({
             bytes: this.encode({
               kind: k.cancel,
               dc,
-              dst: send.dst,
+              dst,
               src,
               srcGen,
-              requestId: r.id,
+              requestId,
               status: -constants.errno.ECANCELED,
             }),
           });
+        };
+        for (const [key, send] of this.incomingSends) {
+          if (send.node === node && send.id === r.id) return withdraw(key, send.dst, r.id);
+        }
+        for (const [key, call] of this.incoming) {
+          if (call.node !== node || call.id !== r.id) continue;
+          this.incoming.delete(key);
+          return withdraw(key, call.dst, BigInt(key.split(':')[3] as string));
         }
         return;
       }
@@ -531,14 +541,8 @@ export class KernelCalls implements LocalNode {
         return this.answered(m);
       case k.sent:
         return this.verdict(m);
-      case k.cancel: {
-        // A local send in flight ran out of time, or was cancelled: ask its node to withdraw it.
-        const id = this.sendIds.get(`${m.dc}:${m.src}:${m.srcGen}:${m.requestId}`);
-        const send = id === undefined ? undefined : this.sends.get(id);
-        if (id !== undefined && send)
-          this.router.send(send.node, record({ kind: Record.CANCEL, id }));
-        return;
-      }
+      case k.cancel:
+        return this.cancelled(m);
     }
     // What a local endpoint sent to a remote one: its registration says where it lives.
     const node = this.registered.get(`${m.dc}:${m.dst}`)?.node;
@@ -601,6 +605,27 @@ export class KernelCalls implements LocalNode {
       case k.notify:
         this.router.send(node, record({ ...call, kind: Record.NOTIFY, value: m.bits | 0 }));
         return;
+    }
+  }
+
+  /**
+   * A local caller gave up on a send or a sendrec in flight to another node: ask that node to
+   * withdraw it. A sendrec's answer is no longer awaited.
+   */
+  private cancelled(m: ProxyRecord): void {
+    const key = `${m.dc}:${m.src}:${m.srcGen}:${m.requestId}`;
+    const sendId = this.sendIds.get(key);
+    const send = sendId === undefined ? undefined : this.sends.get(sendId);
+    if (sendId !== undefined && send) {
+      this.router.send(send.node, record({ kind: Record.CANCEL, id: sendId }));
+      return;
+    }
+    for (const [id, call] of this.outgoing) {
+      if (call.dc !== m.dc || call.caller !== m.src || call.callerGen !== m.srcGen) continue;
+      if (call.requestId !== m.requestId) continue;
+      this.outgoing.delete(id);
+      this.router.send(call.node, record({ kind: Record.CANCEL, id }));
+      return;
     }
   }
 
