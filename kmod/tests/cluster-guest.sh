@@ -97,10 +97,6 @@ else
   export DVK_GUESTS_PEERS=$peers DVK_GUESTS_AGENT=$sock
   # The user backend binds through the agent; unset, the tests bind through dvk.ko.
   [ "$backend" = user ] && export DVK_GUESTS_SOCKET=$sock
-  node --input-type=module -e '
-    const { skipped } = await import("./ava.guests.config.mjs");
-    for (const s of skipped) console.log(`# SKIP (guests mode) ${s.file}: ${s.title} (${s.reason})`);
-  '
   ava="node node_modules/ava/entrypoints/cli.mjs --config ava.guests.config.mjs --tap --serial"
   log "the conformance suite, peers in guest B"
   $ava 'dist/test/conformance/**' || status=1

@@ -34,6 +34,14 @@ export const dcSchema = z.strictObject({
     .max(63)
     .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
   slots: z.number().int().min(1).max(65_536).default(1024),
+  /** This DC's queue bounds, if not the node's (limits.queueLength, limits.queueBytes). */
+  queueLength: z.number().int().min(1).max(1_000_000).optional(),
+  queueBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .optional(),
   allow: z
     .strictObject({ uids: z.array(u32).optional(), gids: z.array(u32).optional() })
     .optional(),

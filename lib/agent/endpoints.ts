@@ -48,6 +48,9 @@ export interface DcConfig {
   slots: number;
   /** If set, only processes whose uid or gid is listed may bind in this DC (root always may). */
   allow?: { uids?: number[]; gids?: number[] } | undefined;
+  /** This DC's queue bounds, if not the node's. */
+  queueLength?: number | undefined;
+  queueBytes?: number | undefined;
 }
 
 /** Who is on the other end of a session, from SO_PEERCRED. */
@@ -653,10 +656,9 @@ export class EndpointTable {
 
   private hasRoom(b: Binding, entry: Entry): boolean {
     if (b.queue.length === 0) return true;
-    return (
-      b.queue.length < this.limits.queueLength &&
-      b.queuedBytes + entry.message.payload.length <= this.limits.queueBytes
-    );
+    const length = b.dc.config.queueLength ?? this.limits.queueLength;
+    const bytes = b.dc.config.queueBytes ?? this.limits.queueBytes;
+    return b.queue.length < length && b.queuedBytes + entry.message.payload.length <= bytes;
   }
 
   private enqueue(b: Binding, entry: Entry): void {

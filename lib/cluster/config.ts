@@ -60,6 +60,14 @@ const dcSchema = z.strictObject({
    * range covers may be bound on any node of the DC.
    */
   placement: z.record(name, z.array(range)).default({}),
+  /** This DC's queue bounds, if not the cluster's limits. */
+  queueLength: z.number().int().min(1).max(1_000_000).optional(),
+  queueBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .optional(),
 });
 
 const linkSchema = z
@@ -229,7 +237,13 @@ export function nodeAgentInput(cluster: ClusterConfig, nodeName: string): Record
   }
   const dcs = cluster.dcs
     .filter((d) => d.nodes.includes(nodeName))
-    .map((d) => ({ id: d.id, name: d.name, slots: d.slots }));
+    .map((d) => ({
+      id: d.id,
+      name: d.name,
+      slots: d.slots,
+      ...(d.queueLength ? { queueLength: d.queueLength } : {}),
+      ...(d.queueBytes ? { queueBytes: d.queueBytes } : {}),
+    }));
   if (!dcs.length) throw new ConfigError(`node ${nodeName} is in no DC of the cluster file`);
   return {
     node: { name: nodeName },

@@ -186,7 +186,15 @@ export class KernelCalls implements LocalNode {
 
   private createDc(dc: DcConfig, limits: Limits): void {
     try {
-      this.addon.dcCreate(this.fd, dc.id, dc.slots, dc.name, limits.queueLength, limits.queueBytes);
+      const length = dc.queueLength ?? limits.queueLength;
+      this.addon.dcCreate(
+        this.fd,
+        dc.id,
+        dc.slots,
+        dc.name,
+        length,
+        dc.queueBytes ?? limits.queueBytes,
+      );
     } catch (err) {
       // An earlier agent made it; processes may be bound in it.
       if ((err as { code?: string }).code !== 'EEXIST') throw err;

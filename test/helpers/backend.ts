@@ -359,15 +359,31 @@ export class GuestsTestNode extends TestNode {
     socketPath: string | undefined,
     /** host:port of the peer host in guest B. */
     readonly peerHost: string,
+    /** The DC standing in for DC, for a test that asked for its own queue length. */
+    private readonly queueDc?: { id: number; name: string },
   ) {
     super(socketPath, undefined, async () => {});
+  }
+
+  /** DC itself, or the DC with the queue length the test asked for. */
+  private dcOf(dc: number | string): number | string {
+    if (!this.queueDc || (dc !== DC.name && dc !== DC.id)) return dc;
+    return typeof dc === 'number' ? this.queueDc.id : this.queueDc.name;
+  }
+
+  override bind(endpoint: number, dc: number | string = DC.name): Promise<Endpoint> {
+    return super.bind(endpoint, this.dcOf(dc));
   }
 
   override async peer(endpoint?: number, dc: number | string = DC.name): Promise<Peer> {
     const p = await Peer.start({ host: this.peerHost });
     this.peers.push(p);
-    if (endpoint !== undefined) await p.bind(this.socketPath, dc, endpoint);
+    if (endpoint !== undefined) await p.bind(this.socketPath, this.dcOf(dc), endpoint);
     return p;
+  }
+
+  override endpointStatus(endpoint: number, dc: number = DC.id) {
+    return super.endpointStatus(endpoint, this.dcOf(dc) as number);
   }
 
   override async status(): Promise<NodeStatus> {
@@ -377,19 +393,30 @@ export class GuestsTestNode extends TestNode {
   }
 }
 
+/**
+ * DCs of the guests' cluster file (kmod/vm/cluster) with their own queue length: a test that
+ * asks for one binds there instead of in DC.
+ */
+export const GUEST_QUEUE_DCS: Record<number, { id: number; name: string }> = {
+  1: { id: 201, name: 'test-q1' },
+  2: { id: 202, name: 'test-q2' },
+  4: { id: 204, name: 'test-q4' },
+  8: { id: 208, name: 'test-q8' },
+};
+
 async function startGuestsNode(t: ExecutionContext, options: NodeOptions): Promise<TestNode> {
-  const set = Object.entries(options).filter(([, v]) => v !== undefined);
-  if (set.length) {
-    // ava.guests.config.mjs leaves these tests out (it finds `startNode(t, { ... })`).
+  const { queueLength, ...others } = options;
+  const queueDc = queueLength === undefined ? undefined : GUEST_QUEUE_DCS[queueLength];
+  const set = Object.entries(others).filter(([, v]) => v !== undefined);
+  if (set.length || (queueLength !== undefined && !queueDc)) {
     throw new Error(
-      `DVK_TEST_BACKEND=guests: startNode(t, { ${set.map(([k]) => k).join(', ')} }) configures ` +
-        "the node for one test, but the guests' agents run for the whole suite: " +
-        'ava.guests.config.mjs should have skipped this test',
+      `DVK_TEST_BACKEND=guests: startNode(t, ${JSON.stringify(options)}): the guests' agents ` +
+        'run for the whole suite; only the queue lengths of GUEST_QUEUE_DCS are there',
     );
   }
   const peerHost = process.env.DVK_GUESTS_PEERS;
   if (!peerHost) throw new Error('DVK_TEST_BACKEND=guests needs DVK_GUESTS_PEERS (host:port)');
-  const node = new GuestsTestNode(process.env.DVK_GUESTS_SOCKET || undefined, peerHost);
+  const node = new GuestsTestNode(process.env.DVK_GUESTS_SOCKET || undefined, peerHost, queueDc);
   // The nodes outlive the tests: wait until what the previous test bound is gone on both.
   let left: string[] = [];
   await node
