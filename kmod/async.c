@@ -127,7 +127,8 @@ int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 		return found ? -EALREADY : -ENOENT;
 	}
 	dvk_async_uncharge(found);
-	dvk_undo(found, &garbage);
+	/* (A sendrec's request in flight to another node is withdrawn there, see abandon.) */
+	dvk_undo(found, &garbage, -ECANCELED);
 	list_del_init(&found->async_link);
 	ep->nr_async--;
 	spin_unlock(&dc->lock);

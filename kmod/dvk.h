@@ -102,7 +102,9 @@ struct dvk_kmsg {
 	u32 flags;			/* DVK_MSG_*, and DVK_KMSG_* in remote endpoints' queues */
 	u64 request_id;			/* a request's id; DVK_KMSG_VERDICT and the records: a send id */
 	u32 bits;
-	int status;			/* DVK_KMSG_FAIL, _SENT, _CANCEL: 0 or the negative errno */
+	int status;			/* DVK_KMSG_FAIL, _SENT, _CANCEL: 0 or the negative errno;
+					 * a request being drained whose caller gave up: the
+					 * errno of its withdrawal (see dvk_owe) */
 	u32 size;
 	u8 data[];
 };
@@ -112,7 +114,8 @@ struct dvk_kmsg {
  * a failed remote request on its way back to the caller's node, a plain send that waits for
  * its verdict (DVK_PROXY_VERDICTS; once drained, its header stays in the remote endpoint's
  * owed list until the verdict comes), the verdict on a send from another node, and the
- * withdrawal of a local send in flight.
+ * withdrawal of a local send, or of a local sendrec's request, in flight (the latter is the
+ * request's owed header, turned into this record when its caller gives up).
  */
 #define DVK_KMSG_FAIL		(1U << 31)	/* drained as DVK_PROXY_FAIL */
 #define DVK_KMSG_VERDICT	(1U << 30)	/* drained as DVK_PROXY_MESSAGE with a send id */
@@ -248,7 +251,7 @@ struct dvk_kmsg *dvk_receive_start(struct dvk_endpoint *ep, struct dvk_call *cal
 				   int wait_error);
 struct dvk_call *dvk_sendrec_start(struct dvk_endpoint *ep, const struct dvk_msg *request,
 				   u64 deadline, u64 *token);		/* takes the lock */
-void dvk_undo(struct dvk_call *call, struct list_head *garbage);
+void dvk_undo(struct dvk_call *call, struct list_head *garbage, int why);
 void dvk_untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage);
 void dvk_async_track(struct dvk_endpoint *ep, struct dvk_call *call);
 bool dvk_async_room(struct dvk_endpoint *ep, u32 bytes);

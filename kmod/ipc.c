@@ -637,6 +637,23 @@ static int deliver(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct dvk_msg *
 	return 0;
 }
 
+/*
+ * Turns @m, the owed header of a local caller's request drained to remote endpoint @r (or the
+ * request itself), into the DVK_PROXY_CANCEL record that asks the other node to withdraw that
+ * request, with @why, and queues it for the proxy (past the bounds, like a reply to a remote
+ * caller). It keeps the caller (src, src_gen) and the request id.
+ */
+static void post_withdrawal(struct dvk_endpoint *r, struct dvk_kmsg *m, int why)
+{
+	m->flags = DVK_KMSG_CANCEL;
+	m->status = why;
+	m->call = NULL;
+	m->type = 0;
+	m->bits = 0;
+	m->deadline = 0;
+	dvk_queue_add(r, m, false);
+}
+
 /* Posts the DVK_PROXY_CANCEL record of a drained send whose sender gave up. */
 static void post_cancel(struct dvk_call *call)
 {
@@ -673,8 +690,11 @@ void dvk_send_cancel(struct dvk_call *call, int status)
  * the server now owes a reply. The obligation needs the request's header, not its payload,
  * so a header-only copy is kept and requests not answered yet hold no payload memory. The
  * same for a send drained by a DVK_PROXY_VERDICTS proxy: @ep (the remote endpoint) owes its
- * verdict, and the header waits in its owed list for the DVK_PROXY_SENT that brings it. Takes
- * the DC lock.
+ * verdict, and the header waits in its owed list for the DVK_PROXY_SENT that brings it. A
+ * request its caller gave up while the proxy drained it (its status set, see
+ * withdraw_request) gets no header: the one allocated here becomes the DVK_PROXY_CANCEL
+ * record that asks the other node to withdraw it (or, without memory, the request itself
+ * does). Takes the DC lock.
  */
 void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 {
@@ -688,6 +708,21 @@ void dvk_owe(struct dvk_endpoint *ep, struct dvk_kmsg *m)
 		spin_unlock(&ep->dc->lock);
 		dvk_kmsg_free(owed);
 		dvk_kmsg_free(m);
+		return;
+	}
+	if ((m->flags & DVK_MSG_REQUEST) && !call && m->status) {
+		/* Its caller gave up while it was drained: the other node is to withdraw it. */
+		int why = m->status;
+
+		if (owed) {
+			owed->src = m->src;
+			owed->src_gen = m->src_gen;
+			owed->request_id = m->request_id;
+			swap(owed, m);
+		}
+		post_withdrawal(ep, m, why);
+		spin_unlock(&ep->dc->lock);
+		dvk_kmsg_free(owed);
 		return;
 	}
 	if (owed) {
@@ -835,7 +870,7 @@ int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
 		spin_lock(&dc->lock);
 		if (err && dvk_send_in_flight(&call)) {
 			/* A fatal signal: the send is abandoned, its verdict will be ignored. */
-			dvk_undo(&call, &garbage);
+			dvk_undo(&call, &garbage, err);
 			ret = err;
 			goto unlock;
 		}
@@ -848,7 +883,7 @@ int dvk_send(struct dvk_endpoint *ep, const struct dvk_send *args)
 		ret = call.result;
 	else
 		/* Timed out, interrupted or closed before it was queued or drained: withdrawn. */
-		dvk_undo(&call, &garbage);
+		dvk_undo(&call, &garbage, ret);
 unlock:
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free_list(&garbage);
@@ -920,7 +955,7 @@ static struct dvk_kmsg *receive_locked(struct dvk_endpoint *ep, const struct dvk
 	if (call.state == DVK_DONE) {
 		m = call.result ? ERR_PTR(call.result) : call.msg;
 	} else {
-		dvk_undo(&call, NULL);
+		dvk_undo(&call, NULL, 0);
 		m = ERR_PTR(ret);
 	}
 out:
@@ -984,13 +1019,39 @@ void dvk_call_free(struct dvk_call *call)
 }
 
 /*
- * The caller gives up on a sendrec: a request the server has not received is taken back and
- * never runs; a received one stays owed by the server, whose reply will be dropped. The same
- * for a send: held or queued, it is taken back; in flight (drained, or being drained, by a
- * DVK_PROXY_VERDICTS proxy) it is abandoned: nothing waits for its verdict any more. The call
- * leaves ep->calls; its reply, if one came, goes to @garbage. The caller frees the call.
+ * A sendrec whose request is in flight to another node, drained (RECEIVED, @m its owed header)
+ * or being drained (TAKING, @m the request) by a DVK_PROXY_VERDICTS proxy, is given up by its
+ * caller with @why (-ETIMEDOUT, -ECANCELED, -ESRCH): once, a DVK_PROXY_CANCEL record asks the
+ * other node to withdraw the request, if its server has not received it yet. Drained, the
+ * owed header becomes that record: no answer is awaited any more, so a late REPLY or FAIL
+ * finds nothing, and the record needs no memory of its own (dvk_owe() allocated the header at
+ * the drain, outside the lock). Being drained, the request keeps @why in its status for
+ * dvk_owe() to post the record once the drain is done; a drain that fails drops the request
+ * instead (untake_outbound in proxy.c): the other node never had it.
  */
-static void abandon(struct dvk_call *call, struct list_head *garbage)
+static void withdraw_request(struct dvk_call *call, struct dvk_kmsg *m, int why)
+{
+	if (!why)
+		why = -ECANCELED;
+	if (call->state == DVK_TAKING) {
+		m->status = why;
+		return;
+	}
+	list_del_init(&m->link);
+	post_withdrawal(call->peer, m, why);
+}
+
+/*
+ * The caller gives up on a sendrec: a request the server has not received is taken back and
+ * never runs; a received one stays owed by the server, whose reply will be dropped. A request
+ * in flight to another node through a DVK_PROXY_VERDICTS proxy is withdrawn there too: see
+ * withdraw_request, which gets @why (the errno the withdrawal carries; 0 where no sendrec
+ * can be in flight). The same for a send: held or queued, it is taken back; in flight
+ * (drained, or being drained, by a DVK_PROXY_VERDICTS proxy) it is abandoned: nothing waits
+ * for its verdict any more. The call leaves ep->calls; its reply, if one came, goes to
+ * @garbage. The caller frees the call.
+ */
+static void abandon(struct dvk_call *call, struct list_head *garbage, int why)
 {
 	struct dvk_kmsg *m = call->msg;
 
@@ -1011,6 +1072,8 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 		if (call->kind == DVK_SEND && call->state == DVK_RECEIVED) {
 			list_del_init(&m->link);
 			list_add(&m->link, garbage);
+		} else if (call->kind == DVK_SENDREC && dvk_wants_verdict(call->peer)) {
+			withdraw_request(call, m, why);
 		}
 		break;
 	case DVK_DONE:
@@ -1028,10 +1091,11 @@ static void abandon(struct dvk_call *call, struct list_head *garbage)
 
 /*
  * Undoes a call that has not finished, as a timeout does: a held (or queued) send is
- * withdrawn, a receive stops waiting, a sendrec is abandoned; so is a send in flight. What it
- * held goes to @garbage.
+ * withdrawn, a receive stops waiting, a sendrec is abandoned (a request in flight to another
+ * node is withdrawn there with @why, see abandon); so is a send in flight. What it held goes
+ * to @garbage.
  */
-void dvk_undo(struct dvk_call *call, struct list_head *garbage)
+void dvk_undo(struct dvk_call *call, struct list_head *garbage, int why)
 {
 	switch (call->kind) {
 	case DVK_RECEIVE:
@@ -1039,7 +1103,7 @@ void dvk_undo(struct dvk_call *call, struct list_head *garbage)
 		break;
 	case DVK_SEND:
 	case DVK_SENDREC:
-		abandon(call, garbage);
+		abandon(call, garbage, why);
 		break;
 	}
 }
@@ -1089,7 +1153,7 @@ void dvk_async_release(struct dvk_endpoint *ep, struct list_head *garbage,
 	list_for_each_entry_safe(call, next, &ep->async, async_link) {
 		dvk_async_uncharge(call);
 		if (call->state != DVK_DONE)
-			dvk_undo(call, garbage);
+			dvk_undo(call, garbage, -ESRCH);
 		else if (call->msg && call->kind == DVK_RECEIVE)
 			fail_waiter(ep, call->msg, -ESRCH, garbage);
 		else if (call->msg)
@@ -1121,7 +1185,7 @@ static void park(struct dvk_endpoint *ep, struct dvk_call *call, struct list_hea
 	if (ep->nr_parked >= DVK_PARKED_MAX) {
 		list_for_each_entry(c, &ep->calls, link) {
 			if (c->parked) {
-				abandon(c, garbage);
+				abandon(c, garbage, -ECANCELED);
 				list_add(&c->link, evicted);
 				break;
 			}
@@ -1253,13 +1317,16 @@ static bool keep_for_resume(struct dvk_endpoint *ep, struct dvk_call *call,
 	return true;
 }
 
-/* Ends a sendrec for good (the DC lock held on entry, dropped on return) and frees it. */
-static void end_sendrec_locked(struct dvk_endpoint *ep, struct dvk_call *call)
+/*
+ * Ends a sendrec for good (the DC lock held on entry, dropped on return) and frees it; one not
+ * finished is given up with @why (see abandon).
+ */
+static void end_sendrec_locked(struct dvk_endpoint *ep, struct dvk_call *call, int why)
 	__releases(&ep->dc->lock)
 {
 	LIST_HEAD(garbage);
 
-	abandon(call, &garbage);
+	abandon(call, &garbage, why);
 	spin_unlock(&ep->dc->lock);
 	dvk_kmsg_free_list(&garbage);
 	dvk_call_free(call);
@@ -1306,8 +1373,25 @@ done:
 	if ((args->flags & DVK_CALL_RESUME) && clear_resume(args, uargs))
 		ret = -EFAULT;
 	spin_lock(&ep->dc->lock);
-	end_sendrec_locked(ep, call);
+	end_sendrec_locked(ep, call, 0);	/* finished: nothing to withdraw */
 	return ret;
+}
+
+/*
+ * The errno that withdraws the request of a sendrec whose wait ended with @ret: its deadline
+ * passed, or its caller is gone (a fatal signal, or its process closed the file), or it gives
+ * up for another reason (its arguments could not be written to keep it for resumption).
+ */
+static int gave_up(int ret)
+{
+	switch (ret) {
+	case -ETIMEDOUT:
+		return -ETIMEDOUT;
+	case -ERESTARTSYS:
+	case -EBADF:
+		return -ESRCH;
+	}
+	return -ECANCELED;
 }
 
 int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
@@ -1356,8 +1440,11 @@ int dvk_sendrec(struct dvk_endpoint *ep, struct dvk_sendrec *args,
 		ret = -EFAULT;
 		spin_lock(&dc->lock);
 	}
-	/* Timed out, or interrupted before the server took the request: undo it. */
-	end_sendrec_locked(ep, call);
+	/*
+	 * Timed out, interrupted before the server took the request, killed, or its file closed:
+	 * undo it (a request in flight to another node is withdrawn there).
+	 */
+	end_sendrec_locked(ep, call, gave_up(ret));
 	if (resumed && clear_resume(args, uargs))
 		ret = -EFAULT;
 	return ret;
@@ -1597,7 +1684,7 @@ void dvk_unbind(struct dvk_endpoint *ep, int error)
 	dc->nr_bound--;
 	dvk_async_release(ep, &garbage, &async_calls);
 	list_for_each_entry_safe(call, next_call, &ep->calls, link) {
-		abandon(call, &garbage);
+		abandon(call, &garbage, -ESRCH);
 		list_add(&call->link, &calls);
 	}
 	list_for_each_entry_safe(m, next, &ep->held, link)

@@ -29,6 +29,16 @@
  * for a local send in flight) are dvk_kmsgs allocated beforehand, outside any spinlock (at
  * inject, at the send, at DVK_IOC_CANCEL), and queued at the remote endpoint under the DC lock,
  * which covers both ends: the remote endpoint and the local one share their DC.
+ *
+ * A local sendrec's request drained by such a proxy is in flight too: when its caller gives
+ * up (deadline, DVK_IOC_CANCEL, a fatal signal, close, eviction of a parked call), a
+ * DVK_PROXY_CANCEL record asks the other node to withdraw it (ipc.c, withdraw_request). That
+ * record is the request's owed header, allocated by dvk_owe() at the drain and no longer
+ * needed once no answer is awaited; if the caller gives up while the drain copies the request
+ * out, dvk_owe() posts it when the drain is done. Injected, a DVK_PROXY_CANCEL withdraws an
+ * injected send held for room, or an injected request held or queued (inject_cancel): under
+ * the DC lock, like a receive that would take it; once a receive has taken the request, it
+ * is the server's.
  */
 #include <linux/capability.h>
 #include <linux/slab.h>
@@ -729,7 +739,11 @@ static int inject_to_local(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
 		dvk_wake(dst, false);
 		return 0;
 	}
-	if (injected_held(dst) >= dc->queue_length)
+	/*
+	 * The agent holds the rest itself: enough here to keep a small queue's senders in
+	 * order with local ones, bounded per destination.
+	 */
+	if (injected_held(dst) >= max(dc->queue_length, DVK_INJECT_HELD_MIN))
 		return -EAGAIN;
 	list_add_tail(&m->link, &dst->held);
 	return 0;
@@ -772,10 +786,32 @@ static void inject_answer(struct dvk_endpoint *src, const struct dvk_proxy_msg *
 	/* No call waits (a duplicate, or the caller unbound or gave up): nothing to answer. */
 }
 
+/* Whether @m is the send @rec names: injected from its source with that send id. */
+static bool names_send(const struct dvk_kmsg *m, const struct dvk_proxy_msg *rec)
+{
+	return m->verdict && m->src == rec->src && m->src_gen == rec->src_gen &&
+	       m->verdict->request_id == rec->request_id;
+}
+
 /*
- * A remote sender withdraws its send from the local destination: if the message still waits
- * for room there, it goes, and its verdict carries @rec's status. Once queued, its SENT 0 is
- * on its way, and there is nothing to do; nor is there if the destination is gone.
+ * Whether @m is the request @rec names: injected from its source with that request id. A local
+ * caller's request always has its call while it waits in a queue, an injected one never.
+ */
+static bool names_request(const struct dvk_kmsg *m, const struct dvk_proxy_msg *rec)
+{
+	return (m->flags & DVK_MSG_REQUEST) && !m->call && m->src == rec->src &&
+	       m->src_gen == rec->src_gen && m->request_id == rec->request_id;
+}
+
+/*
+ * A remote caller withdraws its send or sendrec from the local destination. A send that still
+ * waits for room there goes, and its verdict carries @rec's status; once queued, its SENT 0 is
+ * on its way, and there is nothing to do. A request the server has not received (held for
+ * room, or queued) goes, with no answer: its caller's node awaits none; once received, it
+ * stays owed, and the answer goes back as usual (that node drops it). Nor is there anything to
+ * do if the destination is gone. Send ids and request ids of one remote incarnation come from
+ * one counter on its node, so the id names one of them; each kind is matched as such (a send
+ * by the id its verdict carries, a request by its request id).
  */
 static void inject_cancel(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
 			  struct list_head *garbage)
@@ -786,10 +822,22 @@ static void inject_cancel(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
 	if (!dst || dst->remote_of)
 		return;
 	list_for_each_entry(m, &dst->held, link) {
-		if (m->verdict && m->src == rec->src && m->src_gen == rec->src_gen &&
-		    m->verdict->request_id == rec->request_id) {
+		if (names_send(m, rec)) {
 			dvk_post_verdict(dst, m, rec->status);
 			dvk_unhold(dst, m);
+			list_add(&m->link, garbage);
+			return;
+		}
+		if (names_request(m, rec)) {
+			dvk_unhold(dst, m);
+			list_add(&m->link, garbage);
+			return;
+		}
+	}
+	list_for_each_entry(m, &dst->queue, link) {
+		if (names_request(m, rec)) {
+			dvk_queue_del(dst, m);
+			dvk_pump(dst);
 			list_add(&m->link, garbage);
 			return;
 		}

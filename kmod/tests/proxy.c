@@ -21,10 +21,13 @@
 #include "harness.h"
 
 #include <grp.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 /* The loaded module's limits, read by the runner before it forks the cases. */
@@ -1797,6 +1800,9 @@ static void t_sendrec_late_reply(void)
 	r = DRAIN_REQUEST(px, dc, 1, gc, 3, 8, 3);
 	EXPECT_BYTE(done[0], 'D');
 	CHECK_EQ(ep_get(dc, 1, "calls"), 0);
+	/* Without DVK_PROXY_VERDICTS no withdrawal is asked: the answer stays owed. */
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	EXPECT_NO_DRAIN(px);
 	inject_reply(px, dc, 1, gc, r.h.request_id, 4, 8, 4);
 	inject_fail(px, dc, 1, gc, r.h.request_id, -ESRCH);
 	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
@@ -2727,7 +2733,8 @@ static void t_inject_args(void)
  */
 static void t_inject_full_queue(void)
 {
-	uint32_t dc = dc_new(8), gl = 0, total = 2 * queue_length + 5, taken;
+	uint32_t hold = queue_length > DVK_INJECT_HELD_MIN ? queue_length : DVK_INJECT_HELD_MIN;
+	uint32_t dc = dc_new(8), gl = 0, total = queue_length + hold + 5, taken;
 	int px = px_open(), l = ep_open(dc, 0, &gl);
 	struct px_batch b = { 0 };
 	struct dvk_proxy_batch res;
@@ -2739,13 +2746,13 @@ static void t_inject_full_queue(void)
 	for (uint32_t i = 0; i < total; i++)
 		add_msg(&b, dc, 0, gl, (int32_t)i, 8, i);
 	CHECK_RC(px_inject(px, b.buf, (uint32_t)b.len, &res), 0);
-	CHECK_EQ(res.count, 2 * queue_length);
-	CHECK_EQ(res.size, 2 * queue_length * REC(8));
+	CHECK_EQ(res.count, queue_length + hold);
+	CHECK_EQ(res.size, (queue_length + hold) * REC(8));
 	CHECK_EQ(res.error, -EAGAIN);
 	taken = res.count;
 	CHECK_EQ(ep_get(dc, 0, "queued"), queue_length);
-	CHECK_EQ(ep_get(dc, 0, "held"), queue_length);
-	CHECK_EQ(stat_now("messages"), messages + 2 * queue_length);
+	CHECK_EQ(ep_get(dc, 0, "held"), hold);
+	CHECK_EQ(stat_now("messages"), messages + queue_length + hold);
 	/* Still full: nothing more goes in. */
 	INJECT_STOPS(px, &b, res.size, 0, 0, -EAGAIN);
 	/* A notification does. */
@@ -4467,6 +4474,834 @@ static void t_verdict_einval(void)
 }
 
 /* ====================================================================================== */
+/* Withdrawals: with DVK_PROXY_VERDICTS, a sendrec given up in flight is withdrawn there  */
+/* ====================================================================================== */
+
+/* ---- the calling node: one CANCEL record for a drained sendrec its caller gives up ---- */
+
+/* Submits a sendrec of number n (type n, 8 bytes of pattern(n)) to (dst, gen); its token. */
+static uint64_t a_sendrec(int fd, uint32_t dst, uint32_t gen, unsigned n)
+{
+	unsigned char req[8];
+	struct dvk_submit s = {
+		.op = DVK_OP_SENDREC,
+		.msg = { .peer = dst, .peer_gen = gen, .type = (int32_t)n,
+			 .payload = (uintptr_t)req, .size = sizeof(req) },
+	};
+	int rc;
+
+	pattern(req, sizeof(req), n);
+	rc = dvk_ioctl(fd, DVK_IOC_SUBMIT, &s);
+	if (rc)
+		tap_fail("SUBMIT of sendrec %u: %s", n, errname(-rc));
+	return s.token;
+}
+
+/*
+ * Waits for one completion, of the SENDREC `token`, and returns its result; with 0, its reply
+ * must be from the remote endpoint with type `type` and 8 bytes of pattern(seed).
+ */
+#define REAP_SENDREC(fd, token, type, seed)                                               \
+	reap_sendrec_at(__FILE__, __LINE__, fd, token, type, seed)
+static int reap_sendrec_at(const char *file, int line, int fd, uint64_t token, int32_t type,
+			   unsigned seed)
+{
+	unsigned char buf[2 * sizeof(struct dvk_completion) + 64];
+	struct dvk_reap r = { .buffer = (uintptr_t)buf, .size = sizeof(buf) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct dvk_completion c;
+	char why[300];
+	int rc;
+
+	if (poll(&p, 1, LONG_MS) != 1) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "no completion");
+		return 1;
+	}
+	rc = dvk_ioctl(fd, DVK_IOC_REAP, &r);
+	if (rc || r.count != 1 || !cq_record_check(buf, r.size, 0, max_payload, why, sizeof(why))) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "reap: %s, %u records; %s", rcname(rc), r.count,
+			    rc ? "" : why);
+		return 1;
+	}
+	memcpy(&c, buf, sizeof(c));
+	if (c.op != DVK_OP_SENDREC || c.token != token ||
+	    (!c.result && (c.msg.peer != R_EP || c.msg.peer_gen != R_GEN || c.msg.type != type ||
+			   c.msg.size != 8 || !is_pattern(buf + sizeof(c), 8, seed)))) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "reaped token %llu op %u result %s, reply from %u/%u type %d size %u; "
+			    "want the sendrec %llu", (unsigned long long)c.token, c.op,
+			    rcname(c.result), c.msg.peer, c.msg.peer_gen, c.msg.type, c.msg.size,
+			    (unsigned long long)token);
+	}
+	return c.result;
+}
+
+/*
+ * A deadline after the drain: the sendrec ends with ETIMEDOUT, and its answer is no longer
+ * awaited: one CANCEL record (from the caller, with the request id, -ETIMEDOUT) takes the
+ * place of the answer owed. The REPLY and FAIL that come late are ignored.
+ */
+static void t_withdraw_deadline(void)
+{
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = verdicts_px_open(), done[2], hold[2];
+	struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 3, .len = 8,
+			       .seed = 3, .deadline_ms = 300, .want_rc = -ETIMEDOUT,
+			       .then_empty = true };
+	long long messages;
+	struct rec r;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(done);
+	pipe_new(hold);
+	ca.done_w = done[1];
+	ca.hold_r = hold[0];
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	r = DRAIN_REQUEST(px, dc, 1, gc, 3, 8, 3);
+	CHECKF(r.h.timeout_ns > 0 && r.h.timeout_ns <= 300000000ull, "timeout_ns %llu",
+	       (unsigned long long)r.h.timeout_ns);
+	EXPECT_BYTE(done[0], 'D');
+	CHECK_EQ(ep_get(dc, 1, "calls"), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	/* The record is the answer's header: no memory beyond what the drain had taken. */
+	messages = stat_now("messages");
+	DRAIN_CANCEL(px, dc, 1, gc, r.h.request_id, -ETIMEDOUT);
+	CHECK_EQ(stat_now("messages"), messages - 1);
+	EXPECT_NO_DRAIN(px);
+	inject_reply(px, dc, 1, gc, r.h.request_id, 4, 8, 4);
+	inject_fail(px, dc, 1, gc, r.h.request_id, -ESRCH);
+	CHECK_EQ(ep_get(dc, 1, "queued"), 0);
+	put_byte(hold[1], 'G');
+	CHECK_CHILD(pid);
+	recs_free(&r, 1);
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * DVK_IOC_CANCEL of a submitted sendrec: before the drain it is withdrawn here, with no
+ * record; drained, it is undone as well (0, no completion) and one CANCEL record with
+ * -ECANCELED follows; once its reply has come, CANCEL says EALREADY and nothing is drained.
+ */
+static void t_withdraw_submitted(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	uint64_t t1, t2, t3;
+	struct rec r;
+
+	remote_std(px, dc);
+	t1 = a_sendrec(l, R_EP, 0, 1);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	CHECK_RC(cancel_rc(l, t1), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+
+	t2 = a_sendrec(l, R_EP, R_GEN, 2);
+	r = DRAIN_REQUEST(px, dc, 0, gl, 2, 8, 2);
+	CHECK_EQ(r.h.timeout_ns, 0);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	EXPECT_NO_DRAIN(px);
+	CHECK_RC(cancel_rc(l, t2), 0);
+	CHECK_RC(cancel_rc(l, t2), -ENOENT);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_EQ(ep_get(dc, 0, "calls"), 0);
+	DRAIN_CANCEL(px, dc, 0, gl, r.h.request_id, -ECANCELED);
+	EXPECT_NO_DRAIN(px);
+	inject_reply(px, dc, 0, gl, r.h.request_id, 5, 8, 5);
+	inject_fail(px, dc, 0, gl, r.h.request_id, -EHOSTUNREACH);
+	EXPECT_NO_COMPLETION(l);
+	EXPECT_EMPTY(l);
+	recs_free(&r, 1);
+
+	t3 = a_sendrec(l, R_EP, 0, 3);
+	r = DRAIN_REQUEST(px, dc, 0, gl, 3, 8, 3);
+	inject_reply(px, dc, 0, gl, r.h.request_id, 6, 8, 6);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_RC(cancel_rc(l, t3), -EALREADY);
+	EXPECT_NO_DRAIN(px);
+	CHECK_RC(REAP_SENDREC(l, t3, 6, 6), 0);
+	EXPECT_NO_COMPLETION(l);
+	recs_free(&r, 1);
+}
+
+/* A helper whose thread waits in a sendrec until the helper closes the file: EBADF. */
+struct closing_arg {
+	int fd, go_r;
+	pid_t tid;
+	int rc;
+};
+
+static void *closing_sendrec(void *p)
+{
+	struct closing_arg *a = p;
+	uint64_t req, rep;
+	struct dvk_sendrec s;
+
+	a->tid = (pid_t)syscall(SYS_gettid);
+	pattern(&req, sizeof(req), 9);
+	sendrec_init(&s, R_EP, 0, 9, &req, sizeof(req), &rep, sizeof(rep), SOON);
+	a->rc = dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s);
+	return NULL;
+}
+
+static void closing_caller(void *p)
+{
+	struct closing_arg *a = p;
+	pthread_t th;
+
+	REQUIRE(pthread_create(&th, NULL, closing_sendrec, a) == 0);
+	EXPECT_BYTE(a->go_r, 'G');
+	WAIT_SLEEPING(a->tid);
+	dev_close(a->fd);
+	REQUIRE(pthread_join(th, NULL) == 0);
+	CHECK_RC(a->rc, -EBADF);
+}
+
+/*
+ * The caller goes while its request is in flight: killed in a blocking sendrec, its process
+ * closing the file under a blocking one (EBADF), or its file closed with a submitted one: one
+ * CANCEL record with -ESRCH each. A submitted one not drained yet goes with no record.
+ */
+static void t_withdraw_caller_gone(void)
+{
+	uint32_t dc = dc_new(8), gc = 0, gl = 0;
+	int px = verdicts_px_open(), go[2], l;
+	struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 1, .len = 8,
+			       .seed = 1 };
+	struct closing_arg cl = { 0 };
+	struct rec r;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	r = DRAIN_REQUEST(px, dc, 1, gc, 1, 8, 1);
+	WAIT_SLEEPING(pid);
+	EXPECT_NO_DRAIN(px);
+	kill_child(pid);
+	WAIT_UNBOUND(dc, 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	DRAIN_CANCEL(px, dc, 1, gc, r.h.request_id, -ESRCH);
+	EXPECT_NO_DRAIN(px);
+	inject_reply(px, dc, 1, gc, r.h.request_id, 2, 8, 2);
+	EXPECT_NO_DRAIN(px);
+	recs_free(&r, 1);
+
+	/* A thread of the caller waits; its process closes the file. */
+	pipe_new(go);
+	cl.fd = ep_open(dc, 2, &gc);
+	cl.go_r = go[0];
+	pid = SPAWN(closing_caller, &cl, cl.fd);
+	dev_close(cl.fd);
+	r = DRAIN_REQUEST(px, dc, 2, gc, 9, 8, 9);
+	put_byte(go[1], 'G');
+	CHECK_CHILD(pid);
+	WAIT_UNBOUND(dc, 2);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	DRAIN_CANCEL(px, dc, 2, gc, r.h.request_id, -ESRCH);
+	EXPECT_NO_DRAIN(px);
+	recs_free(&r, 1);
+
+	/* Submitted: one in flight, one not drained yet; then the file goes. */
+	l = ep_open(dc, 0, &gl);
+	a_sendrec(l, R_EP, 0, 3);
+	r = DRAIN_REQUEST(px, dc, 0, gl, 3, 8, 3);
+	a_sendrec(l, R_EP, 0, 4);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	dev_close(l);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	DRAIN_CANCEL(px, dc, 0, gl, r.h.request_id, -ESRCH);
+	EXPECT_NO_DRAIN(px);
+	recs_free(&r, 1);
+}
+
+/*
+ * A caller whose sendrecs are interrupted (no SA_RESTART) after the drain: each is kept. Each
+ * starts on an 'N', then the caller waits for a 'G' to exit.
+ */
+struct parker_arg {
+	int fd, out_w, go_r, sig_w, n;
+};
+
+static void parker(void *p)
+{
+	struct parker_arg *a = p;
+
+	sig_pipe_w = a->sig_w;
+	catch_signal(SIGUSR1, false);
+	for (int i = 0; i < a->n; i++) {
+		uint64_t req, rep;
+		struct dvk_sendrec s;
+
+		pattern(&req, sizeof(req), 100 + i);
+		sendrec_init(&s, R_EP, 0, 100 + i, &req, sizeof(req), &rep, sizeof(rep), SOON);
+		EXPECT_BYTE(a->go_r, 'N');
+		put_byte(a->out_w, 'C');
+		CHECK_RC(dvk_ioctl(a->fd, DVK_IOC_SENDREC, &s), -EINTR);
+		CHECK(s.flags & DVK_CALL_RESUME);
+		CHECK(s.call != 0);
+		put_byte(a->out_w, 'P');
+	}
+	EXPECT_BYTE(a->go_r, 'G');
+}
+
+/*
+ * A sendrec interrupted after the drain is kept for DVK_CALL_RESUME: not given up, no record.
+ * Beyond DVK_PARKED_MAX the oldest kept call is given up: its CANCEL record says -ECANCELED.
+ * The caller's process exits with the others kept: a CANCEL record with -ESRCH for each.
+ */
+static void t_withdraw_kept(void)
+{
+	enum { N = DVK_PARKED_MAX + 1 };
+	uint32_t dc = dc_new(8), gc = 0;
+	int px = verdicts_px_open(), out[2], go[2], sig[2];
+	struct parker_arg a = { .fd = ep_open(dc, 1, &gc), .n = N };
+	uint64_t ids[N];
+	struct rec r[N];
+	bool seen[N] = { false };
+	int n;
+	pid_t pid;
+
+	remote_std(px, dc);
+	pipe_new(out);
+	pipe_new(go);
+	pipe_new(sig);
+	a.out_w = out[1];
+	a.go_r = go[0];
+	a.sig_w = sig[1];
+	pid = SPAWN(parker, &a, a.fd);
+	dev_close(a.fd);
+	for (int i = 0; i < N; i++) {
+		put_byte(go[1], 'N');
+		EXPECT_BYTE(out[0], 'C');
+		r[0] = DRAIN_REQUEST(px, dc, 1, gc, 100 + i, 8, 100 + i);
+		ids[i] = r[0].h.request_id;
+		recs_free(r, 1);
+		WAIT_SLEEPING(pid);
+		CHECK(kill(pid, SIGUSR1) == 0);
+		EXPECT_BYTE(sig[0], 'S');
+		EXPECT_BYTE(out[0], 'P');
+		if (i < DVK_PARKED_MAX) {
+			EXPECT_NO_DRAIN(px);
+			CHECK_EQ(ep_get(dc, R_EP, "owed"), i + 1);
+		}
+	}
+	DRAIN_CANCEL(px, dc, 1, gc, ids[0], -ECANCELED);
+	EXPECT_NO_DRAIN(px);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), DVK_PARKED_MAX);
+	CHECK_EQ(ep_get(dc, 1, "calls"), DVK_PARKED_MAX);
+	put_byte(go[1], 'G');
+	CHECK_CHILD(pid);
+	WAIT_UNBOUND(dc, 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	n = DRAIN_N(px, r, DVK_PARKED_MAX);
+	for (int i = 0; i < n; i++) {
+		int k = 1;
+
+		while (k < N && ids[k] != r[i].h.request_id)
+			k++;
+		CHECK_REC(&r[i], DVK_PROXY_CANCEL, dc, R_EP, R_GEN, 1, gc, 0);
+		CHECK_EQ(r[i].h.status, -ESRCH);
+		CHECKF(k < N && !seen[k], "CANCEL of request id %llu",
+		       (unsigned long long)r[i].h.request_id);
+		if (k < N)
+			seen[k] = true;
+	}
+	recs_free(r, n);
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * Given up before the drain (its deadline, SIGKILL or CANCEL while queued, its deadline while
+ * held behind a full queue, its file closed): withdrawn here, nothing is ever drained for it.
+ */
+static void t_withdraw_undrained(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct call_arg ca = { .fd = ep_open(dc, 1, NULL), .dst = R_EP, .type = 1, .len = 8,
+			       .seed = 1, .deadline_ms = 100, .want_rc = -ETIMEDOUT,
+			       .then_empty = true };
+	struct call_arg cb = { .fd = ep_open(dc, 2, NULL), .dst = R_EP, .type = 2, .len = 8,
+			       .seed = 2 };
+	pid_t pid;
+
+	remote_std(px, dc);
+	pid = SPAWN(caller, &ca, ca.fd);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	pid = SPAWN(caller, &cb, cb.fd);
+	dev_close(cb.fd);
+	WAIT_EP(dc, R_EP, "queued", 1);
+	WAIT_SLEEPING(pid);
+	kill_child(pid);
+	WAIT_UNBOUND(dc, 2);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	CHECK_RC(cancel_rc(l, a_sendrec(l, R_EP, 0, 3)), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	/* Held behind a queue full of submitted sendrecs; then their file closes. */
+	for (uint32_t i = 0; i < queue_length; i++)
+		a_sendrec(l, R_EP, 0, 10 + i);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length);
+	pid = SPAWN(caller, &ca, ca.fd);
+	dev_close(ca.fd);
+	CHECK_CHILD(pid);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	dev_close(l);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+}
+
+/*
+ * REMOTE_DEL (mode 0: ESRCH; 1: NODE_DOWN, EHOSTUNREACH) or closing the proxy (2:
+ * EHOSTUNREACH) ends the sendrecs in flight: no CANCEL record for them, and one posted
+ * earlier for a caller that had given up goes with the remote endpoint. Nothing is left.
+ */
+static void withdraw_teardown(int mode)
+{
+	int want = mode ? -EHOSTUNREACH : -ESRCH;
+	uint32_t dc = dc_new(8), g1 = 0, g2 = 0, gl = 0;
+	struct call_arg c1 = { .dst = R_EP, .type = 1, .len = 8, .seed = 1, .want_rc = want,
+			       .then_empty = true };
+	struct call_arg c2 = { .dst = R_EP, .type = 2, .len = 8, .seed = 2, .deadline_ms = 400,
+			       .want_rc = -ETIMEDOUT, .then_empty = true };
+	struct dvk_stats before;
+	struct rec r1, r2, r3;
+	int px, l, done[2];
+	pid_t p1, p2;
+	uint64_t t3;
+
+	CHECK_RC(stats_read(&before), 0);
+	px = verdicts_px_open();
+	remote_std(px, dc);
+	l = ep_open(dc, 0, &gl);
+	c1.fd = ep_open(dc, 1, &g1);
+	p1 = SPAWN(caller, &c1, c1.fd);
+	dev_close(c1.fd);
+	r1 = DRAIN_REQUEST(px, dc, 1, g1, 1, 8, 1);
+	t3 = a_sendrec(l, R_EP, 0, 3);
+	r3 = DRAIN_REQUEST(px, dc, 0, gl, 3, 8, 3);
+	pipe_new(done);
+	c2.fd = ep_open(dc, 2, &g2);
+	c2.done_w = done[1];
+	p2 = SPAWN(caller, &c2, c2.fd);
+	dev_close(c2.fd);
+	r2 = DRAIN_REQUEST(px, dc, 2, g2, 2, 8, 2);
+	/* The second caller gives up: its CANCEL waits to be drained. */
+	EXPECT_BYTE(done[0], 'D');
+	CHECK_CHILD(p2);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 2);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	if (mode == 2)
+		dev_close(px);
+	else
+		CHECK_RC(remote_del(px, dc, R_EP, R_GEN, mode ? DVK_REMOTE_NODE_DOWN : 0), 0);
+	CHECK_CHILD(p1);
+	CHECK_RC(REAP_SENDREC(l, t3, 0, 0), want);
+	dev_close(l);
+	if (mode != 2) {
+		struct dvk_proxy_msg h = rec_hdr(DVK_PROXY_FAIL, dc, 1, g1, R_EP, R_GEN);
+
+		EXPECT_NO_DRAIN(px);
+		/* The answer that comes too late is refused with the record's source. */
+		h.request_id = r1.h.request_id;
+		h.status = -EIO;
+		CHECK_RC(INJECT_HDR(px, h), -EADDRNOTAVAIL);
+		dev_close(px);
+	}
+	recs_free(&r1, 1);
+	recs_free(&r2, 1);
+	recs_free(&r3, 1);
+	CHECK_COUNTERS_BACK(&before);
+}
+
+static void t_withdraw_del(void)
+{
+	withdraw_teardown(0);
+}
+
+static void t_withdraw_node_down(void)
+{
+	withdraw_teardown(1);
+}
+
+static void t_withdraw_close_proxy(void)
+{
+	withdraw_teardown(2);
+}
+
+/* ---- the calling node: a caller gives up while the drain is copying its request out ---- */
+
+/* A drain in a thread, into a buffer that userfaultfd stops it at. */
+struct stuck_drain {
+	pthread_t th;
+	int px, rc;
+	void *buf;
+	struct dvk_proxy_batch res;
+};
+
+static void *stuck_drain(void *p)
+{
+	struct stuck_drain *d = p;
+
+	d->rc = px_drain(d->px, d->buf, 4096, 0, SOON, &d->res);
+	return NULL;
+}
+
+/* A userfaultfd that kernel accesses wait on too (the test runs as root); or -errno. */
+static int uffd_open(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), e;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/*
+ * The caller dies while a drain is copying its request out (the drain stops on a page that
+ * userfaultfd holds back): once the drain is done, the CANCEL record with -ESRCH follows it.
+ * If the drain then fails (the page goes), the request is dropped: the other node never had
+ * it, and no record follows.
+ */
+static void t_withdraw_while_drained(void)
+{
+	uint32_t dc = dc_new(8);
+	int px = verdicts_px_open(), uffd = uffd_open();
+	static unsigned char zeros[4096] __attribute__((aligned(4096)));
+
+	if (uffd < 0) {
+		tap_fail("userfaultfd: %s", errname(-uffd));
+		return;
+	}
+	remote_std(px, dc);
+	for (int fail = 0; fail < 2; fail++) {
+		uint32_t gc = 0;
+		struct call_arg ca = { .fd = ep_open(dc, 1, &gc), .dst = R_EP, .type = 7, .len = 8,
+				       .seed = 7 };
+		unsigned char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+		struct pollfd pf = { .fd = uffd, .events = POLLIN };
+		struct stuck_drain d = { .px = px };
+		struct uffd_msg msg;
+		struct rec r = { 0 };
+		int n = 0;
+		pid_t pid;
+
+		REQUIRE(page != MAP_FAILED);
+		reg.range = (struct uffdio_range){ .start = (uintptr_t)page, .len = 4096 };
+		REQUIRE(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0);
+		pid = SPAWN(caller, &ca, ca.fd);
+		dev_close(ca.fd);
+		WAIT_EP(dc, R_EP, "queued", 1);
+		d.buf = page;
+		REQUIRE(pthread_create(&d.th, NULL, stuck_drain, &d) == 0);
+		/* The drain has taken the request and waits to write its record. */
+		CHECK(poll(&pf, 1, LONG_MS) == 1);
+		CHECK(read(uffd, &msg, sizeof(msg)) == sizeof(msg));
+		CHECK_EQ(msg.event, UFFD_EVENT_PAGEFAULT);
+		CHECK_EQ(msg.arg.pagefault.address & ~4095ull, (uintptr_t)page);
+		CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+		kill_child(pid);
+		WAIT_UNBOUND(dc, 1);
+		if (!fail) {
+			struct uffdio_copy c = { .dst = (uintptr_t)page, .src = (uintptr_t)zeros,
+						 .len = 4096 };
+
+			CHECK(ioctl(uffd, UFFDIO_COPY, &c) == 0);
+		} else {
+			struct uffdio_range w = { .start = (uintptr_t)page, .len = 4096 };
+
+			CHECK(munmap(page, 4096) == 0);
+			CHECK(ioctl(uffd, UFFDIO_WAKE, &w) == 0);
+		}
+		REQUIRE(pthread_join(d.th, NULL) == 0);
+		if (!fail) {
+			CHECK_RC(d.rc, 0);
+			PARSE(page, &d.res, &r, &n, 1);
+			CHECK_EQ(n, 1);
+			CHECK_REC(&r, DVK_PROXY_REQUEST, dc, R_EP, R_GEN, 1, gc, 7);
+			CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+			DRAIN_CANCEL(px, dc, 1, gc, r.h.request_id, -ESRCH);
+			recs_free(&r, n > 0 ? 1 : 0);
+			CHECK(munmap(page, 4096) == 0);
+		} else {
+			CHECK_RC(d.rc, -EFAULT);
+			CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+		}
+		CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+		EXPECT_NO_DRAIN(px);
+	}
+	close(uffd);
+}
+
+/* ---- the serving node: an injected CANCEL withdraws a request not received yet ---- */
+
+/* Appends a REQUEST from the remote endpoint to (dst, dst_gen): id, type, 8 bytes of pattern. */
+static void add_request(struct px_batch *b, uint32_t dc, uint32_t dst, uint32_t dst_gen,
+			uint64_t id, int32_t type)
+{
+	add_answer(b, DVK_PROXY_REQUEST, dc, dst, dst_gen, R_EP, R_GEN, id, type, 8, type, 0);
+}
+
+/* Receives the request `id` (type, 8 bytes of pattern(type)) from the remote endpoint. */
+#define EXPECT_REQUEST(fd, id, type) expect_request_at(__FILE__, __LINE__, fd, id, type)
+static void expect_request_at(const char *file, int line, int fd, uint64_t id, int32_t type)
+{
+	struct dvk_msg m = { 0 };
+
+	expect_msg_at(file, line, fd, R_EP, R_GEN, DVK_MSG_REQUEST, type, 8, type, &m);
+	if (m.request_id != id) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "received request %llu; want %llu",
+			    (unsigned long long)m.request_id, (unsigned long long)id);
+	}
+}
+
+/* Drains one REPLY to the remote caller for request `id` from local (nr, gen). */
+static void drain_reply(int px, uint32_t dc, uint32_t nr, uint32_t gen, uint64_t id,
+			int32_t type)
+{
+	struct rec r;
+
+	if (DRAIN_N(px, &r, 1) != 1)
+		return;
+	CHECK_REC(&r, DVK_PROXY_REPLY, dc, R_EP, R_GEN, nr, gen, type);
+	CHECK_EQ(r.h.request_id, id);
+	recs_free(&r, 1);
+}
+
+/*
+ * A request injected and still queued at its server: the caller's CANCEL withdraws it. The
+ * server never receives it, owes nothing, and nothing is drained for it, also when the server
+ * goes later (the request after it gets its FAIL). The rest of the queue keeps its order.
+ */
+static void t_withdraw_inject_queued(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	long long messages = stat_now("messages");
+	struct px_batch b = { 0 };
+	struct dvk_msg m;
+	struct rec r;
+	uint64_t v = 0;
+
+	remote_std(px, dc);
+	add_msg(&b, dc, 0, gl, 1, 8, 1);
+	add_request(&b, dc, 0, gl, 901, 2);
+	add_request(&b, dc, 0, 0, 902, 3);
+	add_msg(&b, dc, 0, gl, 4, 8, 4);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "queued"), 4);
+	INJECT_CANCEL(px, dc, 0, gl, 901, -ESRCH);
+	CHECK_EQ(ep_get(dc, 0, "queued"), 3);
+	CHECK_EQ(stat_now("messages"), messages + 3);
+	/* Once more, and with the current generation: there is nothing left to withdraw. */
+	INJECT_CANCEL(px, dc, 0, 0, 901, -ECANCELED);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 1, 8, 1);
+	EXPECT_REQUEST(l, 902, 3);
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 4, 8, 4);
+	EXPECT_EMPTY(l);
+	CHECK_EQ(ep_get(dc, 0, "owed"), 1);
+	CHECK_EQ(ep_get(dc, 0, "received"), 3);
+	m = (struct dvk_msg){ .peer = R_EP, .peer_gen = R_GEN, .request_id = 902 };
+	CHECK_RC(mreply(l, &m, 30, &v, 8), 0);
+	drain_reply(px, dc, 0, gl, 902, 30);
+	EXPECT_NO_DRAIN(px);
+	/* Withdrawn (dst_gen 0: the current), then its server goes: a FAIL for the other only. */
+	px_batch_reset(&b);
+	add_request(&b, dc, 0, gl, 903, 5);
+	add_request(&b, dc, 0, gl, 904, 6);
+	INJECT_ALL(px, &b);
+	INJECT_CANCEL(px, dc, 0, 0, 903, -ETIMEDOUT);
+	CHECK_EQ(ep_get(dc, 0, "queued"), 1);
+	dev_close(l);
+	if (DRAIN_N(px, &r, 1) == 1) {
+		CHECK_REC(&r, DVK_PROXY_FAIL, dc, R_EP, R_GEN, 0, gl, 0);
+		CHECK_EQ(r.h.request_id, 904);
+		CHECK_EQ(r.h.status, -ESRCH);
+		recs_free(&r, 1);
+	}
+	EXPECT_NO_DRAIN(px);
+	CHECK_EQ(stat_now("messages"), messages);
+	px_batch_free(&b);
+}
+
+/*
+ * Requests held behind a full queue: a CANCEL withdraws one from the middle, or the head
+ * (nothing else goes in: the queue is still full); the others, and a send with a send id held
+ * among them, go in as room comes.
+ */
+static void t_withdraw_inject_held(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct px_batch b = { 0 };
+	struct dvk_msg m;
+	uint64_t v = 0;
+
+	remote_std(px, dc);
+	fill_local(px, dc, 0, gl, 0, queue_length);
+	add_request(&b, dc, 0, gl, 911, 11);
+	add_request(&b, dc, 0, gl, 912, 12);
+	add_vmsg(&b, dc, 0, gl, 913, 5000);
+	add_request(&b, dc, 0, gl, 914, 14);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 0, "held"), 4);
+	INJECT_CANCEL(px, dc, 0, gl, 912, -ECANCELED);
+	CHECK_EQ(ep_get(dc, 0, "held"), 3);
+	INJECT_CANCEL(px, dc, 0, gl, 911, -ESRCH);
+	CHECK_EQ(ep_get(dc, 0, "held"), 2);
+	CHECK_EQ(ep_get(dc, 0, "queued"), queue_length);
+	EXPECT_NO_DRAIN(px);
+	/* Room for one: the send goes in (its SENT 0), then the last request. */
+	expect_numbers(l, 0, 1);
+	DRAIN_SENT(px, dc, 0, gl, 913, 0);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	expect_numbers(l, 1, queue_length - 1);
+	CHECK_EQ(ep_get(dc, 0, "held"), 0);
+	CHECK_RC(mrecv(l, DVK_ANY, 0, &v, sizeof(v), 0, SOON, &m), 0);
+	CHECK_EQ(v, 5000);
+	EXPECT_REQUEST(l, 914, 14);
+	EXPECT_EMPTY(l);
+	CHECK_EQ(ep_get(dc, 0, "owed"), 1);
+	m = (struct dvk_msg){ .peer = R_EP, .peer_gen = R_GEN, .request_id = 914 };
+	CHECK_RC(mreply(l, &m, 40, &v, 8), 0);
+	drain_reply(px, dc, 0, gl, 914, 40);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/*
+ * A request the server has received (by a receive, or handed to a submitted receive that is
+ * not reaped yet) is its server's: the CANCEL does nothing, and the reply is drained as usual.
+ */
+static void t_withdraw_inject_received(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct px_batch b = { 0 };
+	struct dvk_submit s = { .op = DVK_OP_RECEIVE, .from = DVK_ANY };
+	unsigned char buf[sizeof(struct dvk_completion) + 64];
+	struct dvk_reap rp = { .buffer = (uintptr_t)buf, .size = sizeof(buf) };
+	struct dvk_completion c;
+	struct pollfd pf = { .fd = l, .events = POLLIN };
+	struct dvk_msg m;
+	uint64_t v = 0;
+	uint32_t gk = 0;
+	int k = ep_open(dc, 1, &gk);
+
+	remote_std(px, dc);
+	add_request(&b, dc, 0, gl, 920, 20);
+	INJECT_ALL(px, &b);
+	EXPECT_REQUEST(l, 920, 20);
+	CHECK_EQ(ep_get(dc, 0, "owed"), 1);
+	INJECT_CANCEL(px, dc, 0, gl, 920, -ESRCH);
+	CHECK_EQ(ep_get(dc, 0, "owed"), 1);
+	EXPECT_NO_DRAIN(px);
+	m = (struct dvk_msg){ .peer = R_EP, .peer_gen = R_GEN, .request_id = 920 };
+	CHECK_RC(mreply(l, &m, 21, &v, 8), 0);
+	drain_reply(px, dc, 0, gl, 920, 21);
+	EXPECT_NO_DRAIN(px);
+	/* Handed to a submitted receive: received, though not reaped yet. */
+	CHECK_RC(dvk_ioctl(k, DVK_IOC_SUBMIT, &s), 0);
+	px_batch_reset(&b);
+	add_request(&b, dc, 1, 0, 921, 22);
+	INJECT_ALL(px, &b);
+	CHECK_EQ(ep_get(dc, 1, "queued"), 0);
+	INJECT_CANCEL(px, dc, 1, 0, 921, -ESRCH);
+	pf.fd = k;
+	CHECK(poll(&pf, 1, LONG_MS) == 1);
+	CHECK_RC(dvk_ioctl(k, DVK_IOC_REAP, &rp), 0);
+	memcpy(&c, buf, sizeof(c));
+	CHECK_EQ(c.result, 0);
+	CHECK_EQ(c.msg.flags, DVK_MSG_REQUEST);
+	CHECK_EQ(c.msg.request_id, 921);
+	CHECK_EQ(ep_get(dc, 1, "owed"), 1);
+	m = (struct dvk_msg){ .peer = R_EP, .peer_gen = R_GEN, .request_id = 921 };
+	CHECK_RC(mreply(k, &m, 23, &v, 8), 0);
+	drain_reply(px, dc, 1, gk, 921, 23);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/*
+ * A CANCEL names exactly one request or send: its source incarnation, its destination
+ * (dst_gen 0 or the current one) and its id. Sends and requests are told apart (a send by the
+ * id of its verdict, a request by its request id); a local caller's request cannot be named
+ * (the source must be a registered remote endpoint).
+ */
+static void t_withdraw_inject_match(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, gk = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), k = ep_open(dc, 1, &gk);
+	struct px_batch b = { 0 };
+	struct dvk_proxy_msg h;
+	uint64_t v = 0;
+	struct dvk_submit local = { .op = DVK_OP_SENDREC,
+				    .msg = { .peer = 0, .payload = (uintptr_t)&v, .size = 8 } };
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	fill_local(px, dc, 0, gl, 0, queue_length);
+	add_vmsg(&b, dc, 0, gl, 931, 7000);
+	add_request(&b, dc, 0, gl, 932, 32);
+	INJECT_ALL(px, &b);
+	/* Another source, destination or incarnation, or another id: nothing. */
+	h = cancel_hdr(dc, 0, gl, 932, -ECANCELED);
+	h.src = 6;
+	h.src_gen = 3;
+	CHECK_RC(INJECT_HDR(px, h), 0);
+	INJECT_CANCEL(px, dc, 1, gk, 932, -ECANCELED);
+	INJECT_CANCEL(px, dc, 0, gl + 1, 932, -ECANCELED);
+	INJECT_CANCEL(px, dc, 0, gl, 933, -ECANCELED);
+	INJECT_CANCEL(px, dc, 0, gl, 930, -ECANCELED);
+	CHECK_EQ(ep_get(dc, 0, "held"), 2);
+	EXPECT_NO_DRAIN(px);
+	/* The request's id withdraws the request alone (no verdict: it is not a send). */
+	INJECT_CANCEL(px, dc, 0, gl, 932, -ETIMEDOUT);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	EXPECT_NO_DRAIN(px);
+	/* The send's id, the send. */
+	INJECT_CANCEL(px, dc, 0, gl, 931, -ETIMEDOUT);
+	DRAIN_SENT(px, dc, 0, gl, 931, -ETIMEDOUT);
+	CHECK_EQ(ep_get(dc, 0, "held"), 0);
+	/* A local caller's request held at l: a CANCEL in its name is refused. */
+	CHECK_RC(dvk_ioctl(k, DVK_IOC_SUBMIT, &local), 0);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	h = cancel_hdr(dc, 0, gl, 1, -ECANCELED);
+	h.src = 1;
+	h.src_gen = gk;
+	CHECK_RC(INJECT_HDR(px, h), -EADDRNOTAVAIL);
+	CHECK_EQ(ep_get(dc, 0, "held"), 1);
+	expect_numbers(l, 0, queue_length);
+	CHECK_RC(mrecv(l, DVK_ANY, 0, &v, sizeof(v), DVK_CALL_NONBLOCK, 0, NULL), 0);
+	EXPECT_EMPTY(l);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/* ====================================================================================== */
 /* The runner                                                                              */
 /* ====================================================================================== */
 
@@ -4503,6 +5338,19 @@ static const struct test_case cases[] = {
 	T(t_verdict_deliver_cancel, "verdicts: CANCEL withdraws a held message; once queued, nothing"),
 	T(t_verdict_flag_off, "verdicts: without DVK_PROXY_VERDICTS sends complete when queued"),
 	T(t_verdict_einval, "verdicts: SENT, CANCEL and timeout_ns are checked (EINVAL)"),
+	T(t_withdraw_deadline, "withdraw: deadline in flight: one CANCEL -ETIMEDOUT; late answers ignored"),
+	T(t_withdraw_submitted, "withdraw: DVK_IOC_CANCEL of a sendrec in flight: CANCEL -ECANCELED"),
+	T(t_withdraw_caller_gone, "withdraw: a caller killed or closing its file: CANCEL -ESRCH"),
+	T(t_withdraw_kept, "withdraw: kept for RESUME: no CANCEL; evicted -ECANCELED, exit -ESRCH"),
+	T(t_withdraw_undrained, "withdraw: given up before the drain: withdrawn here, no record"),
+	T(t_withdraw_del, "withdraw: REMOTE_DEL ends sendrecs in flight with no CANCEL"),
+	T(t_withdraw_node_down, "withdraw: REMOTE_DEL with NODE_DOWN: no CANCEL"),
+	T(t_withdraw_close_proxy, "withdraw: closing the proxy: no CANCEL, nothing left"),
+	T(t_withdraw_while_drained, "withdraw: a caller dies while the drain copies its request out"),
+	T(t_withdraw_inject_queued, "withdraw: an injected CANCEL withdraws a queued request"),
+	T(t_withdraw_inject_held, "withdraw: an injected CANCEL withdraws requests held for room"),
+	T(t_withdraw_inject_received, "withdraw: a request received stays; its reply is drained"),
+	T(t_withdraw_inject_match, "withdraw: a CANCEL names one send or request of one source"),
 	T(t_proxy_calls_eperm, "proxy calls on a file that is not the proxy fail with EPERM"),
 	T(t_proxy_efault, "proxy calls with bad argument pointers fail with EFAULT"),
 	T(t_proxy_enotty, "near misses of the proxy commands fail with ENOTTY"),
@@ -4546,7 +5394,7 @@ static const struct test_case cases[] = {
 	T(t_inject_notify, "inject: NOTIFY records coalesce and come before messages"),
 	T(t_inject_errors, "inject: stops at the first bad record with count, size, error"),
 	T(t_inject_args, "inject: flags, reserved, deadline, out fields; unreadable records"),
-	T(t_inject_full_queue, "inject: a full queue holds queue_length injected, then EAGAIN"),
+	T(t_inject_full_queue, "inject: a full queue holds DVK_INJECT_HELD_MIN injected or more, then EAGAIN"),
 	T(t_inject_reply_after_del, "inject: replies to a removed remote caller are dropped"),
 	T(t_del_esrch, "REMOTE_DEL: every call waiting on the endpoint ends with ESRCH"),
 	T(t_del_node_down, "REMOTE_DEL with NODE_DOWN: waiting calls end with EHOSTUNREACH"),

@@ -19,9 +19,14 @@
  * it closes the proxy file, or is killed with it. Half the proxies ask for verdicts
  * (DVK_PROXY_VERDICTS): their holder answers every send it drains with a SENT verdict soon
  * (0 or an errno, at once or at its next proxy call), since such a send waits for nothing
- * else, and its injects carry send ids, SENT and CANCEL records too. Some workers run two
- * threads on the same files. Meanwhile the parent interrupts workers with a signal (with and
- * without SA_RESTART) and kills some with SIGKILL, starting new ones in their place.
+ * else, and its injects carry send ids, SENT and CANCEL records too: CANCELs of messages
+ * injected with a send id and of requests it injected (held, queued, received or gone), and
+ * of ids nothing has. The CANCEL records it drains (sends and sendrecs whose senders and
+ * callers gave up in flight) must carry an errno the header names; one for a request it
+ * drained makes it forget that request, mostly (an agent asks the other node to withdraw it,
+ * and answers it no more). Some workers run two threads on the same files. Meanwhile the
+ * parent interrupts workers with a signal (with and without SA_RESTART) and kills some with
+ * SIGKILL, starting new ones in their place.
  *
  * Nothing may hang: every call that can wait has a short deadline (a send in flight waits for
  * the verdict its proxy's holder owes, or for that proxy to go), and the parent fails the
@@ -60,6 +65,8 @@ struct shared {
 	_Atomic uint64_t drained, injected;	/* records */
 	_Atomic uint64_t drained_kind[16];	/* drained records by kind */
 	_Atomic uint64_t verdicts;		/* SENT verdicts injected for drained sends */
+	_Atomic uint64_t withdrawn_out;		/* drained CANCELs naming a request drained */
+	_Atomic uint64_t withdrawals_in;	/* CANCELs injected of a request injected */
 	_Atomic uint64_t reaped, reaped_ok, undone;	/* completions; of them 0; cancels that undid */
 	_Atomic uint64_t inject_stop[160];	/* injects by the error they stopped with */
 	_Atomic uint64_t err[160];		/* failures per errno */
@@ -179,6 +186,7 @@ struct request {
 #define TOKENS 32
 #define PENDING 64		/* drained sends waiting for the verdict this worker owes */
 #define SENT_IDS 16		/* send ids this worker injected, to CANCEL some */
+#define REQ_IDS 16		/* requests this worker injected, to CANCEL some */
 
 /* A submitted call's token, and the file it was submitted on. */
 struct token {
@@ -212,6 +220,8 @@ struct worker {
 	int npending;
 	struct dvk_proxy_msg sent_ids[SENT_IDS];	/* MESSAGEs injected with a send id */
 	int nsent_ids;
+	struct dvk_proxy_msg req_ids[REQ_IDS];	/* REQUESTs injected */
+	int nreq_ids;
 	int index, nthreads;
 	unsigned char *out;	/* max_payload + 64 bytes of data to send */
 	unsigned char *in;	/* max_payload bytes, then an inaccessible page */
@@ -921,6 +931,7 @@ static void op_attach(struct thread *t)
 			w.verdicts = a.flags & DVK_PROXY_VERDICTS;
 			w.npending = 0;
 			w.nsent_ids = 0;
+			w.nreq_ids = 0;
 			fd = -1;
 		}
 		pthread_mutex_unlock(&w.mu);
@@ -1139,6 +1150,32 @@ static void owe_verdict(struct thread *t, int px, const struct dvk_proxy_msg *h)
 	pthread_mutex_unlock(&w.mu);
 }
 
+/*
+ * A drained CANCEL: a local sender or caller gave up on a send or a sendrec in flight (its
+ * deadline: -ETIMEDOUT; DVK_IOC_CANCEL or given up otherwise: -ECANCELED; gone: -ESRCH). For
+ * a request this worker drained and keeps, the answer is no longer awaited: it is forgotten,
+ * mostly (or answered anyway, late, to be ignored).
+ */
+static void withdrawn(struct thread *t, const struct dvk_proxy_msg *h)
+{
+	if (h->status != -ETIMEDOUT && h->status != -ECANCELED && h->status != -ESRCH)
+		anomaly("a CANCEL record with status %s", rcname(h->status));
+	pthread_mutex_lock(&w.mu);
+	for (int i = 0; i < w.nkept; i++) {
+		const struct dvk_proxy_msg *k = &w.kept[i].h;
+
+		if (k->kind == DVK_PROXY_REQUEST && k->dc == h->dc && k->src == h->src &&
+		    k->src_gen == h->src_gen && k->dst == h->dst && k->dst_gen == h->dst_gen &&
+		    k->request_id == h->request_id) {
+			atomic_fetch_add(&sh->withdrawn_out, 1);
+			if (chance(&t->r, 80))
+				w.kept[i] = w.kept[--w.nkept];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w.mu);
+}
+
 static void op_drain(struct thread *t, int px)
 {
 	struct dvk_proxy_batch x = { 0 };
@@ -1197,6 +1234,8 @@ static void op_drain(struct thread *t, int px)
 				memcpy(&h, buf + off, sizeof(h));
 				if (h.kind == DVK_PROXY_MESSAGE && h.request_id)
 					owe_verdict(t, px, &h);
+				if (h.kind == DVK_PROXY_CANCEL)
+					withdrawn(t, &h);
 				atomic_fetch_add(&sh->drained_kind[h.kind & 15], 1);
 			}
 			off += len;
@@ -1251,8 +1290,14 @@ static void add_record(struct thread *t)
 		} else {
 			h.size = chance(&t->r, 90) ? rnd(&t->r, 65) : rnd(&t->r, max_payload + 2);
 		}
-		if (h.kind == DVK_PROXY_REQUEST)
-			h.request_id = rnd64(&t->r);
+		if (h.kind == DVK_PROXY_REQUEST) {
+			/* Remembered: a CANCEL may withdraw it later (held, queued, or too late). */
+			h.request_id = rnd64(&t->r) | 1;
+			pthread_mutex_lock(&w.mu);
+			w.req_ids[w.nreq_ids < REQ_IDS ? w.nreq_ids++ : (int)rnd(&t->r, REQ_IDS)] =
+				h;
+			pthread_mutex_unlock(&w.mu);
+		}
 		if (h.kind == DVK_PROXY_MESSAGE && verdicts && chance(&t->r, 40)) {
 			/* A send id: the message gets a SENT verdict once it is queued. */
 			h.request_id = rnd64(&t->r) | 1;
@@ -1262,12 +1307,19 @@ static void add_record(struct thread *t)
 			pthread_mutex_unlock(&w.mu);
 		}
 		if (h.kind == DVK_PROXY_CANCEL) {
-			/* Mostly of a message injected with a send id (held, queued or gone). */
+			/*
+			 * Mostly of a message injected with a send id, or of a request injected
+			 * (held, queued, received or gone).
+			 */
 			pthread_mutex_lock(&w.mu);
-			if (w.nsent_ids > 0 && chance(&t->r, 80))
+			if (w.nsent_ids > 0 && chance(&t->r, 45)) {
 				h = w.sent_ids[rnd(&t->r, w.nsent_ids)];
-			else
+			} else if (w.nreq_ids > 0 && chance(&t->r, 75)) {
+				h = w.req_ids[rnd(&t->r, w.nreq_ids)];
+				atomic_fetch_add(&sh->withdrawals_in, 1);
+			} else {
 				h.request_id = rnd64(&t->r) | 1;
+			}
 			pthread_mutex_unlock(&w.mu);
 			h.kind = DVK_PROXY_CANCEL;
 			h.type = 0;
@@ -1436,6 +1488,7 @@ static void op_proxy(struct thread *t)
 			w.nkept = 0;
 			w.npending = 0;
 			w.nsent_ids = 0;
+			w.nreq_ids = 0;
 		} else {
 			px = -1;
 		}
@@ -1941,6 +1994,9 @@ static void report(void)
 					(uint64_t)atomic_load(&sh->drained_kind[k]));
 	tap_diag("drained by kind: %s; verdicts given on drained sends %" PRIu64, line,
 		 (uint64_t)atomic_load(&sh->verdicts));
+	tap_diag("CANCELs drained for requests drained %" PRIu64 ", injected for requests "
+		 "injected %" PRIu64, (uint64_t)atomic_load(&sh->withdrawn_out),
+		 (uint64_t)atomic_load(&sh->withdrawals_in));
 	off = 0;
 	for (int e = 0; e < 160; e++)
 		if (atomic_load(&sh->inject_stop[e]) && off < sizeof(line))

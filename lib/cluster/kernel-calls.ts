@@ -16,10 +16,13 @@
  * again shortly; records for other destinations go on meanwhile. A held send keeps its
  * deadline and a NONBLOCK send is refused at once, as the module would do for a local sender.
  *
+ * A sendrec whose caller gives up is withdrawn from the other node too: the module drains a
+ * DVK_PROXY_CANCEL for it, and an arriving CANCEL is injected as one.
+ *
  * Differences from the user backend that remain (docs/cluster.md): a notify to an endpoint
  * on another node completes once it is in the module's queue for that endpoint (this node's
- * custody), a sendrec that gives up does not withdraw its request from the other node, and a
- * non-blocking send to another node fails with EAGAIN (it would have to wait for a verdict).
+ * custody), and a non-blocking send to another node fails with EAGAIN (it would have to wait
+ * for a verdict).
  */
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -468,9 +471,10 @@ export class KernelCalls implements LocalNode {
         });
       }
       case Record.CANCEL: {
-        // A call still waiting here for room is withdrawn. A send held in the module is
-        // withdrawn there (its SENT then says ECANCELED); a request in the module stays (it
-        // cannot be taken back), and its late answer is dropped by the caller's node.
+        // A call not in the module yet is withdrawn here. One in the module is withdrawn there
+        // if its destination has not received it: a send (its SENT then says ECANCELED) or a
+        // request (nothing more comes of it); a request received stays owed, and its late
+        // answer is dropped by the caller's node.
         if (this.cancelWaiting(node, r.id)) return;
         // In the module: a send under its call id, a request under the caller's request id.
         const withdraw = (key: string, dst: number, requestId: bigint) => {
@@ -828,8 +832,14 @@ export class KernelCalls implements LocalNode {
     this.scheduleFlush();
   }
 
-  /** A remote caller withdrew a call: if it still waits here for room, it ends now. */
+  /** A remote caller withdrew a call: if it is still here, not in the module, it ends now. */
   private cancelWaiting(node: number, id: bigint): boolean {
+    const queued = this.queue.findIndex((p) => p.call?.node === node && p.call.id === id);
+    if (queued >= 0) {
+      const [p] = this.queue.splice(queued, 1);
+      p?.refused?.('ECANCELED');
+      return true;
+    }
     for (const list of this.waitingRoom.values()) {
       const i = list.findIndex((p) => p.call?.node === node && p.call.id === id);
       if (i < 0) continue;

@@ -110,8 +110,8 @@
  *   next record does not fit, and dvk_proxy_batch.size gives the size needed. An inject takes
  *   records in order and stops at the first it cannot take: dvk_proxy_batch.count and .size
  *   say how many records and bytes it took, and .error why it stopped (0: it took them all).
- *   EAGAIN there means the destination already holds its DC's queue_length injected messages that wait
- *   for room: inject the rest later. EADDRNOTAVAIL means the source is not a registered remote
+ *   EAGAIN there means the destination already holds DVK_INJECT_HELD_MIN (or, if larger, its
+ *   DC's queue_length) injected messages that wait for room: inject the rest later. EADDRNOTAVAIL means the source is not a registered remote
  *   endpoint; ENOENT that the local destination is not bound (or not that generation). The
  *   padding after a payload is ignored on inject and zero on drain; count and error are only
  *   written, so one dvk_proxy_batch can be reused.
@@ -170,6 +170,32 @@
  *   wait in the remote sender's queue and are drained in order with what local endpoints sent
  *   it. timeout_ns must be zero in every injected record. Without DVK_PROXY_VERDICTS, SENT,
  *   CANCEL and a MESSAGE with a request_id are invalid records (EINVAL).
+ *   Sendrecs are withdrawn too. A local sendrec's request, once drained, is in flight to the
+ *   other node; when its caller gives up on it (its deadline passes; DVK_IOC_CANCEL of a
+ *   submitted one; a fatal signal; its process closes the file, EBADF; the file is released
+ *   with the call submitted or kept for DVK_CALL_RESUME; a kept call is given up beyond
+ *   DVK_PARKED_MAX), the call ends as it does for a local server, its answer is no longer
+ *   awaited (a REPLY or FAIL for it is ignored), and one DVK_PROXY_CANCEL record is drained:
+ *   from the caller (src, src_gen) to the remote endpoint (dst, dst_gen), with the sendrec's
+ *   request_id and status -ETIMEDOUT (the deadline), -ESRCH (the caller is gone: killed, file
+ *   closed or released) or -ECANCELED (DVK_IOC_CANCEL, or given up otherwise), so that the
+ *   proxy may ask the other node to withdraw the request. The record takes the place of what
+ *   the drain allocated for the awaited answer, so it is never lost while the remote endpoint
+ *   is registered. A call kept for DVK_CALL_RESUME is not given up until one of the above; a
+ *   request not drained yet is withdrawn here, with no record; and none is drained for calls
+ *   that end because the remote endpoint is unregistered or the proxy closes.
+ *   The other way round, an injected DVK_PROXY_CANCEL from the remote caller (src, src_gen)
+ *   to the local destination (dst; dst_gen 0: current) whose request_id is that of a REQUEST
+ *   injected from that caller withdraws the request if its server has not received it (it is
+ *   queued, or held for room): it is removed and never delivered, and nothing is drained for
+ *   it (no REPLY or FAIL is expected). Once a receive has taken it, the CANCEL does nothing:
+ *   the server owes the reply, which is drained as usual (the caller's node drops it). The
+ *   CANCEL's status is not used for a request. One CANCEL names at most one send or request:
+ *   the MESSAGE injected from (src, src_gen) with that send id, or the REQUEST injected from it
+ *   with that request id (each kind is matched on the id it was injected with). The two never
+ *   share an id, as the ids of one incarnation's sends and sendrecs come from one counter on
+ *   its node (an agent injecting for another kind of node must keep that rule); a CANCEL that
+ *   names neither does nothing.
  *
  * Errors (errno)
  *   ENOENT     no such DC, destination not bound, or not that generation.
@@ -214,6 +240,8 @@
 #define DVK_SLOTS_MAX		65536
 /* A receive filter or destination meaning "any endpoint". Never a valid endpoint number. */
 #define DVK_ANY			0xffffffffU
+/* Injected messages one destination holds for room, at least (see the proxy role). */
+#define DVK_INJECT_HELD_MIN	64
 /* Interrupted sendrecs kept per file for resumption. */
 #define DVK_PARKED_MAX		16
 /* Asynchronous calls a file may have submitted and not reaped. */
@@ -387,9 +415,9 @@ struct dvk_remote {
 #define DVK_PROXY_BOUND		7	/* dc/src/src_gen was bound when the proxy attached */
 #define DVK_PROXY_UNBOUND	8	/* local dc/src/src_gen unbound, or gave up its claim */
 #define DVK_PROXY_CLAIMED	9	/* verdict on the claim of dc/dst/dst_gen: status 0 or -errno */
-/* With DVK_PROXY_VERDICTS: the outcome of a send to another node, and its withdrawal. */
+/* With DVK_PROXY_VERDICTS: the outcome of a send to another node; withdrawing a send or request. */
 #define DVK_PROXY_SENT		10	/* send request_id from dst to src: status 0 or -errno */
-#define DVK_PROXY_CANCEL	11	/* sender src withdraws send request_id to dst: status */
+#define DVK_PROXY_CANCEL	11	/* caller src withdraws send or request request_id to dst */
 
 /*
  * One record of a proxy batch: the header, then size payload bytes, then padding to 8.
