@@ -250,9 +250,22 @@ export class KernelCalls implements LocalNode {
     for (const [k, call] of this.incoming) {
       if (call.node === node && k.startsWith(`${source}:`)) this.incoming.delete(k);
     }
-    // The module drops what it still held from that source, with no verdict to come.
+    // Its sends the module still holds for room are withdrawn, as a local sender's are when it
+    // unbinds (queued ones stay): CANCELs, while it is still registered. No verdict is awaited.
     for (const [k, send] of this.incomingSends) {
-      if (send.node === node && k.startsWith(`${source}:`)) this.forgetIncomingSend(k);
+      if (send.node !== node || !k.startsWith(`${source}:`)) continue;
+      this.forgetIncomingSend(k);
+      this.inject({
+        bytes: this.encode({
+          kind: this.kinds.cancel,
+          dc,
+          dst: send.dst,
+          src: endpoint,
+          srcGen: generation,
+          requestId: send.id,
+          status: -constants.errno.ESRCH,
+        }),
+      });
     }
     // After what it sent before it went: a reply or a message that came first is injected
     // first, while its source is still registered.
