@@ -123,6 +123,7 @@ export interface LinkStatus {
     delivered: number;
     duplicates: number;
     retransmitted: number;
+    /** Connections that authenticated (attempts that failed are not counted). */
     connections: number;
   };
 }

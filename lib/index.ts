@@ -11,8 +11,10 @@ export type {
   BackendKind,
   BoundEndpoint,
   CallControl,
+  ClusterStatus,
   DcStatus,
   EndpointStatus,
+  LinkStatus,
   NodeStatus,
 } from './backend.js';
 export { Endpoint } from './endpoint.js';

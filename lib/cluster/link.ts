@@ -73,7 +73,10 @@ export class Link extends EventEmitter {
   state: LinkState = 'connecting';
   /** The latest heartbeat round trip, in ms. */
   rtt: number | undefined;
-  /** Messages this side delivered, and ones dropped as already delivered (retransmissions). */
+  /**
+   * Messages sent and delivered, ones dropped as already delivered (duplicates) or sent again
+   * after a reconnection (retransmitted), and connections that authenticated.
+   */
   readonly counters = { sent: 0, delivered: 0, duplicates: 0, retransmitted: 0, connections: 0 };
 
   private outStream = randomStream();
@@ -162,7 +165,6 @@ export class Link extends EventEmitter {
 
   /** Runs one connection: its handshake, then, once authenticated, the link's traffic. */
   private use(socket: Socket, decoder: LinkDecoder, initial: LinkFrame[] = []): void {
-    this.counters.connections++;
     socket.setNoDelay(true);
     const hello = this.hello(randomBytes(NONCE_BYTES));
     let peerHello: Hello | undefined;
@@ -229,6 +231,7 @@ export class Link extends EventEmitter {
 
   /** An authenticated connection becomes the link's, replacing the one before. */
   private promote(socket: Socket): void {
+    this.counters.connections++;
     const old = this.socket;
     this.socket = socket;
     this.batch = [];

@@ -12,7 +12,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { stringify } from 'yaml';
-import { type DvkNode, type Endpoint, type NodeStatus, openNode } from '../../lib/index.js';
+import {
+  type ClusterStatus,
+  type DvkNode,
+  type Endpoint,
+  type LinkStatus,
+  type NodeStatus,
+  openNode,
+} from '../../lib/index.js';
+
+export type { LinkStatus };
+
 import { cliPath, DC } from './backend.js';
 import { CuttingProxy } from './cutting-proxy.js';
 import { Peer } from './peer.js';
@@ -23,31 +33,8 @@ export { DC };
 /** Fast verdicts for tests: a dead node is declared down after 1.5 s. */
 export const TEST_LINK = { heartbeatMs: 50, silenceMs: 400, nodeDownMs: 1_500 } as const;
 
-/** One of a node's links to another node, as its status shows it. */
-export interface LinkStatus {
-  node: number;
-  name: string;
-  address: string;
-  state: 'connecting' | 'up' | 'down';
-  /** The latest heartbeat round trip, in ms. */
-  rttMs: number | null;
-  unacked: number;
-  counters: {
-    sent: number;
-    delivered: number;
-    duplicates: number;
-    retransmitted: number;
-    connections: number;
-  };
-}
-
-/**
- * What `status()` shows on a cluster node (the `cluster` part is absent on a lone agent). Typed
- * here, with what the tests read of it, so they do not depend on lib's exact shape.
- */
-export type ClusterNodeStatus = NodeStatus & {
-  cluster?: { name: string; self: { id: number; name: string }; links: LinkStatus[] };
-};
+/** A cluster node's status: the `cluster` part is there (it is absent on a lone agent). */
+export type ClusterNodeStatus = NodeStatus & { cluster?: ClusterStatus };
 
 export interface ClusterOptions {
   /** How many nodes, n1 .. nN (default 3). */
