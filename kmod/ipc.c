@@ -589,13 +589,21 @@ bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
  */
 void dvk_untake(struct dvk_endpoint *ep, struct dvk_kmsg *m, struct list_head *garbage)
 {
+	struct dvk_endpoint *src;
+
 	ep->received--;
 	if (m->flags & DVK_MSG_NOTIFY) {
 		if (!dvk_post_note(ep, m, true))
 			list_add(&m->link, garbage);
 		return;
 	}
-	if ((m->flags & DVK_MSG_REQUEST) && !m->call) {
+	/*
+	 * A local request without its call: the caller gave up. A request injected from a remote
+	 * caller never has one; it stays while that caller is registered, or it would wait for a
+	 * reply that never comes.
+	 */
+	src = dvk_lookup(ep->dc, m->src, m->src_gen);
+	if ((m->flags & DVK_MSG_REQUEST) && !m->call && !(src && src->remote_of)) {
 		list_add(&m->link, garbage);
 		return;
 	}

@@ -2369,6 +2369,43 @@ static void t_inject_request(void)
 	px_batch_free(&b);
 }
 
+/*
+ * A receive that cannot copy an injected request out (a bad buffer: EFAULT) leaves it queued:
+ * its remote caller still gets the reply of the receive that can.
+ */
+static void t_inject_request_efault(void)
+{
+	uint32_t dc = dc_new(8), gs = 0;
+	int px = px_open(), s;
+	struct px_batch b = { 0 };
+	struct dvk_proxy_msg h;
+	struct dvk_msg m;
+	uint64_t n = 77, got = 0;
+	struct rec r;
+
+	remote_std(px, dc);
+	s = ep_open(dc, 0, &gs);
+	h = rec_hdr(DVK_PROXY_REQUEST, dc, 0, gs, R_EP, R_GEN);
+	h.request_id = 900;
+	h.size = sizeof(n);
+	px_batch_add(&b, &h, &n);
+	INJECT_ALL(px, &b);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, bad_page(), sizeof(got), DVK_CALL_NONBLOCK, 0, NULL),
+		 -EFAULT);
+	CHECK_EQ(ep_get(dc, 0, "queued"), 1);
+	CHECK_RC(mrecv(s, DVK_ANY, 0, &got, sizeof(got), DVK_CALL_NONBLOCK, 0, &m), 0);
+	CHECK_EQ(got, 77);
+	CHECK_EQ(m.request_id, 900);
+	CHECK_RC(mreply(s, &m, 5, NULL, 0), 0);
+	if (DRAIN_N(px, &r, 1) == 1) {
+		CHECK_REC(&r, DVK_PROXY_REPLY, dc, R_EP, R_GEN, 0, gs, 5);
+		CHECK_EQ(r.h.request_id, 900);
+		recs_free(&r, 1);
+	}
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
 /* A reply to a remote caller never waits, even when the remote endpoint's queue is full. */
 static void t_inject_reply_full_remote(void)
 {
@@ -5394,6 +5431,7 @@ static const struct test_case cases[] = {
 	T(t_inject_notify, "inject: NOTIFY records coalesce and come before messages"),
 	T(t_inject_errors, "inject: stops at the first bad record with count, size, error"),
 	T(t_inject_args, "inject: flags, reserved, deadline, out fields; unreadable records"),
+	T(t_inject_request_efault, "inject: a request a receive could not copy out stays queued"),
 	T(t_inject_full_queue, "inject: a full queue holds DVK_INJECT_HELD_MIN injected or more, then EAGAIN"),
 	T(t_inject_reply_after_del, "inject: replies to a removed remote caller are dropped"),
 	T(t_del_esrch, "REMOTE_DEL: every call waiting on the endpoint ends with ESRCH"),
