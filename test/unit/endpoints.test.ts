@@ -29,3 +29,29 @@ test('a process whose credentials are unknown cannot bind in a restricted DC', (
   t.is(err?.code, 'EPERM');
   t.is(tb.bind('open', 1, null).endpoint, 1);
 });
+
+test("a DC's own queue length bounds its queues; other DCs keep the node's", (t) => {
+  const tb = new EndpointTable(limits, [
+    { id: 1, name: 'open', slots: 8 },
+    { id: 3, name: 'tight', slots: 8, queueLength: 1 },
+  ]);
+  const outcomes = (dc: string) => {
+    const receiver = tb.bind(dc, 1, null);
+    const sender = tb.bind(dc, 2, null);
+    const results: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      tb.send(
+        sender,
+        receiver.endpoint,
+        0,
+        0,
+        Buffer.alloc(1),
+        { nonblock: true, deadline: 0n },
+        (err) => results.push(err ? err.code : 'queued'),
+      );
+    }
+    return results;
+  };
+  t.deepEqual(outcomes('tight'), ['queued', 'EAGAIN', 'EAGAIN']);
+  t.deepEqual(outcomes('open'), ['queued', 'queued', 'queued']);
+});
