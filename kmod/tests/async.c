@@ -494,41 +494,7 @@ static pid_t gettid_(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
-/*
- * Waits until thread `tid` of process `pid` sleeps (state S in its stat file; tid 0: the
- * process). Helpers announce a call just before they make it, so once they sleep they sleep
- * in that call.
- */
-#define WAIT_SLEEPING(pid, tid) wait_sleeping_at(__FILE__, __LINE__, pid, tid)
-static bool wait_sleeping_at(const char *file, int line, pid_t pid, pid_t tid)
-{
-	uint64_t end = in_ms(5000);
-	char path[96], buf[512], state = '?';
-
-	if (tid)
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	else
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	while (now_ns() < end) {
-		FILE *f = fopen(path, "re");
-		char *p;
-
-		if (!f)
-			break;
-		p = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		p = p ? strrchr(buf, ')') : NULL;
-		if (p && p[1] == ' ')
-			state = p[2];
-		if (state == 'S')
-			return true;
-		sleep_ms(1);
-	}
-	tap_failed = 1;
-	tap_diag_at(file, line, "process %d thread %d never slept (state %c)", (int)pid, (int)tid,
-		    state);
-	return false;
-}
+#define WAIT_SLEEPING(pid, tid) wait_state_at(__FILE__, __LINE__, pid, tid, 'S')
 
 /* ---- memory the kernel cannot touch ---- */
 

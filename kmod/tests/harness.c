@@ -510,3 +510,35 @@ int run_cases(const struct test_case *cases, int n, int argc, char **argv, const
 		printf("# %d of %d failed\n", failed, planned);
 	return failed ? 1 : 0;
 }
+
+/* ---- waiting for a helper to sleep in a call ---- */
+
+bool wait_state_at(const char *file, int line, pid_t pid, pid_t tid, char want)
+{
+	uint64_t end = in_ms(5000);
+	char path[96], buf[512], state = '?';
+
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	while (now_ns() < end) {
+		FILE *f = fopen(path, "re");
+		char *p;
+
+		if (!f)
+			break;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		p = p ? strrchr(buf, ')') : NULL;
+		if (p && p[1] == ' ')
+			state = p[2];
+		if (state == want)
+			return true;
+		sleep_ms(1);
+	}
+	tap_failed = 1;
+	tap_diag_at(file, line, "process %d thread %d never reached state %c (state %c)", (int)pid,
+		    (int)tid, want, state);
+	return false;
+}

@@ -95,6 +95,15 @@ int get_byte(int fd, int ms);
 
 #define EXPECT_BYTE(fd, c) CHECK_EQ(get_byte(fd, 3 * LONG_MS), c)
 
+/* ---- waiting for a helper to sleep in a call ---- */
+
+/*
+ * Waits until thread `tid` of process `pid` (tid 0: the process) is in state `want` in its
+ * stat file: 'S' sleeping interruptibly, 'D' killably. Helpers announce a call just before
+ * they make it, so once they sleep they sleep in that call.
+ */
+bool wait_state_at(const char *file, int line, pid_t pid, pid_t tid, char want);
+
 /* ---- signals for the interrupted-wait cases ---- */
 
 extern volatile sig_atomic_t sig_count;

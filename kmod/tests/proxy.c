@@ -352,39 +352,9 @@ static void inject_expect_at(const char *file, int line, int px, const struct px
 
 /* ---- pipes ---- */
 
-/*
- * Waits until process `pid` sleeps (state S in /proc/PID/stat). Helpers announce a call with
- * a byte just before they make it, so once they sleep they sleep in that call. A send in
- * flight to another node waits killably: WAIT_KILLABLE waits for state D instead.
- */
-#define WAIT_SLEEPING(pid) wait_sleeping_at(__FILE__, __LINE__, pid, 'S')
-#define WAIT_KILLABLE(pid) wait_sleeping_at(__FILE__, __LINE__, pid, 'D')
-static bool wait_sleeping_at(const char *file, int line, pid_t pid, char want)
-{
-	uint64_t end = in_ms(5000);
-	char path[64], buf[512], state = '?';
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	while (now_ns() < end) {
-		FILE *f = fopen(path, "re");
-		char *p;
-
-		if (!f)
-			break;
-		p = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		p = p ? strrchr(buf, ')') : NULL;
-		if (p && p[1] == ' ')
-			state = p[2];
-		if (state == want)
-			return true;
-		sleep_ms(1);
-	}
-	tap_failed = 1;
-	tap_diag_at(file, line, "process %d never slept (state %c, want %c)", (int)pid, state,
-		    want);
-	return false;
-}
+/* A send in flight to another node waits killably (state D), other calls interruptibly. */
+#define WAIT_SLEEPING(pid) wait_state_at(__FILE__, __LINE__, pid, 0, 'S')
+#define WAIT_KILLABLE(pid) wait_state_at(__FILE__, __LINE__, pid, 0, 'D')
 
 /* ---- counters ---- */
 

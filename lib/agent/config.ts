@@ -24,6 +24,15 @@ const socketMode = z
     message: 'must be a mode from 0600 to 0777 that keeps owner read and write',
   });
 
+/** Messages a queue holds before senders wait. */
+export const queueLengthSchema = z.number().int().min(1).max(1_000_000);
+/** Payload bytes a queue holds before senders wait. */
+export const queueBytesSchema = z
+  .number()
+  .int()
+  .min(1024)
+  .max(1024 * 1024 * 1024);
+
 export const dcSchema = z.strictObject({
   id: u32,
   // Clients check names by the same rule before binding (lib/node.ts); the limits are the
@@ -35,13 +44,8 @@ export const dcSchema = z.strictObject({
     .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
   slots: z.number().int().min(1).max(65_536).default(1024),
   /** This DC's queue bounds, if not the node's (limits.queueLength, limits.queueBytes). */
-  queueLength: z.number().int().min(1).max(1_000_000).optional(),
-  queueBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .max(1024 * 1024 * 1024)
-    .optional(),
+  queueLength: queueLengthSchema.optional(),
+  queueBytes: queueBytesSchema.optional(),
   allow: z
     .strictObject({ uids: z.array(u32).optional(), gids: z.array(u32).optional() })
     .optional(),
@@ -56,13 +60,8 @@ export const limitsSchema = z
       .min(65536)
       .max(16 * 1024 * 1024)
       .default(65536),
-    queueLength: z.number().int().min(1).max(1_000_000).default(64),
-    queueBytes: z
-      .number()
-      .int()
-      .min(1024)
-      .max(1024 * 1024 * 1024)
-      .default(4 * 1024 * 1024),
+    queueLength: queueLengthSchema.default(64),
+    queueBytes: queueBytesSchema.default(4 * 1024 * 1024),
   })
   .default({ maxPayload: 65536, queueLength: 64, queueBytes: 4 * 1024 * 1024 });
 

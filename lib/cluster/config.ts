@@ -9,6 +9,8 @@ import {
   ConfigError,
   limitsSchema,
   loadConfigFile,
+  queueBytesSchema,
+  queueLengthSchema,
   socketPathSchema,
   validate,
 } from '../agent/config.js';
@@ -61,13 +63,8 @@ const dcSchema = z.strictObject({
    */
   placement: z.record(name, z.array(range)).default({}),
   /** This DC's queue bounds, if not the cluster's limits. */
-  queueLength: z.number().int().min(1).max(1_000_000).optional(),
-  queueBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .max(1024 * 1024 * 1024)
-    .optional(),
+  queueLength: queueLengthSchema.optional(),
+  queueBytes: queueBytesSchema.optional(),
 });
 
 const linkSchema = z
