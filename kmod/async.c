@@ -20,26 +20,53 @@ static u32 op_of(const struct dvk_call *call)
 		return DVK_OP_SEND;
 	case DVK_RECEIVE:
 		return DVK_OP_RECEIVE;
+	case DVK_NOTIFY:
+		return DVK_OP_NOTIFY;
 	case DVK_SENDREC:
 		break;
 	}
 	return DVK_OP_SENDREC;
 }
 
-/* Starts a send or receive on a call already tracked; under the DC lock. */
+static enum dvk_call_kind kind_of(u32 op)
+{
+	switch (op) {
+	case DVK_OP_SEND:
+		return DVK_SEND;
+	case DVK_OP_NOTIFY:
+		return DVK_NOTIFY;
+	}
+	return DVK_RECEIVE;
+}
+
+/*
+ * Starts a send, notify or receive on a call already tracked; under the DC lock. @m is the
+ * message or note to post.
+ */
 static void start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_kmsg *m,
 		  const struct dvk_submit *args, struct list_head *garbage)
 {
 	struct dvk_kmsg *got;
 	int ret;
 
-	if (call->kind == DVK_SEND) {
-		ret = dvk_send_start(ep, call, m, args->msg.peer, args->msg.peer_gen, 0);
+	switch (call->kind) {
+	case DVK_SEND:
+		ret = dvk_send_start(ep, call, m, args->msg.peer, args->msg.peer_gen,
+				     args->flags & DVK_CALL_NONBLOCK ? -EAGAIN : 0);
 		if (ret < 0)
 			list_add(&m->link, garbage);
 		if (ret <= 0)
 			dvk_finish(call, ret, false);
 		return;
+	case DVK_NOTIFY:
+		ret = dvk_notify_start(ep, call, &m, args->msg.peer, args->msg.peer_gen);
+		if (m)
+			list_add(&m->link, garbage);
+		if (ret <= 0)
+			dvk_finish(call, ret, false);
+		return;
+	default:
+		break;
 	}
 	got = dvk_receive_start(ep, call, 0);
 	if (IS_ERR(got)) {
@@ -65,8 +92,12 @@ int dvk_submit(struct dvk_endpoint *ep, struct dvk_submit *args)
 		m = dvk_kmsg_from_user(ep, &args->msg, 0);
 		if (IS_ERR(m))
 			return PTR_ERR(m);
+	} else if (args->op == DVK_OP_NOTIFY) {
+		m = dvk_note_alloc(ep, args->msg.bits);
+		if (!m)
+			return -ENOMEM;
 	}
-	call = dvk_call_alloc(ep, args->op == DVK_OP_SEND ? DVK_SEND : DVK_RECEIVE);
+	call = dvk_call_alloc(ep, kind_of(args->op));
 	if (!call) {
 		dvk_kmsg_free(m);
 		return -ENOMEM;
@@ -95,6 +126,7 @@ int dvk_submit(struct dvk_endpoint *ep, struct dvk_submit *args)
 /*
  * A send in flight to another node cannot be undone: CANCEL answers EALREADY and, the first
  * time, posts a DVK_PROXY_CANCEL record (allocated here, before the lock, in case it is that).
+ * Nor can a notify that waits for its note's verdict: its bits are on their way.
  */
 int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 {
@@ -121,7 +153,7 @@ int dvk_cancel(struct dvk_endpoint *ep, const struct dvk_cancel *args)
 		dvk_kmsg_free(withdrawal);
 		return -EALREADY;
 	}
-	if (!found || found->state == DVK_DONE) {
+	if (!found || found->state == DVK_DONE || found->kind == DVK_NOTIFY) {
 		spin_unlock(&dc->lock);
 		dvk_kmsg_free(withdrawal);
 		return found ? -EALREADY : -ENOENT;

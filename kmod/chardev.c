@@ -89,9 +89,13 @@ static bool submit_valid(const struct dvk_submit *s)
 {
 	static const struct dvk_msg none;
 
-	if (s->flags || s->reserved)
+	if (s->reserved || (s->flags && (s->op != DVK_OP_SEND || s->flags & ~DVK_CALL_NONBLOCK)))
 		return false;
 	switch (s->op) {
+	case DVK_OP_NOTIFY:
+		return !s->from && !s->from_gen && s->msg.bits && s->msg.peer != DVK_ANY &&
+		       !s->msg.type && !s->msg.flags && !s->msg.request_id && !s->msg.payload &&
+		       !s->msg.size;
 	case DVK_OP_SEND:
 	case DVK_OP_SENDREC:
 		return !s->from && !s->from_gen && outgoing_valid(&s->msg) && !s->msg.request_id;

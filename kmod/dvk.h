@@ -70,6 +70,8 @@ struct dvk_endpoint {
 	struct list_head owed;		/* dvk_kmsg requests received and not answered; at a
 					 * remote endpoint also sends in flight (verdict owed) */
 	struct list_head calls;		/* dvk_call of its own sendrecs not yet returned */
+	struct list_head notifiers;	/* at a remote endpoint: submitted notifies (dvk_call)
+					 * waiting for the verdict on their note */
 	bool unbinding;			/* set first by dvk_unbind: admit no held sender now */
 	bool claiming;			/* bound in its slot, waiting for the proxy's verdict */
 	int claim_result;		/* the verdict, once claiming is false */
@@ -121,6 +123,7 @@ struct dvk_kmsg {
 #define DVK_KMSG_VERDICT	(1U << 30)	/* drained as DVK_PROXY_MESSAGE with a send id */
 #define DVK_KMSG_SENT		(1U << 29)	/* drained as DVK_PROXY_SENT */
 #define DVK_KMSG_CANCEL		(1U << 28)	/* drained as DVK_PROXY_CANCEL */
+#define DVK_KMSG_NONBLOCK	(1U << 27)	/* a _VERDICT send drained with DVK_PROXY_NONBLOCK */
 
 /* News of a local binding for a claims proxy: DVK_PROXY_CLAIM, _BOUND or _UNBOUND. */
 struct dvk_event {
@@ -144,7 +147,7 @@ struct dvk_proxy {
 	struct list_head claimers;	/* endpoints whose bind waits for a verdict */
 };
 
-enum dvk_call_kind { DVK_SEND, DVK_RECEIVE, DVK_SENDREC };
+enum dvk_call_kind { DVK_SEND, DVK_RECEIVE, DVK_SENDREC, DVK_NOTIFY };
 
 /*
  * A plain send to a remote endpoint of a DVK_PROXY_VERDICTS proxy goes through the states of
@@ -156,13 +159,13 @@ enum dvk_call_state {
 	DVK_QUEUED,		/* request (or send waiting for a verdict) in the destination's queue */
 	DVK_TAKING,		/* request being copied out to the server (or the proxy) */
 	DVK_RECEIVED,		/* request received, reply owed (or a send drained, verdict owed) */
-	DVK_WAITING,		/* receive waiting for a message */
+	DVK_WAITING,		/* receive waiting for a message; notify for its note's verdict */
 	DVK_DONE,		/* finished: result (and msg) are final */
 };
 
 /* A call that waits: on the caller's stack (send, receive) or allocated (sendrec). */
 struct dvk_call {
-	struct list_head link;		/* in ep->receivers or ep->calls */
+	struct list_head link;		/* in ep->receivers, ep->calls or peer->notifiers */
 	enum dvk_call_kind kind;
 	enum dvk_call_state state;	/* under dc->lock; read without it only to decide to wake */
 	struct dvk_endpoint *ep;	/* the caller */
@@ -174,7 +177,8 @@ struct dvk_call {
 	u32 capacity;			/* receive buffer size */
 	u32 needed;			/* with -EMSGSIZE: the size that did not fit */
 	u64 id;				/* sendrec: the request id, also its call id for resume;
-					 * send waiting for a verdict: its send id */
+					 * send waiting for a verdict: its send id; notify: its
+					 * note's id */
 	u64 deadline;			/* send, sendrec: the caller's (0: none, or submitted) */
 	struct dvk_kmsg *cancel;	/* send waiting for a verdict: its DVK_KMSG_CANCEL record,
 					 * allocated ahead; freed with the call if never posted */
@@ -222,6 +226,9 @@ int dvk_reply(struct dvk_endpoint *ep, const struct dvk_reply *args);
 int dvk_reply_receive(struct dvk_endpoint *ep, struct dvk_reply_receive *args,
 		      struct dvk_reply_receive __user *uargs);
 int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args);
+struct dvk_kmsg *dvk_note_alloc(struct dvk_endpoint *ep, u32 bits);	/* no lock */
+int dvk_notify_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_kmsg **note,
+		     u32 dst_nr, u32 dst_gen);
 __poll_t dvk_poll_mask(struct dvk_endpoint *ep);
 
 /* ipc.c, for proxy.c: the queue machinery, under the DC lock unless said otherwise. */

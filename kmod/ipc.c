@@ -549,21 +549,37 @@ too_big:
 	return ERR_PTR(-EMSGSIZE);
 }
 
+/* The note pending at @ep from @like's source incarnation, if any. */
+static struct dvk_kmsg *pending_note(struct dvk_endpoint *ep, const struct dvk_kmsg *like)
+{
+	struct dvk_kmsg *n;
+
+	list_for_each_entry(n, &ep->notes, link) {
+		if (same_sender(n, like))
+			return n;
+	}
+	return NULL;
+}
+
 /*
  * Adds a notification at @ep: its bits join a note pending from the same source incarnation,
  * or it goes to the first waiting receive it matches, or it waits in ep->notes. Returns false
- * if it was merged (the caller frees it).
+ * if it was merged (the caller frees it). At a remote endpoint, notifies waiting for the
+ * verdict on a merged note (one a failed drain put back) wait for the one that took its bits.
  */
 bool dvk_post_note(struct dvk_endpoint *ep, struct dvk_kmsg *note, bool at_head)
 {
-	struct dvk_kmsg *n;
+	struct dvk_kmsg *n = pending_note(ep, note);
 	struct dvk_call *r;
 
-	list_for_each_entry(n, &ep->notes, link) {
-		if (same_sender(n, note)) {
-			n->bits |= note->bits;
-			return false;
+	if (n) {
+		n->bits |= note->bits;
+		list_for_each_entry(r, &ep->notifiers, link) {
+			if (r->id == note->request_id && r->ep->nr == note->src &&
+			    r->ep->gen == note->src_gen)
+				r->id = n->request_id;
 		}
+		return false;
 	}
 	list_for_each_entry(r, &ep->receivers, link) {
 		if (matches(r->from, r->from_gen, note)) {
@@ -776,14 +792,20 @@ int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_km
 		   u32 dst_nr, u32 dst_gen, int wait_error)
 {
 	struct dvk_endpoint *dst = dvk_lookup(ep->dc, dst_nr, dst_gen);
+	bool nonblock;
 
 	if (!dst)
 		return -ENOENT;
 	if (dvk_wants_verdict(dst)) {
-		/* It completes only with its verdict from the other node: it always waits. */
-		if (wait_error)
+		/*
+		 * It completes only with its verdict from the other node: a blocking send always
+		 * waits. A submitted non-blocking one waits for the verdict too, if it finds room
+		 * here, and asks the other node not to wait for room there either.
+		 */
+		nonblock = call->async && wait_error == -EAGAIN;
+		if (wait_error && !nonblock)
 			return wait_error;
-		m->flags |= DVK_KMSG_VERDICT;
+		m->flags |= DVK_KMSG_VERDICT | (nonblock ? DVK_KMSG_NONBLOCK : 0);
 		m->request_id = ++ep->next_request_id;
 		m->deadline = call->deadline;
 		m->call = call;
@@ -791,8 +813,15 @@ int dvk_send_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_km
 		call->peer = dst;
 		call->msg = m;
 		WRITE_ONCE(call->state, DVK_HELD);
-		if (!dvk_admit(dst, m, false))
-			list_add_tail(&m->link, &dst->held);
+		if (dvk_admit(dst, m, false))
+			return 1;
+		if (nonblock) {
+			m->flags &= ~(DVK_KMSG_VERDICT | DVK_KMSG_NONBLOCK);
+			m->call = NULL;
+			call->msg = NULL;
+			return -EAGAIN;
+		}
+		list_add_tail(&m->link, &dst->held);
 		return 1;
 	}
 	if (dvk_admit(dst, m, false)) {
@@ -1099,7 +1128,7 @@ static void abandon(struct dvk_call *call, struct list_head *garbage, int why)
 
 /*
  * Undoes a call that has not finished, as a timeout does: a held (or queued) send is
- * withdrawn, a receive stops waiting, a sendrec is abandoned (a request in flight to another
+ * withdrawn, a receive stops waiting (so does a notify; its bits stay), a sendrec is abandoned (a request in flight to another
  * node is withdrawn there with @why, see abandon); so is a send in flight. What it held goes
  * to @garbage.
  */
@@ -1107,6 +1136,7 @@ void dvk_undo(struct dvk_call *call, struct list_head *garbage, int why)
 {
 	switch (call->kind) {
 	case DVK_RECEIVE:
+	case DVK_NOTIFY:
 		list_del_init(&call->link);
 		break;
 	case DVK_SEND:
@@ -1524,34 +1554,73 @@ int dvk_reply(struct dvk_endpoint *ep, const struct dvk_reply *args)
 	return reply(ep, args, false);
 }
 
-int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
+struct dvk_kmsg *dvk_note_alloc(struct dvk_endpoint *ep, u32 bits)
 {
-	struct dvk_dc *dc = ep->dc;
-	struct dvk_endpoint *dst;
-	struct dvk_kmsg *note;
+	struct dvk_kmsg *note = dvk_kmsg_alloc(0);
 
-	note = dvk_kmsg_alloc(0);
 	if (!note)
-		return -ENOMEM;
+		return NULL;
 	note->src = ep->nr;
 	note->src_gen = ep->gen;
 	note->flags = DVK_MSG_NOTIFY;
-	note->bits = args->bits;
+	note->bits = bits;
 	atomic_long_inc(&dvk_stats.notes);
+	return note;
+}
 
-	spin_lock(&dc->lock);
-	dst = dvk_lookup(dc, args->peer, args->peer_gen);
-	if (!dst) {
-		spin_unlock(&dc->lock);
-		dvk_kmsg_free(note);
+/*
+ * Posts *@note, from @ep, at @dst_nr. Returns 0 once its bits are pending there, 1 if @call (a
+ * submitted notify; NULL for DVK_IOC_NOTIFY, which never waits) waits in the remote
+ * endpoint's notifiers for the verdict on the note that carries them to another node, or
+ * -ENOENT. The bits that wait for the proxy from one source form one note, with an id from
+ * the source's counter of send ids. *@note is NULL if the destination kept it; otherwise the
+ * caller frees it.
+ */
+int dvk_notify_start(struct dvk_endpoint *ep, struct dvk_call *call, struct dvk_kmsg **note,
+		     u32 dst_nr, u32 dst_gen)
+{
+	struct dvk_endpoint *dst = dvk_lookup(ep->dc, dst_nr, dst_gen);
+	struct dvk_kmsg *carrier;
+
+	if (!dst)
 		return -ENOENT;
-	}
 	ep->notified++;
-	if (dvk_post_note(dst, note, false))
-		note = NULL;
+	if (!dvk_wants_verdict(dst)) {
+		if (dvk_post_note(dst, *note, false))
+			*note = NULL;
+		return 0;
+	}
+	carrier = pending_note(dst, *note);
+	if (carrier) {
+		carrier->bits |= (*note)->bits;
+	} else {
+		carrier = *note;
+		*note = NULL;
+		carrier->request_id = ++ep->next_request_id;
+		dvk_post_note(dst, carrier, false);
+	}
+	if (!call)
+		return 0;
+	call->id = carrier->request_id;
+	call->peer = dst;
+	WRITE_ONCE(call->state, DVK_WAITING);
+	list_add_tail(&call->link, &dst->notifiers);
+	return 1;
+}
+
+int dvk_notify(struct dvk_endpoint *ep, const struct dvk_notify *args)
+{
+	struct dvk_dc *dc = ep->dc;
+	struct dvk_kmsg *note = dvk_note_alloc(ep, args->bits);
+	int ret;
+
+	if (!note)
+		return -ENOMEM;
+	spin_lock(&dc->lock);
+	ret = dvk_notify_start(ep, NULL, &note, args->peer, args->peer_gen);
 	spin_unlock(&dc->lock);
 	dvk_kmsg_free(note);
-	return 0;
+	return ret;
 }
 
 /* --- reply-and-receive, poll, unbind ------------------------------------------------------- */
@@ -1609,6 +1678,7 @@ void dvk_endpoint_init(struct dvk_endpoint *ep)
 	INIT_LIST_HEAD(&ep->receivers);
 	INIT_LIST_HEAD(&ep->owed);
 	INIT_LIST_HEAD(&ep->calls);
+	INIT_LIST_HEAD(&ep->notifiers);
 	INIT_LIST_HEAD(&ep->claim_link);
 }
 
@@ -1707,6 +1777,10 @@ void dvk_unbind(struct dvk_endpoint *ep, int error)
 	list_for_each_entry_safe(m, next, &ep->notes, link) {
 		list_move(&m->link, &garbage);
 		records++;
+	}
+	list_for_each_entry_safe(call, next_call, &ep->notifiers, link) {
+		list_del_init(&call->link);
+		dvk_finish(call, error, false);
 	}
 	if (ep->remote_of)
 		atomic_sub(records, &ep->remote_of->outbound);

@@ -39,6 +39,12 @@
  * injected send held for room, or an injected request held or queued (inject_cancel): under
  * the DC lock, like a receive that would take it; once a receive has taken the request, it
  * is the server's.
+ *
+ * Notifications to a remote endpoint of such a proxy get verdicts as well, per note: the bits
+ * one source has waiting for the drain form one note with an id (ipc.c, dvk_notify_start), and
+ * the submitted notifies whose bits it carries wait, as calls, in the remote endpoint's
+ * notifiers list until a DVK_PROXY_SENT with that id finishes them all (inject_note_verdict).
+ * A drained note needs no header kept: the calls themselves hold its id.
  */
 #include <linux/capability.h>
 #include <linux/slab.h>
@@ -52,9 +58,10 @@ static struct dvk_proxy *dvk_the_proxy;
 #define RECORD_HEADER sizeof(struct dvk_proxy_msg)
 
 /* The record layout the header documents: the same for 32- and 64-bit agents, no holes. */
-static_assert(sizeof(struct dvk_proxy_msg) == 56);
+static_assert(sizeof(struct dvk_proxy_msg) == 64);
 static_assert(offsetof(struct dvk_proxy_msg, request_id) == 32);
 static_assert(offsetof(struct dvk_proxy_msg, timeout_ns) == 48);
+static_assert(offsetof(struct dvk_proxy_msg, flags) == 56);
 
 /* --- claims and news of local bindings ------------------------------------------------------ */
 
@@ -440,6 +447,8 @@ static int put_record(struct dvk_endpoint *r, const struct dvk_kmsg *m, u8 __use
 	/* Only a message or a request still waits on its deadline; answers carry none. */
 	if (rec.kind == DVK_PROXY_MESSAGE || rec.kind == DVK_PROXY_REQUEST)
 		rec.timeout_ns = time_left(m->deadline);
+	if (m->flags & DVK_KMSG_NONBLOCK)
+		rec.flags = DVK_PROXY_NONBLOCK;
 
 	if (copy_to_user(at, &rec, sizeof(rec)) ||
 	    copy_to_user(at + sizeof(rec), m->data, rec.size) ||
@@ -684,7 +693,8 @@ static bool record_valid(const struct dvk_proxy *px, const struct dvk_proxy_msg 
 {
 	bool verdicts = px->flags & DVK_PROXY_VERDICTS;
 
-	if (!rec->src_gen || rec->dst == DVK_ANY || rec->src == DVK_ANY || rec->timeout_ns)
+	if (!rec->src_gen || rec->dst == DVK_ANY || rec->src == DVK_ANY || rec->timeout_ns ||
+	    rec->flags || rec->reserved)
 		return false;
 	switch (rec->kind) {
 	case DVK_PROXY_MESSAGE:
@@ -750,8 +760,28 @@ static int inject_to_local(struct dvk_dc *dc, const struct dvk_proxy_msg *rec,
 }
 
 /*
+ * The verdict on a note drained from @src: every submitted notify whose bits it carried
+ * completes with it. Returns whether any did.
+ */
+static bool inject_note_verdict(struct dvk_endpoint *src, const struct dvk_proxy_msg *rec)
+{
+	struct dvk_call *call, *next;
+	bool any = false;
+
+	list_for_each_entry_safe(call, next, &src->notifiers, link) {
+		if (call->id != rec->request_id || call->ep->nr != rec->dst ||
+		    call->ep->gen != rec->dst_gen)
+			continue;
+		list_del_init(&call->link);
+		dvk_finish(call, rec->status, false);
+		any = true;
+	}
+	return any;
+}
+
+/*
  * A reply or failure from remote endpoint @src for a local caller's sendrec, or the verdict on
- * a local sender's send to it (which counts as sent if it is 0).
+ * a local sender's send to it (which counts as sent if it is 0), or on a note.
  */
 static void inject_answer(struct dvk_endpoint *src, const struct dvk_proxy_msg *rec,
 			  struct dvk_kmsg **m, struct list_head *garbage)
@@ -783,6 +813,8 @@ static void inject_answer(struct dvk_endpoint *src, const struct dvk_proxy_msg *
 		}
 		return;
 	}
+	if (verdict && inject_note_verdict(src, rec))
+		return;
 	/* No call waits (a duplicate, or the caller unbound or gave up): nothing to answer. */
 }
 
@@ -853,7 +885,8 @@ static int inject_claimed(struct dvk_proxy *px, const struct dvk_proxy_msg *rec)
 
 	if (!(px->flags & DVK_PROXY_CLAIMS) || !rec->dst_gen || rec->dst == DVK_ANY ||
 	    rec->src || rec->src_gen || rec->type || rec->bits || rec->request_id ||
-	    rec->size || rec->timeout_ns || (rec->status && !errno_valid(rec->status)))
+	    rec->size || rec->timeout_ns || rec->flags || rec->reserved ||
+	    (rec->status && !errno_valid(rec->status)))
 		return -EINVAL;
 	mutex_lock(&dvk_dcs_lock);
 	dc = dvk_dc_find(rec->dc);

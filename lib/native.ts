@@ -52,7 +52,10 @@ export interface NativeAddon {
   ): void;
   dcDestroy(fd: number, id: number): void;
   bind(fd: number, dc: number | string, endpoint: number): { dc: number; generation: number };
-  /** DVK_IOC_SUBMIT: starts a call; returns its token. `payload` is null for a receive. */
+  /**
+   * DVK_IOC_SUBMIT: starts a call; returns its token. `payload` is null for a receive or a
+   * notify; `flags` is DVK_CALL_NONBLOCK or 0; `bits` are a notify's.
+   */
   submit(
     fd: number,
     op: number,
@@ -62,12 +65,13 @@ export interface NativeAddon {
     payload: Uint8Array | null,
     from: number,
     fromGen: number,
+    flags: number,
+    bits: number,
   ): number;
   /** DVK_IOC_REAP into `buffer`; EAGAIN with nothing to reap, EMSGSIZE with `needed`. */
   reap(fd: number, buffer: Uint8Array): { count: number; size: number };
   /** DVK_IOC_CANCEL: true if the call was undone, false if it had completed. */
   cancel(fd: number, token: number): boolean;
-  sendNonblock(fd: number, peer: number, peerGen: number, type: number, payload: Uint8Array): void;
   /** Blocks this thread. The payload lands in `buffer`. */
   receiveSync(
     fd: number,
@@ -121,7 +125,14 @@ export interface NativeAddon {
     readonly featureAsync: bigint;
     /** sizeof(struct dvk_completion): the header of each reaped record. */
     readonly completionSize: number;
-    readonly ops: { readonly send: number; readonly receive: number; readonly sendrec: number };
+    readonly ops: {
+      readonly send: number;
+      readonly receive: number;
+      readonly sendrec: number;
+      readonly notify: number;
+    };
+    /** DVK_CALL_NONBLOCK. */
+    readonly callNonblock: number;
     readonly messageFlags: {
       readonly request: number;
       readonly notify: number;
@@ -135,6 +146,8 @@ export interface NativeAddon {
       readonly featureClaims: bigint;
       readonly featureVerdicts: bigint;
       readonly nodeDown: number;
+      /** DVK_PROXY_NONBLOCK, in a drained record's flags. */
+      readonly nonblock: number;
       readonly kinds: {
         readonly message: number;
         readonly request: number;

@@ -214,10 +214,11 @@ Napi::Value Bind(const Napi::CallbackInfo &info) {
   return out;
 }
 
-// submit(fd, op, peer, peerGen, type, payload | null, from, fromGen) -> token
+// submit(fd, op, peer, peerGen, type, payload | null, from, fromGen, flags, bits) -> token
 Napi::Value Submit(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (!CheckArgs(info, 8, "submit(fd, op, peer, peerGen, type, payload, from, fromGen)")) {
+  if (!CheckArgs(info, 10,
+                 "submit(fd, op, peer, peerGen, type, payload, from, fromGen, flags, bits)")) {
     return env.Undefined();
   }
   struct dvk_submit s = {};
@@ -228,6 +229,8 @@ Napi::Value Submit(const Napi::CallbackInfo &info) {
   if (!info[5].IsNull()) SetPayload(&s.msg, info[5]);
   s.from = U32(info[6]);
   s.from_gen = U32(info[7]);
+  s.flags = U32(info[8]);
+  s.msg.bits = U32(info[9]);
   if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_SUBMIT, &s) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_SUBMIT)");
@@ -276,26 +279,6 @@ Napi::Value Cancel(const Napi::CallbackInfo &info) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_CANCEL)");
   }
   return Napi::Boolean::New(env, true);
-}
-
-// sendNonblock(fd, peer, peerGen, type, payload): a send that fails with EAGAIN
-// instead of waiting.
-Napi::Value SendNonblock(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  if (!CheckArgs(info, 5, "sendNonblock(fd, peer, peerGen, type, payload)")) {
-    return env.Undefined();
-  }
-  struct dvk_send s = {};
-  s.msg.peer = U32(info[1]);
-  s.msg.peer_gen = U32(info[2]);
-  s.msg.type = I32(info[3]);
-  SetPayload(&s.msg, info[4]);
-  s.flags = DVK_CALL_NONBLOCK;
-  if (Failed(env)) return env.Undefined();
-  if (ioctl(I32(info[0]), DVK_IOC_SEND, &s) != 0) {
-    return ThrowErrno(env, errno, "ioctl(DVK_IOC_SEND)");
-  }
-  return env.Undefined();
 }
 
 // receiveSync(fd, from, fromGen, deadline: bigint, nonblock, buffer) -> message header; the
@@ -354,21 +337,6 @@ Napi::Value Reply(const Napi::CallbackInfo &info) {
   if (Failed(env)) return env.Undefined();
   if (ioctl(I32(info[0]), DVK_IOC_REPLY, &r) != 0) {
     return ThrowErrno(env, errno, "ioctl(DVK_IOC_REPLY)");
-  }
-  return env.Undefined();
-}
-
-// notify(fd, peer, peerGen, bits)
-Napi::Value Notify(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  if (!CheckArgs(info, 4, "notify(fd, peer, peerGen, bits)")) return env.Undefined();
-  struct dvk_notify n = {};
-  n.peer = U32(info[1]);
-  n.peer_gen = U32(info[2]);
-  n.bits = U32(info[3]);
-  if (Failed(env)) return env.Undefined();
-  if (ioctl(I32(info[0]), DVK_IOC_NOTIFY, &n) != 0) {
-    return ThrowErrno(env, errno, "ioctl(DVK_IOC_NOTIFY)");
   }
   return env.Undefined();
 }
@@ -582,7 +550,9 @@ Napi::Object Abi(Napi::Env env) {
   ops.Set("send", Napi::Number::New(env, DVK_OP_SEND));
   ops.Set("receive", Napi::Number::New(env, DVK_OP_RECEIVE));
   ops.Set("sendrec", Napi::Number::New(env, DVK_OP_SENDREC));
+  ops.Set("notify", Napi::Number::New(env, DVK_OP_NOTIFY));
   abi.Set("ops", ops);
+  abi.Set("callNonblock", Napi::Number::New(env, DVK_CALL_NONBLOCK));
   Napi::Object flags = Napi::Object::New(env);
   flags.Set("request", Napi::Number::New(env, DVK_MSG_REQUEST));
   flags.Set("notify", Napi::Number::New(env, DVK_MSG_NOTIFY));
@@ -596,6 +566,7 @@ Napi::Object Abi(Napi::Env env) {
   proxy.Set("featureVerdicts",
             Napi::BigInt::New(env, static_cast<uint64_t>(DVK_FEATURE_VERDICTS)));
   proxy.Set("nodeDown", Napi::Number::New(env, DVK_REMOTE_NODE_DOWN));
+  proxy.Set("nonblock", Napi::Number::New(env, DVK_PROXY_NONBLOCK));
   Napi::Object kinds = Napi::Object::New(env);
   kinds.Set("message", Napi::Number::New(env, DVK_PROXY_MESSAGE));
   kinds.Set("request", Napi::Number::New(env, DVK_PROXY_REQUEST));
@@ -622,11 +593,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("submit", Napi::Function::New(env, Submit, "submit"));
   exports.Set("reap", Napi::Function::New(env, Reap, "reap"));
   exports.Set("cancel", Napi::Function::New(env, Cancel, "cancel"));
-  exports.Set("sendNonblock", Napi::Function::New(env, SendNonblock, "sendNonblock"));
   exports.Set("receiveSync", Napi::Function::New(env, ReceiveSync, "receiveSync"));
   exports.Set("sendrecSync", Napi::Function::New(env, SendrecSync, "sendrecSync"));
   exports.Set("reply", Napi::Function::New(env, Reply, "reply"));
-  exports.Set("notify", Napi::Function::New(env, Notify, "notify"));
   exports.Set("proxyAttach", Napi::Function::New(env, ProxyAttach, "proxyAttach"));
   exports.Set("remoteAdd", Napi::Function::New(env, RemoteAdd, "remoteAdd"));
   exports.Set("remoteDel", Napi::Function::New(env, RemoteDel, "remoteDel"));

@@ -201,6 +201,30 @@ static uint64_t submit_ok_at(const char *file, int line, int fd, struct dvk_subm
 #define A_SENDREC_NUM(fd, dst, n)                                                          \
 	SUBMIT_OK(fd, sub_msg(DVK_OP_SENDREC, dst, 0, (int32_t)(n), &(uint64_t){ n }, 8))
 
+/* The arguments of a NOTIFY: only peer, peer_gen and bits. */
+static struct dvk_submit sub_notify(uint32_t dst, uint32_t gen, uint32_t bits)
+{
+	struct dvk_submit s = {
+		.op = DVK_OP_NOTIFY,
+		.msg = { .peer = dst, .peer_gen = gen, .bits = bits },
+	};
+
+	return s;
+}
+
+/* The same arguments with dvk_submit.flags set. */
+static struct dvk_submit sub_flags(struct dvk_submit s, uint32_t flags)
+{
+	s.flags = flags;
+	return s;
+}
+
+#define A_NOTIFY(fd, dst, gen, bits) SUBMIT_OK(fd, sub_notify(dst, gen, bits))
+/* A numbered SEND with DVK_CALL_NONBLOCK: EAGAIN at once where it would wait for room. */
+#define A_SEND_NUM_NB(fd, dst, n)                                                          \
+	SUBMIT_OK(fd, sub_flags(sub_msg(DVK_OP_SEND, dst, 0, (int32_t)(n), &(uint64_t){ n }, 8), \
+				DVK_CALL_NONBLOCK))
+
 static int cancel_rc(int fd, uint64_t token)
 {
 	struct dvk_cancel c = { .token = token };
@@ -431,6 +455,54 @@ static struct comp expect_one_at(const char *file, int line, int fd, uint64_t to
 		struct comp done_ = EXPECT_ONE(fd, tok, op_, res);                        \
 		comps_free(&done_, 1);                                                    \
 	} while (0)
+
+/*
+ * Expects call `tok` to have completed within its SUBMIT: one REAP, without waiting, gives
+ * exactly its completion (and no other). Returns it (free its data).
+ */
+#define EXPECT_NOW(fd, tok, op_, res) expect_now_at(__FILE__, __LINE__, fd, tok, op_, res)
+static struct comp expect_now_at(const char *file, int line, int fd, uint64_t token,
+				 uint32_t op, int result)
+{
+	struct comp c;
+	int n = 0, rc = reap_once_at(file, line, fd, rbuf_len, &c, &n, 1, NULL);
+
+	if (rc || n != 1) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "token %llu not complete at once: REAP %s, %d records",
+			    (unsigned long long)token, rcname(rc), n);
+		if (n)
+			comps_free(&c, 1);
+		memset(&c, 0, sizeof(c));
+		return c;
+	}
+	check_comp_at(file, line, &c, token, op, result);
+	return c;
+}
+
+#define EXPECT_DONE_NOW(fd, tok, op_, res)                                                \
+	do {                                                                              \
+		struct comp now_ = EXPECT_NOW(fd, tok, op_, res);                         \
+		comps_free(&now_, 1);                                                     \
+	} while (0)
+
+/* Receives a notification from (src, src_gen) carrying exactly `bits`. */
+#define EXPECT_NOTE(fd, src, src_gen, bits)                                               \
+	expect_note_at(__FILE__, __LINE__, fd, src, src_gen, bits)
+static void expect_note_at(const char *file, int line, int fd, uint32_t src, uint32_t src_gen,
+			   uint32_t bits)
+{
+	struct dvk_msg m = { 0 };
+	int rc = mrecv(fd, DVK_ANY, 0, NULL, 0, 0, SOON, &m);
+
+	if (rc || m.flags != DVK_MSG_NOTIFY || m.peer != src || m.peer_gen != src_gen ||
+	    m.bits != bits || m.size || m.type || m.request_id) {
+		tap_failed = 1;
+		tap_diag_at(file, line, "receive: %s, flags 0x%x from %u gen %u bits 0x%x size %u; "
+			    "want bits 0x%x from %u gen %u", rcname(rc), m.flags, m.peer,
+			    m.peer_gen, m.bits, m.size, bits, src, src_gen);
+	}
+}
 
 /* The number a numbered message in a RECEIVE completion carries, or ~0. */
 static uint64_t comp_num(const struct comp *c)
@@ -742,31 +814,38 @@ static void expect_nothing_submitted(int f, int x, uint32_t dc, long long calls)
 	CHECK_EQ(ep_get(dc, 1, "queued"), 0);
 }
 
+/*
+ * Ops are SEND, RECEIVE, SENDREC and NOTIFY (1..4); dvk_submit.flags takes DVK_CALL_NONBLOCK
+ * on a SEND and nothing else: any other bit, or that one on another op, is EINVAL.
+ */
 static void t_submit_einval_op_flags(void)
 {
-	static const uint32_t bad_ops[] = { 0, 4, 5, 0x10, 0x100, 0x80000001u, 0xffffffffu };
-	uint32_t dc = dc_new(4);
-	int f = ep_open(dc, 0, NULL), x = ep_open(dc, 1, NULL);
-	long long calls = stat_now("calls");
+	static const uint32_t bad_ops[] = { 0, 5, 6, 0x10, 0x100, 0x80000001u, 0xffffffffu };
+	uint32_t dc = dc_new(4), gf;
+	int f = ep_open(dc, 0, &gf), x = ep_open(dc, 1, NULL);
+	long long calls = stat_now("calls"), notes = stat_now("notes");
 	uint64_t n = 5;
-	const struct dvk_submit good[3] = {
+	const struct dvk_submit good[4] = {
 		sub_msg(DVK_OP_SEND, 1, 0, 5, &n, sizeof(n)),
 		sub_recv(DVK_ANY, 0),
 		sub_msg(DVK_OP_SENDREC, 1, 0, 5, &n, sizeof(n)),
+		sub_notify(1, 0, 0x3),
 	};
 	struct dvk_submit s;
 
 	for (size_t i = 0; i < sizeof(bad_ops) / sizeof(bad_ops[0]); i++) {
-		for (int g = 0; g < 3; g++) {
+		for (int g = 0; g < 4; g++) {
 			s = good[g];
 			s.op = bad_ops[i];
 			CHECKF(submit_rc(f, &s) == -EINVAL, "op %u", bad_ops[i]);
 		}
 	}
-	for (int g = 0; g < 3; g++) {
+	for (int g = 0; g < 4; g++) {
 		for (int bit = 0; bit < 32; bit++) {
 			s = good[g];
 			s.flags = 1u << bit;
+			if (s.op == DVK_OP_SEND && s.flags == DVK_CALL_NONBLOCK)
+				continue;	/* the one valid flag: taken below */
 			CHECKF(submit_rc(f, &s) == -EINVAL, "op %u flags 0x%x", s.op, s.flags);
 		}
 		s = good[g];
@@ -775,11 +854,28 @@ static void t_submit_einval_op_flags(void)
 		s.reserved = 1ull << 63;
 		CHECKF(submit_rc(f, &s) == -EINVAL, "op %u reserved 1 << 63", s.op);
 	}
+	/* NONBLOCK with anything else beside it is still EINVAL. */
+	for (int bit = 1; bit < 32; bit++) {
+		s = sub_flags(good[0], DVK_CALL_NONBLOCK | 1u << bit);
+		CHECKF(submit_rc(f, &s) == -EINVAL, "SEND flags 0x%x", s.flags);
+	}
+	s = sub_flags(good[0], DVK_CALL_NONBLOCK);
+	s.reserved = 1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
 	expect_nothing_submitted(f, x, dc, calls);
+	CHECK_EQ(ep_get(dc, 1, "notes"), 0);
+	CHECK_EQ(stat_now("notes"), notes);
 	/* The file never submitted a call: a queued message still makes it readable. */
 	SEND_NUM(x, 0, 9);
 	CHECK(poll_now(f) & POLLIN);
 	EXPECT_NUM(f, DVK_ANY, 9);
+	/* The valid forms are taken: a SEND with NONBLOCK, and op 4 (NOTIFY). */
+	EXPECT_DONE_NOW(f, SUBMIT_OK(f, sub_flags(good[0], DVK_CALL_NONBLOCK)), DVK_OP_SEND, 0);
+	EXPECT_DONE_NOW(f, SUBMIT_OK(f, good[3]), DVK_OP_NOTIFY, 0);
+	EXPECT_NOTE(x, 0, gf, 0x3);
+	EXPECT_NUM(x, DVK_ANY, 5);
+	EXPECT_EMPTY(x);
+	CHECK_EQ(stat_now("calls"), calls);
 }
 
 static void t_submit_einval_send_fields(void)
@@ -870,6 +966,76 @@ static void t_submit_einval_receive_fields(void)
 	CHECK_RC(cancel_rc(f, tok), 0);
 	CHECK_EQ(ep_get(dc, 0, "receivers"), 0);
 	CHECK_EQ(stat_now("calls"), calls);
+}
+
+/*
+ * SUBMIT NOTIFY: bits non-zero, a destination other than DVK_ANY, and nothing else: a type,
+ * message flags, a request id, a payload or size, a source filter, call flags or reserved
+ * are EINVAL, and nothing is posted.
+ */
+static void t_submit_einval_notify_fields(void)
+{
+	static const uint32_t kflags[] = { DVK_MSG_REQUEST, DVK_MSG_NOTIFY, DVK_MSG_REPLY,
+					   1u << 31 };
+	uint32_t dc = dc_new(4), gf, gx;
+	int f = ep_open(dc, 0, &gf), x = ep_open(dc, 1, &gx);
+	long long calls = stat_now("calls"), notes = stat_now("notes");
+	const struct dvk_submit good = sub_notify(1, gx, 0x40);
+	uint64_t buf = 0;
+	struct dvk_submit s;
+
+	s = good;
+	s.msg.bits = 0;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.msg.peer = DVK_ANY;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s.msg.peer_gen = 0;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.msg.type = 1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s.msg.type = -1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	for (size_t i = 0; i < sizeof(kflags) / sizeof(kflags[0]); i++) {
+		s = good;
+		s.msg.flags = kflags[i];
+		CHECKF(submit_rc(f, &s) == -EINVAL, "msg.flags 0x%x", kflags[i]);
+	}
+	s = good;
+	s.msg.request_id = 1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.msg.payload = (uintptr_t)&buf;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.msg.size = sizeof(buf);
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s.msg.payload = (uintptr_t)&buf;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.from = 1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s.from = DVK_ANY;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.from_gen = 1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = sub_flags(good, DVK_CALL_NONBLOCK);
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	s = good;
+	s.reserved = 1;
+	CHECK_RC(submit_rc(f, &s), -EINVAL);
+	expect_nothing_submitted(f, x, dc, calls);
+	CHECK_EQ(ep_get(dc, 1, "notes"), 0);
+	CHECK_EQ(stat_now("notes"), notes);
+	/* The good form, and every bit: taken. */
+	EXPECT_DONE_NOW(f, SUBMIT_OK(f, good), DVK_OP_NOTIFY, 0);
+	EXPECT_DONE_NOW(f, SUBMIT_OK(f, sub_notify(1, 0, 0xffffffffu)), DVK_OP_NOTIFY, 0);
+	EXPECT_NOTE(x, 0, gf, 0xffffffffu);
+	EXPECT_EMPTY(x);
+	CHECK_EQ(stat_now("calls"), calls);
+	CHECK_EQ(stat_now("notes"), notes);
 }
 
 static void t_submit_emsgsize(void)
@@ -1071,6 +1237,201 @@ static void t_send_completes(void)
 	CHECK_EQ(m.type, 6);
 	EXPECT_EMPTY(x);
 	free(p);
+}
+
+/*
+ * A NOTIFY to a local endpoint completes within SUBMIT, with 0 and no message (a record of a
+ * header alone); its bits are pending there as DVK_IOC_NOTIFY's are, merged per source, and
+ * a RECEIVE waiting there gets them at once.
+ */
+static void t_notify_local(void)
+{
+	uint32_t dc = dc_new(4), gf, gx;
+	int f = ep_open(dc, 0, &gf), x = ep_open(dc, 1, &gx), n = 0;
+	long long calls = stat_now("calls"), notes = stat_now("notes");
+	struct dvk_reap r;
+	struct comp c;
+	uint64_t t, rx;
+
+	t = A_NOTIFY(f, 1, 0, 0x1);
+	CHECK_EQ(ep_get(dc, 1, "notes"), 1);
+	/* Complete already: CANCEL says so, and one REAP takes the record, no more. */
+	CHECK_RC(cancel_rc(f, t), -EALREADY);
+	CHECK(poll_now(f) & POLLIN);
+	CHECK_RC(reap_once_at(__FILE__, __LINE__, f, rbuf_len, &c, &n, 1, &r), 0);
+	CHECK_EQ(n, 1);
+	if (n == 1) {
+		CHECK_COMP(&c, t, DVK_OP_NOTIFY, 0);
+		CHECK_EQ(r.count, 1);
+		CHECK_EQ(r.size, HDR);
+		CHECKF(rbuf[HDR] == 0xa5, "a byte written after the record");
+		comps_free(&c, 1);
+	}
+	CHECK_RC(cancel_rc(f, t), -ENOENT);
+	/* With the destination's generation, then DVK_IOC_NOTIFY: one mask for the source. */
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, gx, 0x80000000u), DVK_OP_NOTIFY, 0);
+	CHECK_RC(mnotify(f, 1, 0, 0x10), 0);
+	CHECK_EQ(ep_get(dc, 1, "notes"), 1);
+	CHECK_EQ(ep_get(dc, 0, "notified"), 3);
+	EXPECT_NOTE(x, 0, gf, 0x80000011u);
+	EXPECT_EMPTY(x);
+	/* A RECEIVE waiting at the destination completes with them. */
+	rx = A_RECV(x, 0, gf);
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, 0, 0x6), DVK_OP_NOTIFY, 0);
+	c = EXPECT_NOW(x, rx, DVK_OP_RECEIVE, 0);
+	CHECK_EQ(c.c.msg.flags, DVK_MSG_NOTIFY);
+	CHECK_EQ(c.c.msg.bits, 0x6);
+	CHECK_EQ(c.c.msg.peer, 0);
+	CHECK_EQ(c.c.msg.peer_gen, gf);
+	comps_free(&c, 1);
+	/* And to itself. */
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 0, gf, 0x2), DVK_OP_NOTIFY, 0);
+	EXPECT_NOTE(f, 0, gf, 0x2);
+	EXPECT_NONE(f);
+	EXPECT_NONE(x);
+	EXPECT_EMPTY(x);
+	CHECK_EQ(stat_now("calls"), calls);
+	CHECK_EQ(stat_now("notes"), notes);
+}
+
+/*
+ * A NOTIFY to an endpoint not bound, or not that generation, completes within SUBMIT with
+ * ENOENT (no message in the record), and posts nothing anywhere.
+ */
+static void t_notify_enoent(void)
+{
+	uint32_t dc = dc_new(4), gf, gx, gx2;
+	int f = ep_open(dc, 0, &gf), x = ep_open(dc, 1, &gx);
+	long long calls = stat_now("calls"), notes = stat_now("notes");
+
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 2, 0, 0x1), DVK_OP_NOTIFY, -ENOENT);
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, gx + 1, 0x2), DVK_OP_NOTIFY, -ENOENT);
+	CHECK_EQ(ep_get(dc, 1, "notes"), 0);
+	CHECK_EQ(ep_get(dc, 0, "notified"), 0);
+	EXPECT_EMPTY(x);
+	dev_close(x);
+	WAIT_UNBOUND(dc, 1);
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, gx, 0x4), DVK_OP_NOTIFY, -ENOENT);
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, 0, 0x8), DVK_OP_NOTIFY, -ENOENT);
+	/* The next incarnation: the old generation still names no one; 0 reaches it. */
+	x = ep_open(dc, 1, &gx2);
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, gx, 0x10), DVK_OP_NOTIFY, -ENOENT);
+	EXPECT_DONE_NOW(f, A_NOTIFY(f, 1, 0, 0x20), DVK_OP_NOTIFY, 0);
+	EXPECT_NOTE(x, 0, gf, 0x20);
+	EXPECT_EMPTY(x);
+	EXPECT_NONE(f);
+	CHECK_EQ(stat_now("calls"), calls);
+	CHECK_EQ(stat_now("notes"), notes);
+}
+
+/*
+ * A SEND with DVK_CALL_NONBLOCK that finds the destination full completes within SUBMIT with
+ * EAGAIN: nothing is queued or held, and it never arrives; a send without the flag is held,
+ * and behind it NONBLOCK still fails at once.
+ */
+static void t_send_nonblock_full(void)
+{
+	uint32_t dc = dc_new(4);
+	int f = ep_open(dc, 0, NULL), d = ep_open(dc, 1, NULL), x = ep_open(dc, 2, NULL);
+	long long calls, messages;
+	uint64_t t, held;
+
+	fill_queue(x, 1, 1);
+	calls = stat_now("calls");
+	messages = stat_now("messages");
+	t = A_SEND_NUM_NB(f, 1, 100);
+	CHECK_EQ(ep_get(dc, 1, "held"), 0);
+	CHECK_EQ(ep_get(dc, 1, "queued"), QLEN);
+	CHECK_RC(cancel_rc(f, t), -EALREADY);
+	EXPECT_DONE_NOW(f, t, DVK_OP_SEND, -EAGAIN);
+	CHECK_EQ(stat_now("messages"), messages);
+	CHECK_EQ(stat_now("calls"), calls);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 0);
+	held = A_SEND_NUM(f, 1, 101);
+	CHECK_EQ(ep_get(dc, 1, "held"), 1);
+	EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 1, 102), DVK_OP_SEND, -EAGAIN);
+	CHECK_EQ(ep_get(dc, 1, "held"), 1);
+	/* Room for one: the held send takes it; the queue is full again. */
+	EXPECT_NUM(d, DVK_ANY, 1);
+	EXPECT_DONE(f, held, DVK_OP_SEND, 0);
+	EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 1, 103), DVK_OP_SEND, -EAGAIN);
+	for (int i = 1; i < QLEN; i++)
+		EXPECT_NUM(d, DVK_ANY, 1 + i);
+	EXPECT_NUM(d, DVK_ANY, 101);
+	EXPECT_EMPTY(d);
+	EXPECT_NONE(f);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 1);
+	CHECK_EQ(stat_now("calls"), calls);
+}
+
+/* A SEND with DVK_CALL_NONBLOCK that fits completes within SUBMIT with 0, like any. */
+static void t_send_nonblock_fits(void)
+{
+	uint32_t dc = dc_new(4);
+	int f = ep_open(dc, 0, NULL), d = ep_open(dc, 1, NULL);
+	long long calls = stat_now("calls");
+	uint64_t rx;
+
+	for (int i = 0; i < QLEN; i++)
+		EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 1, 1 + i), DVK_OP_SEND, 0);
+	CHECK_EQ(ep_get(dc, 1, "queued"), QLEN);
+	CHECK_EQ(ep_get(dc, 0, "sent"), QLEN);
+	/* Now full. */
+	EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 1, 99), DVK_OP_SEND, -EAGAIN);
+	for (int i = 0; i < QLEN; i++)
+		EXPECT_NUM(d, DVK_ANY, 1 + i);
+	EXPECT_EMPTY(d);
+	/* Handed to a waiting RECEIVE; and to no one: ENOENT, as for any send. */
+	rx = A_RECV(d, DVK_ANY, 0);
+	EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 1, 7), DVK_OP_SEND, 0);
+	EXPECT_RECV_NUM(d, rx, 0, 7);
+	EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 3, 8), DVK_OP_SEND, -ENOENT);
+	EXPECT_EMPTY(d);
+	EXPECT_NONE(f);
+	CHECK_EQ(stat_now("calls"), calls);
+}
+
+/*
+ * NONBLOCK and held senders: where a message would fit (here by count and by bytes) but a
+ * sender is held ahead of it (by queue_bytes), it would wait too: EAGAIN at once, from the
+ * held sender's file and from another, and it does not overtake.
+ */
+static void t_send_nonblock_held(void)
+{
+	struct dvk_dc_config cfg = { .id = dc_id(), .slots = 4, .queue_length = QLEN,
+				     .queue_bytes = 64 };
+	unsigned char *a = pattern_new(48, 1), *b = pattern_new(48, 2), buf[64];
+	uint32_t dc = cfg.id;
+	int f, d, g;
+	struct dvk_msg m;
+	uint64_t held;
+
+	dc_name_of(cfg.id, cfg.name);
+	REQUIRE(dc_ioctl(DVK_IOC_DC_CREATE, &cfg) == 0);
+	f = ep_open(dc, 0, NULL);
+	d = ep_open(dc, 1, NULL);
+	g = ep_open(dc, 2, NULL);
+	CHECK_RC(msend(g, 1, 0, 1, a, 48, DVK_CALL_NONBLOCK, 0), 0);
+	held = A_SEND(f, 1, 0, 2, b, 48);
+	CHECK_EQ(ep_get(dc, 1, "held"), 1);
+	EXPECT_NONE(f);
+	EXPECT_DONE_NOW(g, A_SEND_NUM_NB(g, 1, 3), DVK_OP_SEND, -EAGAIN);
+	EXPECT_DONE_NOW(f, A_SEND_NUM_NB(f, 1, 4), DVK_OP_SEND, -EAGAIN);
+	CHECK_EQ(ep_get(dc, 1, "held"), 1);
+	CHECK_EQ(ep_get(dc, 1, "queued"), 1);
+	/* A receive makes room: the held send goes in, and then a NONBLOCK one fits. */
+	CHECK_RC(mrecv(d, DVK_ANY, 0, buf, sizeof(buf), 0, SOON, &m), 0);
+	CHECK(m.type == 1 && m.size == 48 && is_pattern(buf, 48, 1));
+	EXPECT_DONE(f, held, DVK_OP_SEND, 0);
+	EXPECT_DONE_NOW(g, A_SEND_NUM_NB(g, 1, 5), DVK_OP_SEND, 0);
+	CHECK_RC(mrecv(d, DVK_ANY, 0, buf, sizeof(buf), 0, SOON, &m), 0);
+	CHECK(m.type == 2 && m.size == 48 && is_pattern(buf, 48, 2));
+	EXPECT_NUM(d, DVK_ANY, 5);
+	EXPECT_EMPTY(d);
+	EXPECT_NONE(f);
+	EXPECT_NONE(g);
+	free(a);
+	free(b);
 }
 
 /* A RECEIVE that finds a message completes within SUBMIT: no waiting before the REAP. */
@@ -2874,9 +3235,10 @@ static void t_threads(void)
 
 static const struct test_case cases[] = {
 	T(t_tokens, "SUBMIT returns a fresh token per call; completions name it"),
-	T(t_submit_einval_op_flags, "SUBMIT: a bad op, flags or reserved fails with EINVAL, submits nothing"),
+	T(t_submit_einval_op_flags, "SUBMIT: a bad op, flags (NONBLOCK but on a SEND) or reserved is EINVAL"),
 	T(t_submit_einval_send_fields, "SUBMIT SEND/SENDREC: from, from_gen, kernel-set msg fields are EINVAL"),
 	T(t_submit_einval_receive_fields, "SUBMIT RECEIVE: any msg field, or a generation without a source, is EINVAL"),
+	T(t_submit_einval_notify_fields, "SUBMIT NOTIFY: bits 0, DVK_ANY, any other field or flag is EINVAL"),
 	T(t_submit_emsgsize, "SUBMIT above max_payload fails with EMSGSIZE; max_payload goes both ways"),
 	T(t_submit_efault_payload, "SUBMIT with a bad payload fails with EFAULT and submits nothing"),
 	T(t_efault_arguments, "SUBMIT, REAP, CANCEL with bad argument pointers fail with EFAULT"),
@@ -2884,6 +3246,11 @@ static const struct test_case cases[] = {
 	T(t_reserved_reap_cancel, "REAP and CANCEL with reserved set fail with EINVAL and change nothing"),
 	T(t_send_enoent, "a SEND to an unbound endpoint or stale generation completes with ENOENT"),
 	T(t_send_completes, "a SEND that fits completes with 0 at once; the message is delivered"),
+	T(t_notify_local, "a NOTIFY to a local endpoint completes with 0 at once; the bits are pending"),
+	T(t_notify_enoent, "a NOTIFY to an unbound endpoint or stale generation completes with ENOENT"),
+	T(t_send_nonblock_full, "a NONBLOCK SEND to a full queue completes with EAGAIN at once, queues nothing"),
+	T(t_send_nonblock_fits, "a NONBLOCK SEND that fits completes with 0 at once"),
+	T(t_send_nonblock_held, "a NONBLOCK SEND behind held senders completes with EAGAIN at once"),
 	T(t_receive_at_once, "a RECEIVE finding a message completes at once, payload byte-exact, padded"),
 	T(t_receive_later, "a RECEIVE submitted first is completed by a later send"),
 	T(t_receive_notify, "a RECEIVE completes with notifications, before queued messages"),

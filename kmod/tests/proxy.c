@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -534,7 +535,49 @@ static void t_version(void)
 	CHECK(v.features & DVK_FEATURE_IPC);
 	CHECK(v.features & DVK_FEATURE_CLAIMS);
 	CHECK(v.features & DVK_FEATURE_VERDICTS);
-	CHECK_EQ(sizeof(struct dvk_proxy_msg), 56);
+	CHECK_EQ(sizeof(struct dvk_proxy_msg), 64);
+}
+
+/*
+ * ABI 3: a record is 64 bytes, flags at 56 and reserved at 60 after timeout_ns; the drain
+ * writes both (zero without verdicts), and the payload follows at 64.
+ */
+static void t_record_layout(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl), n = 0;
+	struct dvk_proxy_batch b;
+	struct rec r[2];
+	uint64_t v = 0;
+
+	CHECK_EQ(sizeof(struct dvk_proxy_msg), 64);
+	CHECK_EQ(offsetof(struct dvk_proxy_msg, request_id), 32);
+	CHECK_EQ(offsetof(struct dvk_proxy_msg, size), 40);
+	CHECK_EQ(offsetof(struct dvk_proxy_msg, status), 44);
+	CHECK_EQ(offsetof(struct dvk_proxy_msg, timeout_ns), 48);
+	CHECK_EQ(offsetof(struct dvk_proxy_msg, flags), 56);
+	CHECK_EQ(offsetof(struct dvk_proxy_msg, reserved), 60);
+	remote_std(px, dc);
+	CHECK_RC(mnotify(l, R_EP, 0, 3), 0);
+	CHECK_RC(send_num(l, R_EP, 0, 77, 0, SOON), 0);
+	/* drain_once fills the buffer with 0xa5 first: every byte below was written. */
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 2, &b), 0);
+	CHECK_EQ(n, 2);
+	CHECK_EQ(b.size, REC(0) + REC(8));
+	if (n != 2)
+		return;
+	CHECK_REC(&r[0], DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, 0, gl, 0);
+	CHECK_EQ(r[0].h.request_id, 0);
+	CHECK_REC(&r[1], DVK_PROXY_MESSAGE, dc, R_EP, R_GEN, 0, gl, 77);
+	for (uint32_t i = 0, off = 0; i < 2; i++, off += REC(0)) {
+		for (uint32_t k = 56; k < 64; k++)
+			CHECKF(dbuf[off + k] == 0, "record at %u: byte %u is 0x%02x", off, k,
+			       dbuf[off + k]);
+	}
+	memcpy(&v, dbuf + REC(0) + 64, sizeof(v));
+	CHECK_EQ(v, 77);
+	recs_free(r, 2);
+	EXPECT_NO_DRAIN(px);
 }
 
 struct unpriv_arg {
@@ -3372,6 +3415,43 @@ static void t_claim_einval(void)
 	CHECK_RC(inject_claimed(px, dc, 3, 1, 0), -ENOENT);
 }
 
+/* A CLAIMED verdict with flags or reserved set is EINVAL: the bind goes on waiting. */
+static void t_claim_flags_einval(void)
+{
+	uint32_t dc = dc_new(8), gen, got = 0;
+	int px = claims_px_open(), out[2], rc = 1;
+	struct claimer_arg a = { .dc = dc, .nr = 3 };
+	struct dvk_proxy_msg h;
+	struct dvk_proxy_batch r;
+	pid_t pid;
+
+	pipe_new(out);
+	a.out_w = out[1];
+	pid = SPAWN(claimer, &a);
+	EXPECT_BYTE(out[0], 'C');
+	gen = DRAIN_NEWS(px, DVK_PROXY_CLAIM, dc, 3);
+	WAIT_SLEEPING(pid);
+	for (int i = 0; i < 4; i++) {
+		h = (struct dvk_proxy_msg){ .kind = DVK_PROXY_CLAIMED, .dc = dc, .dst = 3,
+					    .dst_gen = gen };
+		if (i < 2)
+			h.flags = i ? 1u << 31 : DVK_PROXY_NONBLOCK;
+		else
+			h.reserved = i == 2 ? 1 : 0x80000000u;
+		CHECKF(px_inject(px, &h, sizeof(h), &r) == 0 && r.error == -EINVAL &&
+		       r.count == 0 && r.size == 0, "CLAIMED with flags 0x%x, reserved 0x%x: "
+		       "count %u, error %s", h.flags, h.reserved, r.count, rcname(r.error));
+	}
+	CHECK_EQ(get_byte(out[0], 50), -1);
+	CHECK_RC(inject_claimed(px, dc, 3, gen, 0), 0);
+	claimer_result(out[0], &rc, &got);
+	CHECK_RC(rc, 0);
+	CHECK_EQ(got, gen);
+	CHECK_CHILD(pid);
+	CHECK_EQ(DRAIN_NEWS(px, DVK_PROXY_UNBOUND, dc, 3), gen);
+	EXPECT_NO_DRAIN(px);
+}
+
 /* ====================================================================================== */
 /* Verdicts: with DVK_PROXY_VERDICTS, a send to another node completes with its verdict   */
 /* ====================================================================================== */
@@ -3588,18 +3668,40 @@ static pid_t vsend_start(struct vsend_arg *a, uint32_t dc, uint32_t nr, uint32_t
 	return pid;
 }
 
-/* Submits a send of number n (type n, 8 bytes); returns its token. */
-static uint64_t a_send(int fd, uint32_t dst, uint32_t gen, uint64_t n)
+/* Submits a send of number n (type n, 8 bytes) with dvk_submit.flags `flags`; its token. */
+static uint64_t a_send_flags(int fd, uint32_t dst, uint32_t gen, uint64_t n, uint32_t flags)
 {
 	struct dvk_submit s = {
 		.op = DVK_OP_SEND,
+		.flags = flags,
 		.msg = { .peer = dst, .peer_gen = gen, .type = (int32_t)n,
 			 .payload = (uintptr_t)&n, .size = sizeof(n) },
 	};
 	int rc = dvk_ioctl(fd, DVK_IOC_SUBMIT, &s);
 
 	if (rc)
-		tap_fail("SUBMIT of send %llu: %s", (unsigned long long)n, errname(-rc));
+		tap_fail("SUBMIT of send %llu (flags 0x%x): %s", (unsigned long long)n, flags,
+			 errname(-rc));
+	return s.token;
+}
+
+/* Submits a send of number n (type n, 8 bytes); returns its token. */
+static uint64_t a_send(int fd, uint32_t dst, uint32_t gen, uint64_t n)
+{
+	return a_send_flags(fd, dst, gen, n, 0);
+}
+
+/* Submits a notify of `bits` to (dst, gen); returns its token. */
+static uint64_t a_notify(int fd, uint32_t dst, uint32_t gen, uint32_t bits)
+{
+	struct dvk_submit s = {
+		.op = DVK_OP_NOTIFY,
+		.msg = { .peer = dst, .peer_gen = gen, .bits = bits },
+	};
+	int rc = dvk_ioctl(fd, DVK_IOC_SUBMIT, &s);
+
+	if (rc)
+		tap_fail("SUBMIT of notify 0x%x: %s", bits, errname(-rc));
 	return s.token;
 }
 
@@ -3610,11 +3712,15 @@ static int cancel_rc(int fd, uint64_t token)
 	return dvk_ioctl(fd, DVK_IOC_CANCEL, &c);
 }
 
-/* Waits for one completion, of a SEND, and returns its result; its token in *token. */
-#define REAP_ONE(fd, token) reap_one_at(__FILE__, __LINE__, fd, token)
-static int reap_one_at(const char *file, int line, int fd, uint64_t *token)
+/*
+ * Waits for one completion, of a call of `op` (SEND or NOTIFY: no message), and returns its
+ * result; its token in *token.
+ */
+#define REAP_ONE(fd, token) reap_one_at(__FILE__, __LINE__, fd, token, DVK_OP_SEND)
+#define REAP_ONE_NOTIFY(fd, token) reap_one_at(__FILE__, __LINE__, fd, token, DVK_OP_NOTIFY)
+static int reap_one_at(const char *file, int line, int fd, uint64_t *token, uint32_t op)
 {
-	/* Room for one record of a SEND (no payload): one completion at a time. */
+	/* Room for one record without payload: one completion at a time. */
 	unsigned char buf[2 * sizeof(struct dvk_completion)];
 	struct dvk_reap r = { .buffer = (uintptr_t)buf, .size = sizeof(struct dvk_completion) };
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -3636,21 +3742,22 @@ static int reap_one_at(const char *file, int line, int fd, uint64_t *token)
 		return 1;
 	}
 	memcpy(&c, buf, sizeof(c));
-	if (c.op != DVK_OP_SEND) {
+	if (c.op != op) {
 		tap_failed = 1;
-		tap_diag_at(file, line, "reaped token %llu op %u; want a SEND",
-			    (unsigned long long)c.token, c.op);
+		tap_diag_at(file, line, "reaped token %llu op %u; want op %u",
+			    (unsigned long long)c.token, c.op, op);
 	}
 	*token = c.token;
 	return c.result;
 }
 
-/* Waits for one completion, of the SEND `token`, and returns its result. */
-#define REAP_SEND(fd, token) reap_send_at(__FILE__, __LINE__, fd, token)
-static int reap_send_at(const char *file, int line, int fd, uint64_t token)
+/* Waits for one completion, of the call `token` of `op`, and returns its result. */
+#define REAP_SEND(fd, token) reap_call_at(__FILE__, __LINE__, fd, token, DVK_OP_SEND)
+#define REAP_NOTIFY(fd, token) reap_call_at(__FILE__, __LINE__, fd, token, DVK_OP_NOTIFY)
+static int reap_call_at(const char *file, int line, int fd, uint64_t token, uint32_t op)
 {
 	uint64_t got;
-	int rc = reap_one_at(file, line, fd, &got);
+	int rc = reap_one_at(file, line, fd, &got, op);
 
 	if (got != token) {
 		tap_failed = 1;
@@ -4478,6 +4585,278 @@ static void t_verdict_einval(void)
 	INJECT_CANCEL(px, dc, 0, 0, 1, -1);
 	EXPECT_NO_DRAIN(px);
 	EXPECT_EMPTY(l);
+}
+
+/*
+ * flags and reserved are zero in every injected record, whatever its kind (DVK_PROXY_NONBLOCK
+ * too: only drains set it), and a NOTIFY's request_id too: the inject stops at such a record
+ * with EINVAL, and it has no effect. The same records with those zero are taken.
+ */
+static void t_inject_flags_einval(void)
+{
+	enum { NGOOD = 8, NVAR = 5 };
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct dvk_proxy_msg good[NGOOD];
+	unsigned char p[8];
+	struct px_batch b = { 0 };
+	struct dvk_msg m;
+	uint64_t v;
+
+	remote_std(px, dc);
+	pattern(p, sizeof(p), 1);
+	good[0] = rec_hdr(DVK_PROXY_MESSAGE, dc, 0, gl, R_EP, R_GEN);
+	good[1] = rec_hdr(DVK_PROXY_MESSAGE, dc, 0, 0, R_EP, R_GEN);
+	good[1].request_id = 900;			/* a send id: a SENT would follow */
+	good[2] = rec_hdr(DVK_PROXY_REQUEST, dc, 0, gl, R_EP, R_GEN);
+	good[2].request_id = 901;
+	good[3] = rec_hdr(DVK_PROXY_NOTIFY, dc, 0, gl, R_EP, R_GEN);
+	good[3].bits = 4;
+	good[4] = rec_hdr(DVK_PROXY_REPLY, dc, 0, gl, R_EP, R_GEN);
+	good[4].request_id = 55;			/* no call waits: taken, dropped */
+	good[5] = rec_hdr(DVK_PROXY_FAIL, dc, 0, gl, R_EP, R_GEN);
+	good[5].request_id = 56;
+	good[5].status = -EIO;
+	good[6] = sent_hdr(dc, 0, gl, 57, 0);
+	good[7] = cancel_hdr(dc, 0, gl, 58, -ECANCELED);
+	for (int i = 0; i < NGOOD; i++) {
+		if (i != 3 && i < 5) {
+			good[i].type = 10 + i;
+			good[i].size = sizeof(p);
+		}
+		for (int k = 0; k < NVAR; k++) {
+			static const uint32_t flags[NVAR] = { DVK_PROXY_NONBLOCK, 2, 1u << 31 };
+			static const uint32_t reserved[NVAR] = { 0, 0, 0, 1, 0x80000000u };
+			struct dvk_proxy_msg h = good[i];
+			struct dvk_proxy_batch r;
+			int rc;
+
+			h.flags = flags[k];
+			h.reserved = reserved[k];
+			px_batch_reset(&b);
+			px_batch_add(&b, &h, p);
+			rc = px_inject(px, b.buf, (uint32_t)b.len, &r);
+			CHECKF(rc == 0 && r.error == -EINVAL && r.count == 0 && r.size == 0,
+			       "kind %u with flags 0x%x, reserved 0x%x: rc %s, count %u, error %s",
+			       h.kind, h.flags, h.reserved, rcname(rc), r.count, rcname(r.error));
+		}
+	}
+	/* An injected NOTIFY carries no id, with verdicts too: its bits are pending at once. */
+	{
+		struct dvk_proxy_msg h = good[3];
+
+		h.request_id = 5;
+		CHECK_RC(INJECT_HDR(px, h), -EINVAL);
+	}
+	/* Behind a good record: that one is taken, and the inject stops at the bad one. */
+	px_batch_reset(&b);
+	px_batch_add(&b, &good[3], NULL);
+	{
+		struct dvk_proxy_msg h = good[1];
+
+		h.flags = DVK_PROXY_NONBLOCK;
+		px_batch_add(&b, &h, p);
+	}
+	INJECT_STOPS(px, &b, 0, 1, REC(0), -EINVAL);
+	CHECK_EQ(ep_get(dc, 0, "queued"), 0);
+	CHECK_EQ(ep_get(dc, 0, "held"), 0);
+	CHECK_RC(mrecv(l, DVK_ANY, 0, NULL, 0, DVK_CALL_NONBLOCK, 0, &m), 0);
+	CHECK(m.flags == DVK_MSG_NOTIFY && m.bits == 4 && m.peer == R_EP);
+	EXPECT_EMPTY(l);
+	EXPECT_NO_DRAIN(px);
+	/* With flags and reserved zero, every one is taken. */
+	px_batch_reset(&b);
+	for (int i = 0; i < NGOOD; i++)
+		px_batch_add(&b, &good[i], p);
+	INJECT_ALL(px, &b);
+	CHECK_RC(mrecv(l, DVK_ANY, 0, NULL, 0, DVK_CALL_NONBLOCK, 0, &m), 0);
+	CHECK(m.flags == DVK_MSG_NOTIFY && m.bits == 4);
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 10, 8, 1);
+	EXPECT_MSG(l, R_EP, R_GEN, 0, 11, 8, 1);
+	DRAIN_SENT(px, dc, 0, gl, 900, 0);
+	CHECK_RC(mrecv(l, DVK_ANY, 0, &v, sizeof(v), DVK_CALL_NONBLOCK, 0, &m), 0);
+	CHECK(m.flags == DVK_MSG_REQUEST && m.request_id == 901 && m.type == 12);
+	CHECK_RC(mreply(l, &m, 1, NULL, 0), 0);
+	{
+		struct rec r;
+
+		if (DRAIN_N(px, &r, 1) == 1) {
+			CHECK_REC(&r, DVK_PROXY_REPLY, dc, R_EP, R_GEN, 0, gl, 1);
+			CHECK_EQ(r.h.request_id, 901);
+			recs_free(&r, 1);
+		}
+	}
+	EXPECT_EMPTY(l);
+	EXPECT_NO_DRAIN(px);
+	px_batch_free(&b);
+}
+
+/*
+ * A submitted NONBLOCK send to a verdicts remote endpoint with room waits for its verdict like
+ * any: it is drained with DVK_PROXY_NONBLOCK and a send id, and completes with the SENT's
+ * status (-EAGAIN: the other node had no room). Sends without the flag, submitted or
+ * blocking, are drained with flags 0; all number from one counter.
+ */
+static void t_verdict_nonblock_submitted(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, gs = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), out[2];
+	struct vsend_arg a = { .num = 4, .want_rc = 0 };
+	struct dvk_proxy_msg h1, h2, h3, h4, h6;
+	uint64_t t1, t2, t3, t5, t6;
+	pid_t pid;
+
+	remote_std(px, dc);
+	t1 = a_send_flags(l, R_EP, 0, 1, DVK_CALL_NONBLOCK);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 1);
+	EXPECT_NO_COMPLETION(l);
+	h1 = DRAIN_SEND(px, dc, 0, gl, 1);
+	CHECK_EQ(h1.flags, DVK_PROXY_NONBLOCK);
+	CHECK_EQ(h1.reserved, 0);
+	CHECK_EQ(h1.timeout_ns, 0);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 1);
+	EXPECT_NO_COMPLETION(l);
+	INJECT_SENT(px, dc, 0, gl, h1.request_id, 0);
+	CHECK_RC(REAP_SEND(l, t1), 0);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 1);
+	CHECK_EQ(ep_get(dc, R_EP, "owed"), 0);
+	/* Refused there for room: the verdict -EAGAIN fails it; not counted as sent. */
+	t2 = a_send_flags(l, R_EP, R_GEN, 2, DVK_CALL_NONBLOCK);
+	h2 = DRAIN_SEND(px, dc, 0, gl, 2);
+	CHECK_EQ(h2.flags, DVK_PROXY_NONBLOCK);
+	EXPECT_NO_COMPLETION(l);
+	INJECT_SENT(px, dc, 0, gl, h2.request_id, -EAGAIN);
+	CHECK_RC(REAP_SEND(l, t2), -EAGAIN);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 1);
+	/* Without the flag: submitted, and a blocking DVK_IOC_SEND. */
+	t3 = a_send(l, R_EP, 0, 3);
+	h3 = DRAIN_SEND(px, dc, 0, gl, 3);
+	CHECK_EQ(h3.flags, 0);
+	INJECT_SENT(px, dc, 0, gl, h3.request_id, 0);
+	CHECK_RC(REAP_SEND(l, t3), 0);
+	pid = vsend_start(&a, dc, 1, &gs, out);
+	h4 = DRAIN_SEND(px, dc, 1, gs, 4);
+	CHECK_EQ(h4.flags, 0);
+	INJECT_SENT(px, dc, 1, gs, h4.request_id, 0);
+	EXPECT_BYTE(out[0], 'D');
+	CHECK_CHILD(pid);
+	CHECK(h1.request_id != h2.request_id && h2.request_id != h3.request_id &&
+	      h1.request_id != h3.request_id);
+	/* Before the drain CANCEL withdraws it; in flight EALREADY, a CANCEL record. */
+	t5 = a_send_flags(l, R_EP, 0, 5, DVK_CALL_NONBLOCK);
+	CHECK_RC(cancel_rc(l, t5), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 0);
+	EXPECT_NO_DRAIN(px);
+	t6 = a_send_flags(l, R_EP, 0, 6, DVK_CALL_NONBLOCK);
+	h6 = DRAIN_SEND(px, dc, 0, gl, 6);
+	CHECK_EQ(h6.flags, DVK_PROXY_NONBLOCK);
+	CHECK_RC(cancel_rc(l, t6), -EALREADY);
+	DRAIN_CANCEL(px, dc, 0, gl, h6.request_id, -ECANCELED);
+	EXPECT_NO_COMPLETION(l);
+	INJECT_SENT(px, dc, 0, gl, h6.request_id, -ECANCELED);
+	CHECK_RC(REAP_SEND(l, t6), -ECANCELED);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 2);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+}
+
+/*
+ * A submitted NONBLOCK send finding the remote endpoint's queue here full, or a sender held
+ * there, completes within SUBMIT with EAGAIN (CANCEL finds it complete): nothing is queued,
+ * held or drained. Once there is room and no one held, it goes as above.
+ */
+static void t_verdict_nonblock_full(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), filler = ep_open(dc, 1, NULL);
+	struct rec *r = calloc(queue_length, sizeof(*r));
+	uint64_t *tok = calloc(queue_length, sizeof(*tok)), t, th;
+	struct dvk_proxy_msg h2, h4;
+	long long messages;
+
+	REQUIRE(r && tok);
+	remote_std(px, dc);
+	for (uint32_t i = 0; i < queue_length; i++)
+		tok[i] = a_send(filler, R_EP, 0, 100 + i);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length);
+	messages = stat_now("messages");
+	t = a_send_flags(l, R_EP, 0, 1, DVK_CALL_NONBLOCK);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_SEND(l, t), -EAGAIN);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), queue_length);
+	CHECK_EQ(stat_now("messages"), messages);
+	/* A send without the flag is held; behind it NONBLOCK fails at once again. */
+	th = a_send(l, R_EP, 0, 2);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 1);
+	t = a_send_flags(l, R_EP, R_GEN, 3, DVK_CALL_NONBLOCK);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_SEND(l, t), -EAGAIN);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 1);
+	/* The drain makes room: the held send is queued, and a NONBLOCK one is queued after it. */
+	CHECK_EQ(DRAIN_N(px, r, queue_length), queue_length);
+	check_numbers(r, queue_length, 100);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	t = a_send_flags(l, R_EP, 0, 4, DVK_CALL_NONBLOCK);
+	CHECK_EQ(ep_get(dc, R_EP, "queued"), 2);
+	EXPECT_NO_COMPLETION(l);
+	h2 = DRAIN_SEND(px, dc, 0, gl, 2);
+	CHECK_EQ(h2.flags, 0);
+	h4 = DRAIN_SEND(px, dc, 0, gl, 4);
+	CHECK_EQ(h4.flags, DVK_PROXY_NONBLOCK);
+	for (uint32_t i = 0; i < queue_length; i++) {
+		CHECK_EQ(r[i].h.flags, 0);
+		INJECT_SENT(px, dc, 1, r[i].h.src_gen, r[i].h.request_id, 0);
+	}
+	for (uint32_t i = 0; i < queue_length; i++)
+		CHECK_RC(REAP_SEND(filler, tok[i]), 0);
+	INJECT_SENT(px, dc, 0, gl, h2.request_id, 0);
+	CHECK_RC(REAP_SEND(l, th), 0);
+	INJECT_SENT(px, dc, 0, gl, h4.request_id, 0);
+	CHECK_RC(REAP_SEND(l, t), 0);
+	CHECK_EQ(ep_get(dc, 0, "sent"), 2);
+	recs_free(r, queue_length);
+	free(r);
+	free(tok);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+}
+
+/*
+ * Without DVK_PROXY_VERDICTS a submitted NONBLOCK send to a remote endpoint completes once
+ * queued (0), or at once with EAGAIN when the queue is full; its MESSAGE has no send id and
+ * flags 0.
+ */
+static void t_nonblock_flag_off(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	struct rec *r = calloc(queue_length, sizeof(*r));
+	uint64_t t;
+
+	REQUIRE(r);
+	remote_std(px, dc);
+	t = a_send_flags(l, R_EP, 0, 1, DVK_CALL_NONBLOCK);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_SEND(l, t), 0);
+	if (DRAIN_N(px, r, 1) == 1) {
+		check_numbers(r, 1, 1);
+		CHECK_EQ(r[0].h.request_id, 0);
+		CHECK_EQ(r[0].h.flags, 0);
+		recs_free(r, 1);
+	}
+	fill_remote(l, dc, 10);
+	t = a_send_flags(l, R_EP, 0, 99, DVK_CALL_NONBLOCK);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_SEND(l, t), -EAGAIN);
+	CHECK_EQ(ep_get(dc, R_EP, "held"), 0);
+	if (DRAIN_N(px, r, queue_length) == (int)queue_length) {
+		check_numbers(r, queue_length, 10);
+		recs_free(r, queue_length);
+	}
+	free(r);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
 }
 
 /* ====================================================================================== */
@@ -5309,11 +5688,438 @@ static void t_withdraw_inject_match(void)
 }
 
 /* ====================================================================================== */
+/* Notes: with DVK_PROXY_VERDICTS, a submitted notify to another node waits for a verdict */
+/* ====================================================================================== */
+
+/*
+ * Drains one record: the note from local (src, src_gen) to remote (dst, dst_gen) carrying
+ * exactly `bits`, with a note id (with_id) or none; returns the id.
+ */
+#define DRAIN_NOTE(px, dc, src, src_gen, bits)                                            \
+	drain_note_at(__FILE__, __LINE__, px, dc, R_EP, R_GEN, src, src_gen, bits, true)
+#define DRAIN_NOTE_TO(px, dc, dst, dst_gen, src, src_gen, bits, with_id)                  \
+	drain_note_at(__FILE__, __LINE__, px, dc, dst, dst_gen, src, src_gen, bits, with_id)
+static uint64_t drain_note_at(const char *file, int line, int px, uint32_t dc, uint32_t dst,
+			      uint32_t dst_gen, uint32_t src, uint32_t src_gen, uint32_t bits,
+			      bool with_id)
+{
+	struct rec r = { 0 };
+	uint64_t id;
+
+	if (!drain_one_at(file, line, px, HDR, &r))
+		return 0;
+	id = r.h.request_id;
+	if (r.h.kind != DVK_PROXY_NOTIFY || r.h.dc != dc || r.h.dst != dst ||
+	    r.h.dst_gen != dst_gen || r.h.src != src || r.h.src_gen != src_gen ||
+	    r.h.bits != bits || r.h.size || r.h.type || r.h.status || r.h.timeout_ns ||
+	    r.h.flags || r.h.reserved || (id != 0) != with_id) {
+		tap_failed = 1;
+		tap_diag_at(file, line,
+			    "drained kind %u dc %u dst %u/%u src %u/%u bits 0x%x id %llu "
+			    "flags 0x%x; want a NOTIFY dst %u/%u src %u/%u bits 0x%x %s",
+			    r.h.kind, r.h.dc, r.h.dst, r.h.dst_gen, r.h.src, r.h.src_gen, r.h.bits,
+			    (unsigned long long)id, r.h.flags, dst, dst_gen, src, src_gen, bits,
+			    with_id ? "with a note id" : "without an id");
+	}
+	recs_free(&r, 1);
+	return id;
+}
+
+/* Whether got[0..n) holds the tokens want[0..n), each once, in any order. */
+static bool same_tokens(const uint64_t *got, const uint64_t *want, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int found = 0;
+
+		for (int j = 0; j < n; j++)
+			found += got[j] == want[i];
+		if (found != 1)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A submitted notify to a verdicts remote endpoint waits for its note's verdict: the note is
+ * drained as a NOTIFY with a note id; CANCEL answers EALREADY, before the drain and after,
+ * and posts nothing; a SENT for another id, incarnation or remote endpoint does nothing; the
+ * SENT for the note completes it, once. Note ids come from the counter of send ids.
+ */
+static void t_note_verdict(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl);
+	struct dvk_proxy_msg h;
+	uint64_t t, ts, id, id2;
+
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	t = a_notify(l, R_EP, 0, 0x9);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+	EXPECT_NO_COMPLETION(l);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	id = DRAIN_NOTE(px, dc, 0, gl, 0x9);
+	EXPECT_NO_COMPLETION(l);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	EXPECT_NO_DRAIN(px);
+	/* Not its verdict. */
+	INJECT_SENT(px, dc, 0, gl, id + 1, 0);
+	INJECT_SENT(px, dc, 0, gl + 1, id, 0);
+	h = sent_hdr(dc, 0, gl, id, 0);
+	h.src = 6;
+	h.src_gen = 3;
+	CHECK_RC(INJECT_HDR(px, h), 0);
+	EXPECT_NO_COMPLETION(l);
+	INJECT_SENT(px, dc, 0, gl, id, 0);
+	CHECK_RC(REAP_NOTIFY(l, t), 0);
+	CHECK_RC(cancel_rc(l, t), -ENOENT);
+	/* A second verdict finds nothing. */
+	INJECT_SENT(px, dc, 0, gl, id, -EIO);
+	EXPECT_NO_COMPLETION(l);
+	/* A send from the same file gets another id from the same counter; so does a new note. */
+	ts = a_send(l, R_EP, 0, 1);
+	h = DRAIN_SEND(px, dc, 0, gl, 1);
+	CHECK(h.request_id != id);
+	INJECT_SENT(px, dc, 0, gl, h.request_id, 0);
+	CHECK_RC(REAP_SEND(l, ts), 0);
+	t = a_notify(l, R_EP, R_GEN, 0x1);
+	id2 = DRAIN_NOTE(px, dc, 0, gl, 0x1);
+	CHECK(id2 != id && id2 != h.request_id);
+	/* The verdict's status, 0 or an errno, is the notify's result. */
+	INJECT_SENT(px, dc, 0, gl, id2, -EHOSTUNREACH);
+	CHECK_RC(REAP_NOTIFY(l, t), -EHOSTUNREACH);
+	/* Not that incarnation: ENOENT at once, nothing posted. */
+	t = a_notify(l, R_EP, R_GEN + 1, 0x1);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_NOTIFY(l, t), -ENOENT);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 0);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+}
+
+/*
+ * The bits one source has waiting for the drain form one note: notifies submitted before the
+ * drain and DVK_IOC_NOTIFY merge into one NOTIFY record, and its one SENT completes every
+ * submitted notify it carried, with its status. A notify after the drain starts a new note
+ * with a new id; another source's note is its own.
+ */
+static void t_note_merge(void)
+{
+	uint32_t dc = dc_new(8), gl = 0, gk = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), k = ep_open(dc, 1, &gk), n;
+	uint64_t t1, t2, t3, t4, tk, id1, id2 = 0, idk = 0, got[2];
+	struct rec r[3];
+
+	remote_std(px, dc);
+	t1 = a_notify(l, R_EP, 0, 0x1);
+	t2 = a_notify(l, R_EP, R_GEN, 0x4);
+	CHECK_RC(mnotify(l, R_EP, 0, 0x100), 0);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+	id1 = DRAIN_NOTE(px, dc, 0, gl, 0x105);
+	EXPECT_NO_DRAIN(px);
+	/* After the drain: a new note from l with a new id, and k's own. */
+	t3 = a_notify(l, R_EP, 0, 0x2);
+	tk = a_notify(k, R_EP, 0, 0x2);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 2);
+	n = DRAIN_N(px, r, 2);
+	for (int i = 0; i < n; i++) {
+		CHECK_EQ(r[i].h.kind, DVK_PROXY_NOTIFY);
+		CHECK_EQ(r[i].h.bits, 0x2);
+		CHECK(r[i].h.request_id != 0);
+		if (r[i].h.src == 0 && r[i].h.src_gen == gl)
+			id2 = r[i].h.request_id;
+		else if (r[i].h.src == 1 && r[i].h.src_gen == gk)
+			idk = r[i].h.request_id;
+	}
+	recs_free(r, n);
+	CHECK(id2 && idk && id2 != id1);
+	EXPECT_NO_COMPLETION(l);
+	EXPECT_NO_COMPLETION(k);
+	/* The first note's verdict completes both notifies it carried, and not the third. */
+	INJECT_SENT(px, dc, 0, gl, id1, -ETIMEDOUT);
+	for (int i = 0; i < 2; i++)
+		CHECK_RC(REAP_ONE_NOTIFY(l, &got[i]), -ETIMEDOUT);
+	CHECKF(same_tokens(got, (uint64_t[]){ t1, t2 }, 2),
+	       "reaped tokens %llu, %llu; want %llu and %llu", (unsigned long long)got[0],
+	       (unsigned long long)got[1], (unsigned long long)t1, (unsigned long long)t2);
+	EXPECT_NO_COMPLETION(l);
+	INJECT_SENT(px, dc, 0, gl, id2, 0);
+	CHECK_RC(REAP_NOTIFY(l, t3), 0);
+	EXPECT_NO_COMPLETION(k);
+	INJECT_SENT(px, dc, 1, gk, idk, -ENOENT);
+	CHECK_RC(REAP_NOTIFY(k, tk), -ENOENT);
+	/* DVK_IOC_NOTIFY first: a submitted notify joins the note it made. */
+	CHECK_RC(mnotify(l, R_EP, 0, 0x10), 0);
+	t4 = a_notify(l, R_EP, 0, 0x20);
+	id1 = DRAIN_NOTE(px, dc, 0, gl, 0x30);
+	CHECK(id1 != id2);
+	EXPECT_NO_COMPLETION(l);
+	INJECT_SENT(px, dc, 0, gl, id1, 0);
+	CHECK_RC(REAP_NOTIFY(l, t4), 0);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+	EXPECT_NO_COMPLETION(k);
+}
+
+/*
+ * REMOTE_DEL (mode 0: ESRCH; 1: NODE_DOWN, EHOSTUNREACH) or closing the proxy (2:
+ * EHOSTUNREACH) completes every submitted notify waiting on the remote endpoint, its note
+ * drained or not; those waiting on another remote endpoint wait on (unless the proxy went).
+ * A verdict that comes late is refused, and nothing is left.
+ */
+static void note_teardown(int mode)
+{
+	int want = mode ? -EHOSTUNREACH : -ESRCH;
+	uint32_t dc = dc_new(8), gl = 0;
+	struct dvk_stats before;
+	uint64_t t1, t2, t3, id, id3, got[3];
+	int px, l;
+
+	CHECK_RC(stats_read(&before), 0);
+	px = verdicts_px_open();
+	remote_std(px, dc);
+	CHECK_RC(remote_add(px, dc, 6, 3, R_NODE), 0);
+	l = ep_open(dc, 0, &gl);
+	t1 = a_notify(l, R_EP, 0, 0x1);
+	id = DRAIN_NOTE(px, dc, 0, gl, 0x1);
+	t2 = a_notify(l, R_EP, 0, 0x2);		/* its note not drained */
+	t3 = a_notify(l, 6, 0, 0x4);		/* another remote endpoint */
+	CHECK_EQ(stat_now("calls"), stats_get(&before, "calls") + 3);
+	if (mode == 2)
+		dev_close(px);
+	else
+		CHECK_RC(remote_del(px, dc, R_EP, R_GEN, mode ? DVK_REMOTE_NODE_DOWN : 0), 0);
+	for (int i = 0; i < (mode == 2 ? 3 : 2); i++)
+		CHECK_RC(REAP_ONE_NOTIFY(l, &got[i]), want);
+	if (mode == 2) {
+		CHECK(same_tokens(got, (uint64_t[]){ t1, t2, t3 }, 3));
+	} else {
+		CHECK(same_tokens(got, (uint64_t[]){ t1, t2 }, 2));
+		EXPECT_NO_COMPLETION(l);
+		CHECK_RC(INJECT_HDR(px, sent_hdr(dc, 0, gl, id, 0)), -EADDRNOTAVAIL);
+		id3 = DRAIN_NOTE_TO(px, dc, 6, 3, 0, gl, 0x4, true);
+		{
+			struct dvk_proxy_msg h = sent_hdr(dc, 0, gl, id3, 0);
+
+			h.src = 6;
+			h.src_gen = 3;
+			CHECK_RC(INJECT_HDR(px, h), 0);
+		}
+		CHECK_RC(REAP_NOTIFY(l, t3), 0);
+		EXPECT_NO_DRAIN(px);
+		dev_close(px);
+	}
+	EXPECT_NO_COMPLETION(l);
+	dev_close(l);
+	CHECK_COUNTERS_BACK(&before);
+}
+
+static void t_note_del(void)
+{
+	note_teardown(0);
+}
+
+static void t_note_node_down(void)
+{
+	note_teardown(1);
+}
+
+static void t_note_close_proxy(void)
+{
+	note_teardown(2);
+}
+
+/*
+ * The notifier closes its file while its notifies wait for verdicts: they are dropped with it
+ * (no call left, nothing leaks); the verdict that comes later is taken and does nothing. Bits
+ * posted are not taken back: accepted notifications stay pending when their sender goes, so
+ * the note not drained yet is drained after the close.
+ */
+static void t_note_notifier_closes(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	struct dvk_stats before;
+	struct rec r[2];
+	uint64_t id;
+	int px, l, n = 0;
+
+	CHECK_RC(stats_read(&before), 0);
+	px = verdicts_px_open();
+	remote_std(px, dc);
+	l = ep_open(dc, 0, &gl);
+	a_notify(l, R_EP, 0, 0x1);
+	id = DRAIN_NOTE(px, dc, 0, gl, 0x1);
+	a_notify(l, R_EP, 0, 0x2);
+	a_notify(l, R_EP, 0, 0x4);
+	CHECK_EQ(stat_now("calls"), stats_get(&before, "calls") + 3);
+	dev_close(l);
+	WAIT_UNBOUND(dc, 0);
+	CHECK_EQ(stat_now("calls"), stats_get(&before, "calls"));
+	INJECT_SENT(px, dc, 0, gl, id, 0);
+	CHECK_RC(drain_once(px, dbuf_len, DVK_CALL_NONBLOCK, 0, r, &n, 2, NULL), 0);
+	CHECK_EQ(n, 1);
+	if (n >= 1) {
+		CHECK_REC(&r[0], DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, 0, gl, 0);
+		CHECK_EQ(r[0].h.bits, 0x6);
+		CHECK(r[0].h.request_id != 0 && r[0].h.request_id != id);
+		INJECT_SENT(px, dc, 0, gl, r[0].h.request_id, 0);
+	}
+	recs_free(r, n < 2 ? n : 2);
+	EXPECT_NO_DRAIN(px);
+	dev_close(px);
+	CHECK_COUNTERS_BACK(&before);
+}
+
+/*
+ * Without DVK_PROXY_VERDICTS a submitted notify to a remote endpoint completes within SUBMIT
+ * with 0 (ENOENT for another incarnation), and its bits, merged with others from the source,
+ * are drained as a NOTIFY with request_id 0.
+ */
+static void t_note_flag_off(void)
+{
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = px_open(), l = ep_open(dc, 0, &gl);
+	uint64_t t;
+
+	remote_std(px, dc);
+	CHECK_RC(mnotify(l, R_EP, 0, 0x10), 0);
+	t = a_notify(l, R_EP, 0, 0x1);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_NOTIFY(l, t), 0);
+	t = a_notify(l, R_EP, R_GEN, 0x2);
+	CHECK_RC(cancel_rc(l, t), -EALREADY);
+	CHECK_RC(REAP_NOTIFY(l, t), 0);
+	t = a_notify(l, R_EP, R_GEN + 1, 0x4);
+	CHECK_RC(REAP_NOTIFY(l, t), -ENOENT);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+	DRAIN_NOTE_TO(px, dc, R_EP, R_GEN, 0, gl, 0x13, false);
+	/* A SENT is no record for such a proxy. */
+	CHECK_RC(INJECT_HDR(px, sent_hdr(dc, 0, gl, 1, 0)), -EINVAL);
+	EXPECT_NO_DRAIN(px);
+	EXPECT_NO_COMPLETION(l);
+}
+
+/*
+ * A drain that cannot copy a note out puts it back: its id and its waiters stay, and the next
+ * drain takes it. If a newer note formed from the same source meanwhile (a drain held back by
+ * userfaultfd while writing the old note's record; it fails once the page goes), the old
+ * note's bits join the newer one, and its waiters complete with the newer note's verdict;
+ * the old id is not awaited any more. If the drain succeeds, each note keeps its own.
+ */
+static void t_note_drain_efault(void)
+{
+	static unsigned char zeros[4096] __attribute__((aligned(4096)));
+	uint32_t dc = dc_new(8), gl = 0;
+	int px = verdicts_px_open(), l = ep_open(dc, 0, &gl), uffd = uffd_open();
+	struct dvk_proxy_batch b;
+	uint64_t t1, t2, id1, id2;
+
+	remote_std(px, dc);
+	t1 = a_notify(l, R_EP, 0, 0x1);
+	CHECK_RC(px_drain(px, bad_page(), dbuf_len, DVK_CALL_NONBLOCK, 0, &b), -EFAULT);
+	CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+	EXPECT_NO_COMPLETION(l);
+	id1 = DRAIN_NOTE(px, dc, 0, gl, 0x1);
+	INJECT_SENT(px, dc, 0, gl, id1, 0);
+	CHECK_RC(REAP_NOTIFY(l, t1), 0);
+	if (uffd < 0) {
+		tap_fail("userfaultfd: %s", errname(-uffd));
+		return;
+	}
+	for (int fail = 0; fail < 2; fail++) {
+		/*
+		 * Two pages: the record's first 40 bytes (its request_id included) land in the
+		 * first, and the drain stops at the second, which userfaultfd holds back.
+		 */
+		unsigned char *pages = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		unsigned char *at = pages + 4096 - 40;
+		struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+		struct pollfd pf = { .fd = uffd, .events = POLLIN };
+		struct stuck_drain d = { .px = px };
+		struct dvk_proxy_msg old = { 0 };
+		struct uffd_msg msg;
+		struct rec r = { 0 };
+		int n = 0;
+
+		REQUIRE(pages != MAP_FAILED);
+		memset(pages, 0xa5, 4096);
+		reg.range = (struct uffdio_range){ .start = (uintptr_t)pages + 4096, .len = 4096 };
+		REQUIRE(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0);
+		t1 = a_notify(l, R_EP, 0, 0x1);
+		d.buf = at;
+		REQUIRE(pthread_create(&d.th, NULL, stuck_drain, &d) == 0);
+		CHECK(poll(&pf, 1, LONG_MS) == 1);
+		CHECK(read(uffd, &msg, sizeof(msg)) == sizeof(msg));
+		CHECK_EQ(msg.event, UFFD_EVENT_PAGEFAULT);
+		CHECK_EQ(msg.arg.pagefault.address & ~4095ull, (uintptr_t)pages + 4096);
+		/* The drain took the note: what it wrote so far names it. */
+		memcpy(&old, at, 40);
+		CHECK_EQ(old.kind, DVK_PROXY_NOTIFY);
+		CHECK_EQ(old.bits, 0x1);
+		CHECK(old.request_id != 0 && old.request_id != id1);
+		CHECK_EQ(ep_get(dc, R_EP, "notes"), 0);
+		/* A notify now starts a new note. */
+		t2 = a_notify(l, R_EP, 0, 0x2);
+		CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+		if (!fail) {
+			struct uffdio_copy c = { .dst = (uintptr_t)pages + 4096,
+						 .src = (uintptr_t)zeros, .len = 4096 };
+
+			CHECK(ioctl(uffd, UFFDIO_COPY, &c) == 0);
+		} else {
+			struct uffdio_range w = { .start = (uintptr_t)pages + 4096, .len = 4096 };
+
+			CHECK(munmap(pages + 4096, 4096) == 0);
+			CHECK(ioctl(uffd, UFFDIO_WAKE, &w) == 0);
+		}
+		REQUIRE(pthread_join(d.th, NULL) == 0);
+		if (!fail) {
+			/* Drained after all: two notes, two verdicts. */
+			CHECK_RC(d.rc, 0);
+			PARSE(at, &d.res, &r, &n, 1);
+			CHECK_EQ(n, 1);
+			CHECK_REC(&r, DVK_PROXY_NOTIFY, dc, R_EP, R_GEN, 0, gl, 0);
+			CHECK_EQ(r.h.bits, 0x1);
+			CHECK_EQ(r.h.request_id, old.request_id);
+			recs_free(&r, n > 0 ? 1 : 0);
+			id2 = DRAIN_NOTE(px, dc, 0, gl, 0x2);
+			CHECK(id2 != old.request_id);
+			INJECT_SENT(px, dc, 0, gl, id2, -EIO);
+			CHECK_RC(REAP_NOTIFY(l, t2), -EIO);
+			EXPECT_NO_COMPLETION(l);
+			INJECT_SENT(px, dc, 0, gl, old.request_id, 0);
+			CHECK_RC(REAP_NOTIFY(l, t1), 0);
+			CHECK(munmap(pages, 8192) == 0);
+		} else {
+			/* Put back into the newer note: one record, both bits, the newer id. */
+			uint64_t got[2];
+
+			CHECK_RC(d.rc, -EFAULT);
+			CHECK_EQ(ep_get(dc, R_EP, "notes"), 1);
+			id2 = DRAIN_NOTE(px, dc, 0, gl, 0x3);
+			CHECK(id2 != old.request_id);
+			INJECT_SENT(px, dc, 0, gl, old.request_id, -EIO);
+			EXPECT_NO_COMPLETION(l);
+			INJECT_SENT(px, dc, 0, gl, id2, 0);
+			for (int i = 0; i < 2; i++)
+				CHECK_RC(REAP_ONE_NOTIFY(l, &got[i]), 0);
+			CHECK(same_tokens(got, (uint64_t[]){ t1, t2 }, 2));
+			CHECK(munmap(pages, 4096) == 0);
+		}
+		EXPECT_NO_DRAIN(px);
+		EXPECT_NO_COMPLETION(l);
+	}
+	close(uffd);
+}
+
+/* ====================================================================================== */
 /* The runner                                                                              */
 /* ====================================================================================== */
 
 static const struct test_case cases[] = {
 	T(t_version, "VERSION reports DVK_FEATURE_PROXY"),
+	T(t_record_layout, "records: 64 bytes, flags at 56, reserved at 60, written zero by the drain"),
 	T(t_attach_eperm, "attach: EPERM without the capability; nothing attached"),
 	T(t_attach_ebusy, "attach: a second proxy gets EBUSY; after close another attaches"),
 	T(t_attach_eisconn, "attach: EISCONN on a bound file; BIND on the proxy file: EISCONN"),
@@ -5325,6 +6131,7 @@ static const struct test_case cases[] = {
 	T(t_claim_proxy_closes, "claims: closing the proxy completes waiting binds"),
 	T(t_claim_bound_and_unbound_order, "claims: BOUND at attach; UNBOUND after the endpoint's messages"),
 	T(t_claim_einval, "claims: verdicts are checked; without DVK_PROXY_CLAIMS binds do not wait"),
+	T(t_claim_flags_einval, "claims: a CLAIMED with flags or reserved is EINVAL; the bind waits on"),
 	T(t_verdict_sent, "verdicts: a send waits for SENT; SENT 0 completes it, counted once"),
 	T(t_verdict_sent_error, "verdicts: SENT with an errno fails the send with it, not counted"),
 	T(t_verdict_deadline_undrained, "verdicts: a deadline before the drain withdraws the send"),
@@ -5345,6 +6152,10 @@ static const struct test_case cases[] = {
 	T(t_verdict_deliver_cancel, "verdicts: CANCEL withdraws a held message; once queued, nothing"),
 	T(t_verdict_flag_off, "verdicts: without DVK_PROXY_VERDICTS sends complete when queued"),
 	T(t_verdict_einval, "verdicts: SENT, CANCEL and timeout_ns are checked (EINVAL)"),
+	T(t_inject_flags_einval, "inject: flags or reserved set in any kind of record is EINVAL"),
+	T(t_verdict_nonblock_submitted, "verdicts: a submitted NONBLOCK send: drained NONBLOCK, completes with SENT"),
+	T(t_verdict_nonblock_full, "verdicts: a submitted NONBLOCK send to a full remote queue: EAGAIN at once"),
+	T(t_nonblock_flag_off, "a submitted NONBLOCK send without verdicts: 0 once queued, EAGAIN when full"),
 	T(t_withdraw_deadline, "withdraw: deadline in flight: one CANCEL -ETIMEDOUT; late answers ignored"),
 	T(t_withdraw_submitted, "withdraw: DVK_IOC_CANCEL of a sendrec in flight: CANCEL -ECANCELED"),
 	T(t_withdraw_caller_gone, "withdraw: a caller killed or closing its file: CANCEL -ESRCH"),
@@ -5358,6 +6169,14 @@ static const struct test_case cases[] = {
 	T(t_withdraw_inject_held, "withdraw: an injected CANCEL withdraws requests held for room"),
 	T(t_withdraw_inject_received, "withdraw: a request received stays; its reply is drained"),
 	T(t_withdraw_inject_match, "withdraw: a CANCEL names one send or request of one source"),
+	T(t_note_verdict, "notes: a submitted notify waits for its note's SENT; CANCEL is EALREADY"),
+	T(t_note_merge, "notes: notifies before a drain share one note and one SENT; after it, a new id"),
+	T(t_note_del, "notes: REMOTE_DEL completes waiting notifies with ESRCH"),
+	T(t_note_node_down, "notes: REMOTE_DEL with NODE_DOWN: EHOSTUNREACH"),
+	T(t_note_close_proxy, "notes: closing the proxy completes waiting notifies with EHOSTUNREACH"),
+	T(t_note_notifier_closes, "notes: the notifier closing its file drops its notifies; nothing leaks"),
+	T(t_note_flag_off, "notes: without DVK_PROXY_VERDICTS a notify completes at once; NOTIFY id 0"),
+	T(t_note_drain_efault, "notes: a failed drain puts the note back, into a newer one if it formed"),
 	T(t_proxy_calls_eperm, "proxy calls on a file that is not the proxy fail with EPERM"),
 	T(t_proxy_efault, "proxy calls with bad argument pointers fail with EFAULT"),
 	T(t_proxy_enotty, "near misses of the proxy commands fail with ENOTTY"),

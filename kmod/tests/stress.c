@@ -7,19 +7,21 @@
  * The parent (root) creates a few small DCs and starts PROCS workers. Each worker opens files,
  * binds them, and issues random calls until CALLS calls have been made in all: valid traffic
  * (send, receive, sendrec, reply, notify, poll) with NONBLOCK or deadlines of at most ~20 ms,
- * submitted calls (SUBMIT of sends, receives and sendrecs that stay in flight until reaped,
- * cancelled or closed, REAP into good, short and bad buffers, CANCEL of tokens given, reaped
- * or made up; a request reaped is answered or kept like a received one), structures with
- * plausible but wrong values, structures of random bytes, NULL and bad pointers, known
- * command numbers and near misses, random closes and reopens, and DC creates and destroys.
+ * submitted calls (SUBMIT of sends, some with NONBLOCK, receives, sendrecs and notifies that
+ * stay in flight until reaped, cancelled or closed, REAP into good, short and bad buffers,
+ * CANCEL of tokens given, reaped or made up; a request reaped is answered or kept like a
+ * received one), structures with plausible but wrong values, structures of random bytes, NULL
+ * and bad pointers, known command numbers and near misses, random closes and reopens, and DC
+ * creates and destroys.
  * One worker at a time holds the node's proxy file (whichever attached first; the others
  * keep trying, and get EBUSY): it registers and removes random remote endpoints in the run's
  * DCs, where the other workers' traffic lands, drains what waits there into good, short and
  * bad buffers, and injects batches of plausible, answering, mutated and random records; then
  * it closes the proxy file, or is killed with it. Half the proxies ask for verdicts
- * (DVK_PROXY_VERDICTS): their holder answers every send it drains with a SENT verdict soon
- * (0 or an errno, at once or at its next proxy call), since such a send waits for nothing
- * else, and its injects carry send ids, SENT and CANCEL records too: CANCELs of messages
+ * (DVK_PROXY_VERDICTS): their holder answers every send and every note (a NOTIFY record with
+ * a note id) it drains with a SENT verdict soon (0 or an errno, at once or at its next proxy
+ * call), since such a send, and a submitted notify the note carries, waits for nothing else,
+ * and its injects carry send ids, SENT and CANCEL records too: CANCELs of messages
  * injected with a send id and of requests it injected (held, queued, received or gone), and
  * of ids nothing has. The CANCEL records it drains (sends and sendrecs whose senders and
  * callers gave up in flight) must carry an errno the header names; one for a request it
@@ -68,6 +70,8 @@ struct shared {
 	_Atomic uint64_t withdrawn_out;		/* drained CANCELs naming a request drained */
 	_Atomic uint64_t withdrawals_in;	/* CANCELs injected of a request injected */
 	_Atomic uint64_t reaped, reaped_ok, undone;	/* completions; of them 0; cancels that undid */
+	_Atomic uint64_t reaped_op[DVK_OP_NOTIFY + 1];	/* completions by op */
+	_Atomic uint64_t drained_nonblock;	/* MESSAGEs drained with DVK_PROXY_NONBLOCK */
 	_Atomic uint64_t inject_stop[160];	/* injects by the error they stopped with */
 	_Atomic uint64_t err[160];		/* failures per errno */
 	_Atomic uint64_t kills, interrupts, restarts;
@@ -184,7 +188,7 @@ struct request {
 #define REMOTES 16
 #define KEPT 16
 #define TOKENS 32
-#define PENDING 64		/* drained sends waiting for the verdict this worker owes */
+#define PENDING 64		/* drained sends and notes whose verdict this worker owes */
 #define SENT_IDS 16		/* send ids this worker injected, to CANCEL some */
 #define REQ_IDS 16		/* requests this worker injected, to CANCEL some */
 
@@ -216,7 +220,7 @@ struct worker {
 	struct kept_record kept[KEPT];	/* drained requests first, mutated at random */
 	int nkept;
 	bool verdicts;		/* the proxy was attached with DVK_PROXY_VERDICTS */
-	struct dvk_proxy_msg pending[PENDING];	/* drained sends whose verdict is owed */
+	struct dvk_proxy_msg pending[PENDING];	/* drained sends, notes: verdicts owed */
 	int npending;
 	struct dvk_proxy_msg sent_ids[SENT_IDS];	/* MESSAGEs injected with a send id */
 	int nsent_ids;
@@ -716,8 +720,9 @@ static bool take_token(struct rng *r, struct token *k)
 }
 
 /*
- * SUBMIT of a send, receive or sendrec, mostly plausible (they stay in flight until reaped,
- * cancelled or their file goes), sometimes with what the header forbids.
+ * SUBMIT of a send (some with NONBLOCK), receive, sendrec or notify, mostly plausible (they
+ * stay in flight until reaped, cancelled or their file goes), sometimes with what the header
+ * forbids.
  */
 static void op_submit(struct thread *t)
 {
@@ -729,9 +734,9 @@ static void op_submit(struct thread *t)
 
 	if (s.fd < 0)
 		return;
-	x.op = p < 35 ? DVK_OP_SEND : p < 70 ? DVK_OP_RECEIVE : p < 97 ? DVK_OP_SENDREC
-		: (uint32_t)rnd64(&t->r);
-	if (x.op < DVK_OP_SEND || x.op > DVK_OP_SENDREC)
+	x.op = p < 30 ? DVK_OP_SEND : p < 60 ? DVK_OP_RECEIVE : p < 85 ? DVK_OP_SENDREC
+		: p < 97 ? DVK_OP_NOTIFY : (uint32_t)rnd64(&t->r);
+	if (x.op < DVK_OP_SEND || x.op > DVK_OP_NOTIFY)
 		bad = true;
 	if (x.op == DVK_OP_RECEIVE) {
 		x.from = chance(&t->r, 60) ? DVK_ANY : some_endpoint(&t->r);
@@ -740,6 +745,27 @@ static void op_submit(struct thread *t)
 			bad = true;
 		if (chance(&t->r, 4)) {	/* RECEIVE takes no buffer: msg must be zero */
 			((uint32_t *)&x.msg)[rnd(&t->r, sizeof(x.msg) / 4)] = (uint32_t)rnd64(&t->r) | 1;
+			bad = true;
+		}
+	} else if (x.op == DVK_OP_NOTIFY) {
+		/* peer, peer_gen and non-zero bits; nothing else. */
+		x.msg.peer = some_endpoint(&t->r);
+		x.msg.peer_gen = some_generation(&t->r);
+		x.msg.bits = chance(&t->r, 5) ? 0 : (uint32_t)rnd64(&t->r) | 1;
+		if (x.msg.peer == DVK_ANY || !x.msg.bits)
+			bad = true;
+		if (chance(&t->r, 4)) {
+			switch (rnd(&t->r, 5)) {
+			case 0: x.msg.type = (int32_t)(rnd64(&t->r) | 1); break;
+			case 1: x.msg.flags = 1u << rnd(&t->r, 32); break;
+			case 2: x.msg.request_id = rnd64(&t->r) | 1; break;
+			case 3: x.msg.payload = (uintptr_t)w.out; break;
+			default: x.msg.size = 1 + rnd(&t->r, 64); break;
+			}
+			bad = true;
+		}
+		if (chance(&t->r, 2)) {
+			x.from = (uint32_t)rnd64(&t->r) | 1;
 			bad = true;
 		}
 	} else {
@@ -766,9 +792,13 @@ static void op_submit(struct thread *t)
 			bad = true;
 		}
 	}
+	/* NONBLOCK is the one flag, and a SEND's only. */
+	if (x.op == DVK_OP_SEND && chance(&t->r, 30))
+		x.flags = DVK_CALL_NONBLOCK;
 	if (chance(&t->r, 3)) {
-		x.flags = 1u << rnd(&t->r, 32);
-		bad = true;
+		x.flags |= 1u << rnd(&t->r, 32);
+		if (x.op != DVK_OP_SEND || x.flags != DVK_CALL_NONBLOCK)
+			bad = true;
 	}
 	if (chance(&t->r, 3)) {
 		x.reserved = rnd64(&t->r) | 1;
@@ -820,7 +850,8 @@ static void op_reap(struct thread *t)
 		anomaly("REAP EMSGSIZE into %u bytes needs %u", cap, x.size);
 	if (rc)
 		return;
-	if (x.reserved || !ours || x.count == 0 || x.size > cap || x.size < x.count * 56u) {
+	if (x.reserved || !ours || x.count == 0 || x.size > cap ||
+	    x.size < x.count * (uint32_t)sizeof(struct dvk_completion)) {
 		anomaly("REAP succeeded with reserved %llu into %s: %u records, %u bytes in %u",
 			(unsigned long long)x.reserved, ours ? "our buffer" : "a bad one", x.count,
 			x.size, cap);
@@ -841,6 +872,7 @@ static void op_reap(struct thread *t)
 				return;
 			}
 			memcpy(&c, buf + off, sizeof(c));
+			atomic_fetch_add(&sh->reaped_op[c.op], 1);	/* checked: 1..4 */
 			if (c.result == 0)
 				atomic_fetch_add(&sh->reaped_ok, 1);
 			else if (!documented(-c.result) || c.result == -EINVAL || c.result == -EFAULT)
@@ -1077,8 +1109,9 @@ static bool verdict_errno(int32_t status)
 }
 
 /*
- * Injects the verdicts this worker owes for the sends it drained (all, or a random part of
- * them): mostly 0, sometimes an errno. Such a send waits for nothing else, so each verdict
+ * Injects the verdicts this worker owes for the sends and notes it drained (all, or a random
+ * part of them): mostly 0, sometimes an errno. Such a send, and a submitted notify a note
+ * carries, waits for nothing else, so each verdict
  * must go in: one the kernel refuses (its remote endpoint was removed, which ended the send
  * already) is skipped, and the rest injected.
  */
@@ -1134,7 +1167,7 @@ static void answer_sends(struct thread *t, int px, bool all)
 	}
 }
 
-/* A drained send that waits for its verdict: this worker owes it. */
+/* A drained send or note that waits for its verdict: this worker owes it. */
 static void owe_verdict(struct thread *t, int px, const struct dvk_proxy_msg *h)
 {
 	bool full;
@@ -1232,8 +1265,12 @@ static void op_drain(struct thread *t, int px)
 				struct dvk_proxy_msg h;
 
 				memcpy(&h, buf + off, sizeof(h));
-				if (h.kind == DVK_PROXY_MESSAGE && h.request_id)
+				/* A send, or a note, that waits for its verdict. */
+				if ((h.kind == DVK_PROXY_MESSAGE || h.kind == DVK_PROXY_NOTIFY) &&
+				    h.request_id)
 					owe_verdict(t, px, &h);
+				if (h.flags & DVK_PROXY_NONBLOCK)
+					atomic_fetch_add(&sh->drained_nonblock, 1);
 				if (h.kind == DVK_PROXY_CANCEL)
 					withdrawn(t, &h);
 				atomic_fetch_add(&sh->drained_kind[h.kind & 15], 1);
@@ -1327,8 +1364,9 @@ static void add_record(struct thread *t)
 			h.bits = 0;
 			h.status = chance(&t->r, 50) ? -ECANCELED : -ETIMEDOUT;
 		}
-	} else if (p < 80 && have && k.h.kind == DVK_PROXY_MESSAGE && k.h.request_id) {
-		/* A (possibly second) verdict on a drained send. */
+	} else if (p < 80 && have && (k.h.kind == DVK_PROXY_MESSAGE ||
+				      k.h.kind == DVK_PROXY_NOTIFY) && k.h.request_id) {
+		/* A (possibly second) verdict on a drained send or note. */
 		h = (struct dvk_proxy_msg){
 			.kind = DVK_PROXY_SENT, .dc = k.h.dc, .dst = k.h.src, .dst_gen = k.h.src_gen,
 			.src = k.h.dst, .src_gen = k.h.dst_gen, .request_id = k.h.request_id,
@@ -1985,6 +2023,11 @@ static void report(void)
 	tap_diag("completions reaped %" PRIu64 " (%" PRIu64 " with result 0), calls undone by "
 		 "CANCEL %" PRIu64, (uint64_t)atomic_load(&sh->reaped),
 		 (uint64_t)atomic_load(&sh->reaped_ok), (uint64_t)atomic_load(&sh->undone));
+	tap_diag("completions by op: SEND %" PRIu64 ", RECEIVE %" PRIu64 ", SENDREC %" PRIu64
+		 ", NOTIFY %" PRIu64, (uint64_t)atomic_load(&sh->reaped_op[DVK_OP_SEND]),
+		 (uint64_t)atomic_load(&sh->reaped_op[DVK_OP_RECEIVE]),
+		 (uint64_t)atomic_load(&sh->reaped_op[DVK_OP_SENDREC]),
+		 (uint64_t)atomic_load(&sh->reaped_op[DVK_OP_NOTIFY]));
 	tap_diag("proxy records drained %" PRIu64 ", injected %" PRIu64,
 		 (uint64_t)atomic_load(&sh->drained), (uint64_t)atomic_load(&sh->injected));
 	off = 0;
@@ -1992,8 +2035,10 @@ static void report(void)
 		if (atomic_load(&sh->drained_kind[k]) && off < sizeof(line))
 			off += snprintf(line + off, sizeof(line) - off, "%d: %" PRIu64 " ", k,
 					(uint64_t)atomic_load(&sh->drained_kind[k]));
-	tap_diag("drained by kind: %s; verdicts given on drained sends %" PRIu64, line,
-		 (uint64_t)atomic_load(&sh->verdicts));
+	tap_diag("drained by kind: %s; verdicts given on drained sends and notes %" PRIu64
+		 "; MESSAGEs drained with DVK_PROXY_NONBLOCK %" PRIu64, line,
+		 (uint64_t)atomic_load(&sh->verdicts),
+		 (uint64_t)atomic_load(&sh->drained_nonblock));
 	tap_diag("CANCELs drained for requests drained %" PRIu64 ", injected for requests "
 		 "injected %" PRIu64, (uint64_t)atomic_load(&sh->withdrawn_out),
 		 (uint64_t)atomic_load(&sh->withdrawals_in));

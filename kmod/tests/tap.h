@@ -514,8 +514,9 @@ static inline int px_drain(int fd, void *buf, uint32_t len, uint32_t flags, uint
  * Checks one drained record at buf[off..len) the way the header describes records: a kind
  * the header defines, generations never 0, size within max_payload and within the batch,
  * fields that do not belong to the kind zero (timeout_ns only on MESSAGE and REQUEST; a
- * MESSAGE's request_id is a send id, with DVK_PROXY_VERDICTS), padding zero. Returns the
- * record's length, or 0 with the reason in `why`.
+ * MESSAGE's request_id is a send id and a NOTIFY's a note id, with DVK_PROXY_VERDICTS; flags
+ * only DVK_PROXY_NONBLOCK, only on a MESSAGE with a send id; reserved zero), padding zero.
+ * Returns the record's length, or 0 with the reason in `why`.
  */
 static inline size_t px_record_check(const unsigned char *buf, size_t len, size_t off,
 				     uint32_t max_payload, char *why, size_t why_len)
@@ -548,7 +549,8 @@ static inline size_t px_record_check(const unsigned char *buf, size_t len, size_
 	if (h.kind >= DVK_PROXY_CLAIM && h.kind <= DVK_PROXY_UNBOUND) {
 		/* News of a local binding: the endpoint twice, nothing else. */
 		if (!h.src_gen || h.src >= DVK_SLOTS_MAX || h.dst != h.src || h.dst_gen != h.src_gen ||
-		    h.type || h.bits || h.request_id || h.size || h.status || h.timeout_ns)
+		    h.type || h.bits || h.request_id || h.size || h.status || h.timeout_ns ||
+		    h.flags || h.reserved)
 			snprintf(why, why_len, "kind %u for %u gen %u, dst %u gen %u", h.kind, h.src,
 				 h.src_gen, h.dst, h.dst_gen);
 	} else if ((h.kind < DVK_PROXY_MESSAGE || h.kind > DVK_PROXY_FAIL) && !verdict)
@@ -565,13 +567,17 @@ static inline size_t px_record_check(const unsigned char *buf, size_t len, size_
 	else if ((h.kind == DVK_PROXY_NOTIFY || status_only) && (h.size || h.type))
 		snprintf(why, why_len, "kind %u with %u payload bytes, type %d", h.kind, h.size,
 			 h.type);
-	else if ((h.kind == DVK_PROXY_NOTIFY && h.request_id) ||
-		 (h.kind != DVK_PROXY_NOTIFY && h.kind != DVK_PROXY_MESSAGE && !h.request_id))
+	else if (h.kind != DVK_PROXY_NOTIFY && h.kind != DVK_PROXY_MESSAGE && !h.request_id)
 		snprintf(why, why_len, "kind %u with request_id %llu", h.kind,
 			 (unsigned long long)h.request_id);
 	else if (h.timeout_ns && h.kind != DVK_PROXY_MESSAGE && h.kind != DVK_PROXY_REQUEST)
 		snprintf(why, why_len, "kind %u with timeout_ns %llu", h.kind,
 			 (unsigned long long)h.timeout_ns);
+	else if (h.reserved || (h.flags & ~DVK_PROXY_NONBLOCK) ||
+		 (h.flags && (h.kind != DVK_PROXY_MESSAGE || !h.request_id)))
+		/* DVK_PROXY_NONBLOCK only marks a send that waits for a verdict (a send id). */
+		snprintf(why, why_len, "kind %u (id %llu) with flags 0x%x, reserved 0x%x", h.kind,
+			 (unsigned long long)h.request_id, h.flags, h.reserved);
 	if (why[0]) {
 		char what[200];
 
@@ -593,9 +599,9 @@ static inline size_t cq_record_size(uint32_t payload)
 /*
  * Checks one reaped record at buf[off..len) the way the header describes records: a token
  * (never 0), an op the header defines, a result that is 0 or a negative errno, msg.payload 0,
- * a size within max_payload and within the buffer, padding zero. A call that failed, and a
- * SEND, carry no message (msg all zero); a received message has a source generation and the
- * fields of its kind (plain, request, notification); a sendrec's reply is flagged
+ * a size within max_payload and within the buffer, padding zero. A call that failed, a SEND
+ * and a NOTIFY carry no message (msg all zero); a received message has a source generation
+ * and the fields of its kind (plain, request, notification); a sendrec's reply is flagged
  * DVK_MSG_REPLY with the request id it answers. Returns the record's length, or 0 with the
  * reason in `why`.
  */
@@ -627,16 +633,17 @@ static inline size_t cq_record_check(const unsigned char *buf, size_t len, size_
 	why[0] = 0;
 	if (!c.token)
 		snprintf(why, why_len, "token 0");
-	else if (c.op < DVK_OP_SEND || c.op > DVK_OP_SENDREC)
+	else if (c.op < DVK_OP_SEND || c.op > DVK_OP_NOTIFY)
 		snprintf(why, why_len, "op %u", c.op);
 	else if (c.result > 0 || c.result <= -4096)
 		snprintf(why, why_len, "result %d", c.result);
 	else if (c.msg.payload)
 		snprintf(why, why_len, "msg.payload 0x%llx", (unsigned long long)c.msg.payload);
-	else if ((c.result || c.op == DVK_OP_SEND) && memcmp(&c.msg, &none, sizeof(none)))
+	else if ((c.result || c.op == DVK_OP_SEND || c.op == DVK_OP_NOTIFY) &&
+		 memcmp(&c.msg, &none, sizeof(none)))
 		snprintf(why, why_len, "op %u, result %d with a message (flags 0x%x, size %u)",
 			 c.op, c.result, c.msg.flags, c.msg.size);
-	else if (c.result || c.op == DVK_OP_SEND)
+	else if (c.result || c.op == DVK_OP_SEND || c.op == DVK_OP_NOTIFY)
 		;
 	else if (!c.msg.peer_gen || c.msg.peer == DVK_ANY)
 		snprintf(why, why_len, "op %u from %u generation %u", c.op, c.msg.peer,

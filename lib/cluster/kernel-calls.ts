@@ -19,10 +19,10 @@
  * A sendrec whose caller gives up is withdrawn from the other node too: the module drains a
  * DVK_PROXY_CANCEL for it, and an arriving CANCEL is injected as one.
  *
- * Differences from the user backend that remain (docs/cluster.md): a notify to an endpoint
- * on another node completes once it is in the module's queue for that endpoint (this node's
- * custody), and a non-blocking send to another node fails with EAGAIN (it would have to wait
- * for a verdict).
+ * Notifications get verdicts too: the module drains a note with an id, and the notifiers
+ * whose bits it carries complete once the other node has them pending (its RESULT, injected as
+ * DVK_PROXY_SENT). A non-blocking send to another node is drained with DVK_PROXY_NONBLOCK and
+ * travels as a NONBLOCK SEND: the other node refuses it rather than hold it for room.
  */
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -31,7 +31,7 @@ import type { DcConfig, Limits } from '../agent/endpoints.js';
 import { DvkError } from '../errors.js';
 import { openDevice } from '../kernel/backend.js';
 import { type NativeAddon, type NativePoller, native } from '../native.js';
-import { type BoundRecord, Record, type RemoteRecord, record } from './remote-wire.js';
+import { type BoundRecord, Record, RecordFlags, type RemoteRecord, record } from './remote-wire.js';
 import type { LocalNode, RemoteBinding, Router } from './router.js';
 import { entry } from './table-calls.js';
 
@@ -49,10 +49,12 @@ interface ProxyRecord {
   status: number;
   /** Drained MESSAGE and REQUEST: what was left of the caller's deadline (0: none). */
   timeoutNs: bigint;
+  /** Drained: DVK_PROXY_NONBLOCK. */
+  flags: number;
   payload: Buffer;
 }
 
-/** A local endpoint's send waiting on another node for its verdict. */
+/** A local endpoint's send, or note, waiting on another node for its verdict. */
 interface OutgoingSend {
   node: number;
   dc: number;
@@ -60,7 +62,7 @@ interface OutgoingSend {
   senderGen: number;
   remote: number;
   remoteGen: number;
-  /** The module's id for it, which the verdict names. */
+  /** The module's id for it (a send id or a note id), which the verdict names. */
   sendId: bigint;
 }
 
@@ -453,7 +455,7 @@ export class KernelCalls implements LocalNode {
       case Record.RESULT: {
         const send = this.forgetSend(r.id);
         if (send) {
-          // The other node's verdict on a local send: the module completes it.
+          // The other node's verdict on a local send or note: the module completes it.
           return this.inject({
             bytes: this.encode({
               kind: k.sent,
@@ -578,24 +580,15 @@ export class KernelCalls implements LocalNode {
     const call = { dc: m.dc, dst: m.dst, dstGen: m.dstGen, src: m.src, srcGen: m.srcGen };
     switch (m.kind) {
       case k.message: {
-        const id = this.nextId++;
-        this.sends.set(id, {
-          node,
-          dc: m.dc,
-          sender: m.src,
-          senderGen: m.srcGen,
-          remote: m.dst,
-          remoteGen: m.dstGen,
-          sendId: m.requestId,
-        });
-        this.sendIds.set(`${m.dc}:${m.src}:${m.srcGen}:${m.requestId}`, id);
+        const nonblock = (m.flags & this.addon.abi.proxy.nonblock) !== 0;
         this.router.send(
           node,
           record({
             ...call,
             kind: Record.SEND,
+            flags: nonblock ? RecordFlags.NONBLOCK : 0,
             type: m.type,
-            id,
+            id: this.awaitVerdict(node, m),
             timeoutNs: m.timeoutNs,
             payload: m.payload,
           }),
@@ -628,9 +621,37 @@ export class KernelCalls implements LocalNode {
         return;
       }
       case k.notify:
-        this.router.send(node, record({ ...call, kind: Record.NOTIFY, value: m.bits | 0 }));
+        // Its note id: the notifiers wait until the bits are pending there.
+        this.router.send(
+          node,
+          record({
+            ...call,
+            kind: Record.NOTIFY,
+            id: this.awaitVerdict(node, m),
+            value: m.bits | 0,
+          }),
+        );
         return;
     }
+  }
+
+  /**
+   * A drained send or note, by its module id, waits for the other node's RESULT; returns the
+   * id of the record that carries it there.
+   */
+  private awaitVerdict(node: number, m: ProxyRecord): bigint {
+    const id = this.nextId++;
+    this.sends.set(id, {
+      node,
+      dc: m.dc,
+      sender: m.src,
+      senderGen: m.srcGen,
+      remote: m.dst,
+      remoteGen: m.dstGen,
+      sendId: m.requestId,
+    });
+    this.sendIds.set(`${m.dc}:${m.src}:${m.srcGen}:${m.requestId}`, id);
+    return id;
   }
 
   /**
@@ -728,6 +749,7 @@ export class KernelCalls implements LocalNode {
       requestId: b.readBigUInt64LE(off + 32),
       status: b.readInt32LE(off + 44),
       timeoutNs: b.readBigUInt64LE(off + 48),
+      flags: b.readUInt32LE(off + 56),
       payload,
     };
   }

@@ -85,6 +85,21 @@ export class KernelBackend implements Backend {
   }
 }
 
+/** What DVK_IOC_SUBMIT is given for a call (absent fields are zero). */
+interface Submission {
+  op: number;
+  peer?: number;
+  peerGen?: number;
+  type?: number;
+  payload?: Uint8Array;
+  from?: number;
+  fromGen?: number;
+  /** DVK_CALL_NONBLOCK for a send that must not wait. */
+  flags?: number;
+  /** A notify's. */
+  bits?: number;
+}
+
 /** A call of this endpoint, from its submission (or its wait for one) until it settles. */
 interface Call {
   resolve(value: Message | undefined): void;
@@ -132,17 +147,18 @@ class KernelEndpoint implements BoundEndpoint {
     this.poller = new addon.Poller(fd, () => this.onReadable());
   }
 
+  /**
+   * A non-blocking send is submitted too, with DVK_CALL_NONBLOCK: to an endpoint on another
+   * node it can only complete with that node's verdict, a round trip away.
+   */
   async send(dst: number, dstGen: number, type: number, payload: Uint8Array, c: CallControl) {
-    if (c.nonblock) {
-      this.sync(() => this.addon.sendNonblock(this.fd, dst, dstGen, type, payload));
-      return;
-    }
-    await this.call(this.ops.send, dst, dstGen, type, payload, 0, 0, c);
+    const flags = c.nonblock ? this.addon.abi.callNonblock : 0;
+    await this.call({ op: this.ops.send, peer: dst, peerGen: dstGen, type, payload, flags }, c);
   }
 
   async receive(from: number, fromGen: number, c: CallControl): Promise<Message> {
     if (c.nonblock) return this.receiveSync(from, fromGen, 0n, true);
-    return this.call(this.ops.receive, 0, 0, 0, null, from, fromGen, c) as Promise<Message>;
+    return this.call({ op: this.ops.receive, from, fromGen }, c) as Promise<Message>;
   }
 
   async sendrec(
@@ -152,15 +168,20 @@ class KernelEndpoint implements BoundEndpoint {
     payload: Uint8Array,
     c: CallControl,
   ): Promise<Message> {
-    return this.call(this.ops.sendrec, dst, dstGen, type, payload, 0, 0, c) as Promise<Message>;
+    return this.call(
+      { op: this.ops.sendrec, peer: dst, peerGen: dstGen, type, payload },
+      c,
+    ) as Promise<Message>;
   }
 
   async reply(to: number, toGen: number, requestId: bigint, type: number, payload: Uint8Array) {
     this.sync(() => this.addon.reply(this.fd, to, toGen, requestId, type, payload));
   }
 
+  /** Settles once the bits are pending at the destination, which may be on another node. */
   async notify(dst: number, dstGen: number, bits: number) {
-    this.sync(() => this.addon.notify(this.fd, dst, dstGen, bits));
+    const c = { deadline: 0n, nonblock: false, signal: undefined };
+    await this.call({ op: this.ops.notify, peer: dst, peerGen: dstGen, bits }, c);
   }
 
   /** Blocks this thread until a message comes (see `Endpoint.receiveSync`). */
@@ -210,22 +231,25 @@ class KernelEndpoint implements BoundEndpoint {
     }
   }
 
-  private call(
-    op: number,
-    peer: number,
-    peerGen: number,
-    type: number,
-    payload: Uint8Array | null,
-    from: number,
-    fromGen: number,
-    c: CallControl,
-  ): Promise<Message | undefined> {
+  private call(s: Submission, c: CallControl): Promise<Message | undefined> {
     if (this.closed) return Promise.reject(new DvkError('EBADF'));
     return new Promise((resolve, reject) => {
       const call: Call = {
         resolve,
         reject,
-        submit: () => this.addon.submit(this.fd, op, peer, peerGen, type, payload, from, fromGen),
+        submit: () =>
+          this.addon.submit(
+            this.fd,
+            s.op,
+            s.peer ?? 0,
+            s.peerGen ?? 0,
+            s.type ?? 0,
+            s.payload ?? null,
+            s.from ?? 0,
+            s.fromGen ?? 0,
+            s.flags ?? 0,
+            s.bits ?? 0,
+          ),
         deadline: c.deadline,
         signal: c.signal,
         timer: undefined,
@@ -238,7 +262,10 @@ class KernelEndpoint implements BoundEndpoint {
         call.signal.addEventListener('abort', call.onAbort, { once: true });
       }
       // Behind calls already waiting for the kernel, a call waits too: calls keep their order.
-      if (this.backlog.length > 0 || !this.trySubmit(call)) this.backlog.push(call);
+      // A non-blocking one would wait there: it fails instead.
+      if (this.backlog.length === 0 && this.trySubmit(call)) return;
+      if (c.nonblock) this.settle(call, new DvkError('EAGAIN'));
+      else this.backlog.push(call);
     });
   }
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { DvkError, type Message } from '../../lib/index.js';
-import { backendKind, numbered, numberOf, startNode } from '../helpers/backend.js';
+import { numbered, numberOf, startNode } from '../helpers/backend.js';
 import { nothingPending, rejects, unbound, waitingReceives } from '../helpers/expect.js';
 
 test('a notification arrives as kind notification with its bits and source', async (t) => {
@@ -54,34 +54,24 @@ test('the full 32-bit mask is accepted, coalesced and delivered as an unsigned n
   t.is((await target.receive({ timeout: 0 })).bits, 0xffff_ffff);
 });
 
-/**
- * A known gap, tracked (docs/cluster.md): a notify from a node whose endpoints live in dvk.ko
- * to another node resolves once its own module has the bits, so right after it resolves they
- * may not be pending at the destination yet. Here the senders are in the other guest.
- */
-const notifyResolvesOnCustody = backendKind === 'guests' && !process.env.DVK_GUESTS_SOCKET;
-
-(notifyResolvesOnCustody ? test.skip : test)(
-  'bits from separate sender processes are not merged',
-  async (t) => {
-    const node = await startNode(t);
-    const target = await node.bind(1);
-    const a = await node.peer(2);
-    const b = await node.peer(3);
-    t.deepEqual(await a.call('notify', [1, 1]), { ok: true, value: null });
-    t.deepEqual(await b.call('notify', [1, 2]), { ok: true, value: null });
-    t.deepEqual(await a.call('notify', [1, 4]), { ok: true, value: null });
-    const got = [await target.receive({ timeout: 0 }), await target.receive({ timeout: 0 })];
-    await nothingPending(t, target, 'exactly one notification per sender');
-    const bySource = new Map(got.map((m) => [m.source, m]));
-    t.is(bySource.get(2)?.kind, 'notification');
-    t.is(bySource.get(2)?.bits, 5);
-    t.is(bySource.get(2)?.sourceGeneration, a.address.generation);
-    t.is(bySource.get(3)?.kind, 'notification');
-    t.is(bySource.get(3)?.bits, 2);
-    t.is(bySource.get(3)?.sourceGeneration, b.address.generation);
-  },
-);
+test('bits from separate sender processes are not merged', async (t) => {
+  const node = await startNode(t);
+  const target = await node.bind(1);
+  const a = await node.peer(2);
+  const b = await node.peer(3);
+  t.deepEqual(await a.call('notify', [1, 1]), { ok: true, value: null });
+  t.deepEqual(await b.call('notify', [1, 2]), { ok: true, value: null });
+  t.deepEqual(await a.call('notify', [1, 4]), { ok: true, value: null });
+  const got = [await target.receive({ timeout: 0 }), await target.receive({ timeout: 0 })];
+  await nothingPending(t, target, 'exactly one notification per sender');
+  const bySource = new Map(got.map((m) => [m.source, m]));
+  t.is(bySource.get(2)?.kind, 'notification');
+  t.is(bySource.get(2)?.bits, 5);
+  t.is(bySource.get(2)?.sourceGeneration, a.address.generation);
+  t.is(bySource.get(3)?.kind, 'notification');
+  t.is(bySource.get(3)?.bits, 2);
+  t.is(bySource.get(3)?.sourceGeneration, b.address.generation);
+});
 
 test('notify does not block on a full queue and its notification is received first', async (t) => {
   const node = await startNode(t, { queueLength: 1 });

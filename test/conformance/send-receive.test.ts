@@ -369,6 +369,21 @@ test('a non-blocking send to a full queue fails with EAGAIN and is never deliver
   t.deepEqual(await drain(t, receiver), [6]);
 });
 
+test('a non-blocking send from another process: EAGAIN on a full queue, delivered with room', async (t) => {
+  const node = await startNode(t, { queueLength: 4 });
+  const receiver = await node.bind(2);
+  const sender = await node.peer(1);
+  for (let i = 0; i < 4; i++) t.true((await sender.send(2, { payload: numbered(i) })).ok);
+  t.like(await sender.send(2, { payload: numbered(4) }, { timeout: 0 }), {
+    ok: false,
+    error: { code: 'EAGAIN' },
+  });
+  t.is((await node.endpointStatus(2))?.blockedSenders, 0);
+  t.deepEqual(await drain(t, receiver), [0, 1, 2, 3]);
+  t.true((await sender.send(2, { payload: numbered(5) }, { timeout: 0 })).ok);
+  t.deepEqual(await drain(t, receiver), [5], 'the refused message never arrives');
+});
+
 test('aborting a send held on a full queue fails it with ECANCELED and it is never delivered', async (t) => {
   const node = await startNode(t, { queueLength: 4 });
   const sender = await node.bind(1);

@@ -21,7 +21,8 @@
  *   DVK_IOC_REPLY          answer a received request, exactly once.
  *   DVK_IOC_REPLY_RECEIVE  reply, then receive: one call per request a server handles.
  *   DVK_IOC_NOTIFY         OR bits into the destination's pending mask for this source; never
- *                          waits.
+ *                          waits (to learn when bits for another node are pending there,
+ *                          submit DVK_OP_NOTIFY: see below).
  *   poll()                 EPOLLIN while a notification or message is ready to receive, or an
  *                          interrupted sendrec (see below) has its reply.
  *
@@ -82,8 +83,16 @@
  *   would (0: no completion will come) or finds it complete (EALREADY: its completion is
  *   reaped as usual, and its outcome stands). A send in flight to another node (see
  *   DVK_PROXY_VERDICTS) cannot be undone: CANCEL answers EALREADY, and its completion comes
- *   with its verdict. A file keeps at most DVK_ASYNC_MAX calls submitted and not reaped, and
- *   its unfinished sends and sendrecs pin at most DVK_ASYNC_BYTES_MAX payload bytes (one call
+ *   with its verdict. A submitted send with DVK_CALL_NONBLOCK (the one flag
+ *   dvk_submit.flags takes) completes at once with EAGAIN where it would wait for room; to a
+ *   remote endpoint of a DVK_PROXY_VERDICTS proxy it waits for its verdict, and the other node
+ *   refuses it with EAGAIN instead of waiting for room there (see below). DVK_OP_NOTIFY posts
+ *   notification bits (dvk_submit.msg: peer, peer_gen and bits; the rest zero) as
+ *   DVK_IOC_NOTIFY does and completes once they are pending at the destination: at once for a
+ *   local one; for a remote endpoint of a DVK_PROXY_VERDICTS proxy, with the verdict on the
+ *   note that carries them (see below). Bits cannot be taken back: CANCEL of a notify waiting
+ *   for its verdict answers EALREADY. A file keeps at most DVK_ASYNC_MAX calls submitted and
+ *   not reaped, and its unfinished sends and sendrecs pin at most DVK_ASYNC_BYTES_MAX payload bytes (one call
  *   is always admitted); beyond that SUBMIT fails with EAGAIN. Closing the file undoes every
  *   pending call (a send in flight is abandoned: its verdict is ignored).
  *
@@ -168,8 +177,22 @@
  *   when the message is injected, so verdicts are never lost while the remote sender is
  *   registered; like replies to remote callers, they are never held back by queue bounds: they
  *   wait in the remote sender's queue and are drained in order with what local endpoints sent
- *   it. timeout_ns must be zero in every injected record. Without DVK_PROXY_VERDICTS, SENT,
- *   CANCEL and a MESSAGE with a request_id are invalid records (EINVAL).
+ *   it. timeout_ns, flags and reserved must be zero in every injected record. Without
+ *   DVK_PROXY_VERDICTS, SENT, CANCEL and a MESSAGE with a request_id are invalid records
+ *   (EINVAL).
+ *   A submitted non-blocking send to a remote endpoint fails with EAGAIN if that endpoint's
+ *   queue here has no room; otherwise it waits for its verdict like any, and is drained with
+ *   DVK_PROXY_NONBLOCK in the MESSAGE's flags: the other node is to refuse it (verdict
+ *   -EAGAIN) rather than hold it for room.
+ *   Notifications to a remote endpoint get verdicts too. The bits that wait for the proxy from
+ *   one source incarnation form one note, which has an id from the same counter as its send
+ *   ids; a notify that finds that source's note pending adds its bits to it, and the note is
+ *   drained as a DVK_PROXY_NOTIFY with its id in request_id. The proxy injects one
+ *   DVK_PROXY_SENT per drained note (from the remote endpoint to the notifier, that id, status
+ *   0 once the bits are pending at the destination, or a negative errno) and every submitted
+ *   notify whose bits the note carried completes with it. REMOTE_DEL of the endpoint completes
+ *   them with ESRCH (EHOSTUNREACH with DVK_REMOTE_NODE_DOWN, or when the proxy closes).
+ *   Injected NOTIFY records carry no id: bits are pending here as soon as the inject took them.
  *   Sendrecs are withdrawn too. A local sendrec's request, once drained, is in flight to the
  *   other node; when its caller gives up on it (its deadline passes; DVK_IOC_CANCEL of a
  *   submitted one; a fatal signal; its process closes the file, EBADF; the file is released
@@ -223,8 +246,11 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* 2: struct dvk_proxy_msg grew timeout_ns (48 to 56 bytes): an agent built for 1 misreads it. */
-#define DVK_ABI_VERSION 2
+/*
+ * 2: struct dvk_proxy_msg grew timeout_ns (48 to 56 bytes): an agent built for 1 misreads it.
+ * 3: it grew flags (to 64 bytes); DVK_OP_NOTIFY; DVK_CALL_NONBLOCK in dvk_submit.flags.
+ */
+#define DVK_ABI_VERSION 3
 
 /* DVK_IOC_VERSION features. */
 #define DVK_FEATURE_IPC		(1ULL << 0)	/* the calls above */
@@ -351,15 +377,17 @@ struct dvk_notify {
 #define DVK_OP_SEND		1
 #define DVK_OP_RECEIVE		2
 #define DVK_OP_SENDREC		3
+#define DVK_OP_NOTIFY		4
 
 struct dvk_submit {
 	__u64 token;		/* out: names the call in its completion and in DVK_IOC_CANCEL */
 	__u32 op;		/* DVK_OP_* */
-	__u32 flags;		/* none defined: zero */
+	__u32 flags;		/* SEND: DVK_CALL_NONBLOCK; otherwise zero */
 	__u32 from;		/* RECEIVE: DVK_ANY or one source; otherwise zero */
 	__u32 from_gen;		/* RECEIVE: with from, 0 = any incarnation */
 	__u64 reserved;
-	struct dvk_msg msg;	/* SEND, SENDREC: the message, as for DVK_IOC_SEND; RECEIVE: zero */
+	struct dvk_msg msg;	/* SEND, SENDREC: the message, as for DVK_IOC_SEND; RECEIVE: zero;
+				 * NOTIFY: peer, peer_gen and bits (non-zero), the rest zero */
 };
 
 /* One record of a DVK_IOC_REAP buffer: the header, then msg.size payload bytes, then padding. */
@@ -419,11 +447,15 @@ struct dvk_remote {
 #define DVK_PROXY_SENT		10	/* send request_id from dst to src: status 0 or -errno */
 #define DVK_PROXY_CANCEL	11	/* caller src withdraws send or request request_id to dst */
 
+/* dvk_proxy_msg.flags: set on drained records; zero in injected ones. */
+#define DVK_PROXY_NONBLOCK	(1U << 0)	/* MESSAGE: refuse it (EAGAIN) rather than wait */
+
 /*
  * One record of a proxy batch: the header, then size payload bytes, then padding to 8.
- * 56 bytes:
+ * 64 bytes:
  *	 0 kind		 4 dc		 8 dst		12 dst_gen	16 src		20 src_gen
  *	24 type		28 bits		32 request_id	40 size		44 status	48 timeout_ns
+ *	56 flags	60 reserved
  */
 struct dvk_proxy_msg {
 	__u32 kind;		/* DVK_PROXY_* */
@@ -434,10 +466,13 @@ struct dvk_proxy_msg {
 	__u32 src_gen;
 	__s32 type;
 	__u32 bits;		/* DVK_PROXY_NOTIFY */
-	__u64 request_id;	/* REQUEST, REPLY, FAIL, SENT, CANCEL: never 0; MESSAGE: a send id */
+	__u64 request_id;	/* REQUEST, REPLY, FAIL, SENT, CANCEL: never 0; MESSAGE: a send id;
+				 * drained NOTIFY: its note id (with DVK_PROXY_VERDICTS) */
 	__u32 size;		/* payload bytes that follow (0 for NOTIFY, FAIL, SENT, CANCEL) */
 	__s32 status;		/* FAIL, CANCEL: a negative errno (-1..-511); SENT: 0 or one */
 	__u64 timeout_ns;	/* drained MESSAGE, REQUEST: what is left of the deadline (0: none) */
+	__u32 flags;		/* DVK_PROXY_NONBLOCK (drained) */
+	__u32 reserved;
 };
 
 struct dvk_proxy_batch {
