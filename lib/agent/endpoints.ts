@@ -91,6 +91,8 @@ export interface RemoteRoutes {
   notify(from: Binding, dst: number, dstGen: number, bits: number, done: Done<void>): void;
   /** A local binding ended: its calls to other nodes are withdrawn, and the other nodes told. */
   unbound(b: Binding): void;
+  /** A binding's calls to other nodes are withdrawn (it moved away, or a shadow ended). */
+  withdraw(b: Binding): void;
 }
 
 /** A call that is waiting; `cancel` ends it with ECANCELED if it is still waiting. */
@@ -114,6 +116,8 @@ interface PendingReceive extends Waiting {
 /** A message on its way into a queue, or in it. */
 interface Entry {
   message: Message;
+  /** Who sent it: a local binding, or a shadow of another node's endpoint. */
+  sender: Binding;
   /** The sendrec this request belongs to. */
   call: PendingCall | undefined;
 }
@@ -125,26 +129,41 @@ interface HeldSend {
   target: Binding;
   /** For plain sends: completes the send. sendrecs complete through their call instead. */
   done: Done<void> | undefined;
+  deadline: bigint;
   timer: Deadline | undefined;
+  /** The destination moved to another node: the send goes on there, and this is its call. */
+  moved: Waiting | undefined;
 }
 
 class PendingCall implements Waiting {
-  state: 'held' | 'queued' | 'received' | 'settled' = 'queued';
+  /** `moved`: the server moved to another node with the request; `remote` carries it on. */
+  state: 'held' | 'queued' | 'received' | 'moved' | 'settled' = 'queued';
   timer: Deadline | undefined;
   held: HeldSend | undefined;
   entry: Entry | undefined;
+  remote: Waiting | undefined;
 
   constructor(
     readonly table: EndpointTable,
     readonly caller: Binding,
     readonly server: Binding,
     readonly requestId: bigint,
+    readonly deadline: bigint,
     readonly done: Done<Message>,
   ) {}
 
   cancel(): void {
     this.table.abandon(this, new DvkError('ECANCELED'));
   }
+}
+
+/** The origin of a fenced call made by an endpoint of this node (see Binding.fences). */
+export const LOCAL_ORIGIN = 0;
+
+/** A call held back by a fence: it runs when the fence lifts, or ends if its origin fails. */
+interface FencedCall {
+  run(): void;
+  end(err: DvkError): void;
 }
 
 /** One bound endpoint with its queues. */
@@ -154,7 +173,10 @@ export class Binding {
   readonly held: HeldSend[] = [];
   readonly receivers: PendingReceive[] = [];
   /** Pending notification bits per source incarnation, in order of first arrival. */
-  readonly notifications = new Map<string, { source: number; generation: number; bits: number }>();
+  readonly notifications = new Map<
+    string,
+    { source: number; generation: number; bits: number; sender: Binding }
+  >();
   /** Requests this endpoint received and has not answered, by `source:gen:id`. */
   readonly obligations = new Map<string, PendingCall>();
   /** This endpoint's own sendrecs, by request id. */
@@ -165,6 +187,17 @@ export class Binding {
   /** This endpoint's sendrecs waiting on other nodes. */
   remoteCalls = 0;
   bound = true;
+  /**
+   * Migration, at the old node: nothing is handed to the endpoint (its instance is being
+   * snapshotted); senders queue and wait as usual.
+   */
+  frozen = false;
+  /**
+   * Migration, at the new node: calls from these origins (node ids, or LOCAL_ORIGIN) wait
+   * here, in order, until the origin's FLUSH mark comes through the old node, behind whatever
+   * the origin had sent there (docs/migration.md, "Order per sender").
+   */
+  readonly fences = new Map<number, FencedCall[]>();
 
   constructor(
     readonly dc: Dc,
@@ -182,6 +215,10 @@ export class Binding {
 
 class Dc {
   readonly bindings = new Map<number, Binding>();
+  /** Bindings of incarnations moving here: they hold the number but get no calls yet. */
+  readonly incoming = new Map<number, Binding>();
+  /** Incarnations that moved to another node from here, for late callers (a tombstone). */
+  readonly moved = new Map<number, { generation: number; node: number }>();
   /** The last generation handed out per endpoint number; survives unbinding. */
   readonly generations = new Map<number, number>();
   constructor(readonly config: DcConfig) {}
@@ -255,7 +292,9 @@ export class EndpointTable {
       const ok = allow.uids?.includes(peer.uid) || allow.gids?.includes(peer.gid);
       if (!ok) throw new DvkError('EPERM', `uid ${peer.uid} may not bind in DC ${dc.config.name}`);
     }
-    if (dc.bindings.has(endpoint)) throw new DvkError('EADDRINUSE');
+    if (dc.bindings.has(endpoint) || dc.incoming.has(endpoint)) {
+      throw new DvkError('EADDRINUSE');
+    }
     return dc.id;
   }
 
@@ -291,7 +330,157 @@ export class EndpointTable {
     this.noteGeneration(dc.id, endpoint, gen);
     const binding = new Binding(dc, endpoint, gen, peer);
     dc.bindings.set(endpoint, binding);
+    dc.moved.delete(endpoint);
     return binding;
+  }
+
+  // --- migration (docs/migration.md) ---
+
+  /** Stops handing messages to `b`; senders queue and are held as usual. */
+  freeze(b: Binding): void {
+    b.frozen = true;
+  }
+
+  /** Hands messages to `b` again (a move was rolled back). */
+  thaw(b: Binding): void {
+    b.frozen = false;
+    this.serveReceivers(b);
+  }
+
+  /**
+   * A binding for an incarnation moving here from another node: it holds the number but no
+   * call reaches it until `moveIn`. Throws EADDRINUSE if the number is taken here.
+   */
+  bindIncoming(
+    dcId: number,
+    endpoint: number,
+    generation: number,
+    peer: PeerCredentials | null,
+  ): Binding {
+    const dc = this.dcs.get(this.checkBind(dcId, endpoint, null)) as Dc;
+    this.noteGeneration(dc.id, endpoint, generation);
+    const b = new Binding(dc, endpoint, generation, peer);
+    b.frozen = true;
+    dc.incoming.set(endpoint, b);
+    return b;
+  }
+
+  /** An incoming binding whose move failed: it goes, and nobody had called it. */
+  dropIncoming(b: Binding): void {
+    if (b.dc.incoming.get(b.endpoint) === b) b.dc.incoming.delete(b.endpoint);
+    b.bound = false;
+  }
+
+  /**
+   * The move is committed here: the incoming binding takes calls. Calls from `origins` wait
+   * behind their fences until `liftFence`.
+   */
+  moveIn(b: Binding, origins: number[]): void {
+    b.dc.incoming.delete(b.endpoint);
+    b.dc.bindings.set(b.endpoint, b);
+    b.dc.moved.delete(b.endpoint);
+    for (const origin of origins) b.fences.set(origin, []);
+    b.frozen = false;
+    this.serveReceivers(b);
+  }
+
+  /** An origin's calls sent before the move have all arrived: its held-back calls go on. */
+  liftFence(b: Binding, origin: number): void {
+    const waiting = b.fences.get(origin);
+    if (!waiting) return;
+    b.fences.delete(origin);
+    for (const call of waiting.splice(0)) call.run();
+  }
+
+  /** An origin's node is down: the calls its fence held back end with `err`. */
+  dropFence(b: Binding, origin: number, err: DvkError): void {
+    const waiting = b.fences.get(origin);
+    if (!waiting) return;
+    b.fences.delete(origin);
+    for (const call of waiting.splice(0)) call.end(err);
+  }
+
+  /**
+   * The incarnation `b` moved to `node`, which has announced it: `b` leaves this node without
+   * failing anyone. What waited for it here goes on to `node`, in order (its queue, then its
+   * held senders, then pending bits), through the remote routes, which must already route
+   * there; so do late calls from other nodes (a tombstone). Its own instance is finished with
+   * it: calls it still had waiting end with ECANCELED.
+   */
+  moveOut(b: Binding, node: number): void {
+    const remote = this.remote;
+    if (!remote) throw new Error('moveOut needs the remote routes of a cluster');
+    b.bound = false;
+    b.frozen = false;
+    b.dc.bindings.delete(b.endpoint);
+    b.dc.moved.set(b.endpoint, { generation: b.generation, node });
+    for (const r of b.receivers.splice(0)) {
+      r.timer?.clear();
+      r.done(new DvkError('ECANCELED', 'the endpoint moved to another node'));
+    }
+    this.withdrawOwnCalls(b);
+    remote.withdraw(b);
+    const onward = (entry: Entry, deadline: bigint, done: Done<void> | undefined): Waiting => {
+      const m = entry.message;
+      const call = entry.call;
+      const wait = { nonblock: false, deadline };
+      if (!call) {
+        return remote.send(
+          entry.sender,
+          b.endpoint,
+          b.generation,
+          m.type,
+          m.payload,
+          wait,
+          done ?? (() => {}),
+        );
+      }
+      call.caller.calls.delete(call.requestId);
+      call.state = 'moved';
+      call.held = undefined;
+      call.entry = undefined;
+      call.remote = remote.sendrec(
+        call.caller,
+        b.endpoint,
+        b.generation,
+        m.type,
+        m.payload,
+        call.requestId,
+        { nonblock: false, deadline: call.deadline },
+        (err, reply) => this.settle(call, err, reply),
+      );
+      return call;
+    };
+    // Queued plain sends completed when they were queued: only their delivery is owed.
+    for (const entry of b.queue.splice(0)) onward(entry, 0n, undefined);
+    b.queuedBytes = 0;
+    for (const held of b.held.splice(0)) {
+      held.sender.heldElsewhere.delete(held);
+      held.timer?.clear();
+      held.moved = onward(held.entry, held.deadline, held.done);
+    }
+    for (const n of b.notifications.values()) {
+      remote.notify(n.sender, b.endpoint, b.generation, n.bits, () => {});
+    }
+    b.notifications.clear();
+    // Drained before the freeze; one left is a reply the old instance will never send.
+    for (const call of b.obligations.values()) {
+      if (call.state === 'received') {
+        this.settle(call, new DvkError('ESRCH', `endpoint ${b.endpoint} moved without replying`));
+      }
+    }
+    b.obligations.clear();
+  }
+
+  /** The incarnation that moved from here has ended on its node: late calls find nothing. */
+  forgetMoved(dcId: number, endpoint: number, generation: number): void {
+    const dc = this.dcs.get(dcId);
+    if (dc?.moved.get(endpoint)?.generation === generation) dc.moved.delete(endpoint);
+  }
+
+  /** Where the incarnation went, if it moved away from here. */
+  movedTo(dcId: number, endpoint: number): { generation: number; node: number } | undefined {
+    return this.dcs.get(dcId)?.moved.get(endpoint);
   }
 
   dcExists(dcId: number): boolean {
@@ -316,11 +505,61 @@ export class EndpointTable {
     return new Binding(dc, endpoint, generation, null, node);
   }
 
-  /** The remote routes, if `dst` is not bound here and a local endpoint addresses another node. */
-  private remoteFor(from: Binding, dst: number): RemoteRoutes | undefined {
+  /**
+   * The remote routes, if `dst` is not bound here and a local endpoint addresses another node,
+   * or if a call from another node names an incarnation that moved away from here: that call
+   * is forwarded to the incarnation's new node (docs/migration.md).
+   */
+  private remoteFor(from: Binding, dst: number, dstGen: number): RemoteRoutes | undefined {
     const remote = this.remote;
-    if (!remote || from.node !== undefined || from.dc.bindings.has(dst)) return undefined;
+    if (!remote || from.dc.bindings.has(dst)) return undefined;
+    if (from.node !== undefined) {
+      const moved = from.dc.moved.get(dst);
+      return moved && (dstGen === 0 || dstGen === moved.generation) ? remote : undefined;
+    }
     return remote.routes(from.dc.id, dst) ? remote : undefined;
+  }
+
+  /**
+   * A call to `target` from an origin its fence holds back: it waits until the fence lifts,
+   * then runs as `replay`; a timeout or a cancel before that ends it with `fail`.
+   */
+  private fenced(
+    target: Binding,
+    from: Binding,
+    wait: Wait,
+    replay: () => Waiting,
+    fail: (err: DvkError) => void,
+  ): Waiting | undefined {
+    const waiting = target.fences.get(from.node ?? LOCAL_ORIGIN);
+    if (!waiting) return undefined;
+    if (wait.nonblock) {
+      fail(new DvkError('EAGAIN', `endpoint ${target.endpoint} is settling after a move`));
+      return finished;
+    }
+    let inner: Waiting | undefined;
+    let ended = false;
+    const call: FencedCall = {
+      run: () => {
+        if (ended) return;
+        ended = true;
+        timer?.clear();
+        inner = replay();
+      },
+      end: (err) => {
+        if (ended) return;
+        ended = true;
+        timer?.clear();
+        const i = waiting.indexOf(call);
+        if (i >= 0) waiting.splice(i, 1);
+        fail(err);
+      },
+    };
+    const timer = deadlineTimer(wait.deadline, () =>
+      call.end(new DvkError('ETIMEDOUT', `endpoint ${target.endpoint} was still settling`)),
+    );
+    waiting.push(call);
+    return { cancel: () => (inner ? inner.cancel() : call.end(new DvkError('ECANCELED'))) };
   }
 
   private resolve(from: Binding, endpoint: number, generation: number): Binding {
@@ -369,7 +608,7 @@ export class EndpointTable {
     wait: Wait,
     done: Done<void>,
   ): Waiting {
-    const remote = this.remoteFor(from, dst);
+    const remote = this.remoteFor(from, dst, dstGen);
     if (remote) return remote.send(from, dst, dstGen, type, payload, wait, done);
     let target: Binding;
     try {
@@ -379,7 +618,19 @@ export class EndpointTable {
       done(err as DvkError);
       return finished;
     }
-    const entry: Entry = { message: this.message(from, type, 0, 0n, payload), call: undefined };
+    const fence = this.fenced(
+      target,
+      from,
+      wait,
+      () => this.send(from, dst, dstGen, type, payload, wait, done),
+      done,
+    );
+    if (fence) return fence;
+    const entry: Entry = {
+      message: this.message(from, type, 0, 0n, payload),
+      sender: from,
+      call: undefined,
+    };
     if (this.admit(target, entry)) {
       from.counters.sent++;
       done(null);
@@ -389,14 +640,23 @@ export class EndpointTable {
       done(new DvkError('EAGAIN', `queue of endpoint ${dst} is full`));
       return finished;
     }
-    const held: HeldSend = { entry, sender: from, target, done, timer: undefined };
+    const held: HeldSend = {
+      entry,
+      sender: from,
+      target,
+      done,
+      deadline: wait.deadline,
+      timer: undefined,
+      moved: undefined,
+    };
     const giveUp = (reason: DvkError) => {
+      if (held.moved) return held.moved.cancel();
       if (!this.unhold(target, held)) return;
       done(reason);
       // It may have been the head that blocked the senders behind it.
       this.pump(target);
     };
-    this.hold(target, held, wait.deadline, () =>
+    this.hold(target, held, () =>
       giveUp(new DvkError('ETIMEDOUT', `queue of endpoint ${dst} stayed full`)),
     );
     return { cancel: () => giveUp(new DvkError('ECANCELED')) };
@@ -412,7 +672,7 @@ export class EndpointTable {
     wait: Wait,
     done: Done<Message>,
   ): Waiting {
-    const remote = this.remoteFor(from, dst);
+    const remote = this.remoteFor(from, dst, dstGen);
     if (remote) return remote.sendrec(from, dst, dstGen, type, payload, requestId, wait, done);
     let target: Binding;
     try {
@@ -423,9 +683,18 @@ export class EndpointTable {
       done(err as DvkError);
       return finished;
     }
-    const call = new PendingCall(this, from, target, requestId, done);
+    const fence = this.fenced(
+      target,
+      from,
+      wait,
+      () => this.sendrec(from, dst, dstGen, type, payload, requestId, wait, done),
+      done,
+    );
+    if (fence) return fence;
+    const call = new PendingCall(this, from, target, requestId, wait.deadline, done);
     const entry: Entry = {
       message: this.message(from, type, MessageFlags.REQUEST, requestId, payload),
+      sender: from,
       call,
     };
     call.entry = entry;
@@ -435,8 +704,16 @@ export class EndpointTable {
         return finished;
       }
       call.state = 'held';
-      call.held = { entry, sender: from, target, done: undefined, timer: undefined };
-      this.hold(target, call.held, 0n, () => {});
+      call.held = {
+        entry,
+        sender: from,
+        target,
+        done: undefined,
+        deadline: 0n,
+        timer: undefined,
+        moved: undefined,
+      };
+      this.hold(target, call.held, () => {});
     }
     from.calls.set(requestId, call);
     from.counters.sent++;
@@ -451,6 +728,12 @@ export class EndpointTable {
   /** The caller gives up on a sendrec: withdraw the request if the server has not taken it. */
   abandon(call: PendingCall, reason: DvkError): void {
     if (call.state === 'settled') return;
+    if (call.state === 'moved') {
+      // Settled first: the cancel's own ECANCELED must not replace `reason`.
+      this.settle(call, reason);
+      call.remote?.cancel();
+      return;
+    }
     const server = this.withdraw(call);
     this.settle(call, reason);
     if (server) this.pump(server);
@@ -469,6 +752,7 @@ export class EndpointTable {
   }
 
   private settle(call: PendingCall, err: DvkError | null, reply?: Message): void {
+    if (call.state === 'settled') return;
     call.state = 'settled';
     call.timer?.clear();
     call.caller.calls.delete(call.requestId);
@@ -558,16 +842,23 @@ export class EndpointTable {
     if (!Number.isInteger(bits) || bits <= 0 || bits > 0xffff_ffff) {
       throw new DvkError('EINVAL', 'notification bits must be a non-zero 32-bit mask');
     }
-    const remote = this.remoteFor(from, dst);
+    const remote = this.remoteFor(from, dst, dstGen);
     if (remote) return remote.notify(from, dst, dstGen, bits, done);
     const target = this.resolve(from, dst, dstGen);
+    const wait = { nonblock: false, deadline: 0n };
+    const replay = () => {
+      this.notify(from, dst, dstGen, bits, done);
+      return finished;
+    };
+    if (this.fenced(target, from, wait, replay, done)) return;
     from.counters.notifySent++;
     const key = `${from.endpoint}:${from.generation}`;
     const pending = target.notifications.get(key);
     if (pending) {
       pending.bits = (pending.bits | bits) >>> 0;
     } else {
-      target.notifications.set(key, { source: from.endpoint, generation: from.generation, bits });
+      const n = { source: from.endpoint, generation: from.generation, bits, sender: from };
+      target.notifications.set(key, n);
       this.serveReceivers(target);
     }
     done(null);
@@ -579,20 +870,9 @@ export class EndpointTable {
     b.bound = false;
     if (b.dc.bindings.get(b.endpoint) === b) b.dc.bindings.delete(b.endpoint);
     if (b.node === undefined) this.remote?.unbound(b);
+    else this.remote?.withdraw(b);
     for (const r of b.receivers.splice(0)) r.timer?.clear();
-    // Everything this endpoint still has waiting elsewhere is taken back first, and only then
-    // are those queues refilled from their held senders: refilling earlier could admit a later
-    // send of this very endpoint after an earlier one was cancelled.
-    const withdrawnFrom = new Set<Binding>();
-    for (const call of [...b.calls.values()]) {
-      const server = this.withdraw(call);
-      if (server) withdrawnFrom.add(server);
-      this.settle(call, new DvkError('ECANCELED'));
-    }
-    for (const held of [...b.heldElsewhere]) {
-      if (this.unhold(held.target, held)) withdrawnFrom.add(held.target);
-      held.done?.(new DvkError('ECANCELED'));
-    }
+    const withdrawnFrom = this.withdrawOwnCalls(b, false);
     const gone = (what: string) => new DvkError('ESRCH', `endpoint ${b.endpoint} ${what}`);
     for (const held of b.held.splice(0)) {
       held.sender.heldElsewhere.delete(held);
@@ -611,6 +891,27 @@ export class EndpointTable {
     b.notifications.clear();
     this.endReceivesFrom(b.dc.id, b.endpoint, b.generation);
     for (const target of withdrawnFrom) this.pump(target);
+  }
+
+  /**
+   * Ends with ECANCELED the calls `b` has waiting at other endpoints of this node. Everything
+   * is taken back first, and only then are those queues refilled from their held senders
+   * (unless `pump` is false: the caller does it, returned the queues): refilling earlier
+   * could admit a later send of this very endpoint after an earlier one was cancelled.
+   */
+  private withdrawOwnCalls(b: Binding, pump = true): Set<Binding> {
+    const withdrawnFrom = new Set<Binding>();
+    for (const call of [...b.calls.values()]) {
+      const server = this.withdraw(call);
+      if (server) withdrawnFrom.add(server);
+      this.settle(call, new DvkError('ECANCELED'));
+    }
+    for (const held of [...b.heldElsewhere]) {
+      if (this.unhold(held.target, held)) withdrawnFrom.add(held.target);
+      held.done?.(new DvkError('ECANCELED'));
+    }
+    if (pump) for (const target of withdrawnFrom) this.pump(target);
+    return withdrawnFrom;
   }
 
   /**
@@ -644,7 +945,8 @@ export class EndpointTable {
    */
   private admit(target: Binding, entry: Entry): boolean {
     const { source, sourceGeneration } = entry.message;
-    const wanted = target.receivers.some((r) => matches(r.filter, source, sourceGeneration));
+    const wanted =
+      !target.frozen && target.receivers.some((r) => matches(r.filter, source, sourceGeneration));
     if (wanted && !target.held.some((h) => sameSender(h.entry, entry))) {
       this.enqueue(target, entry);
       return true;
@@ -663,9 +965,9 @@ export class EndpointTable {
 
   private enqueue(b: Binding, entry: Entry): void {
     const message = entry.message;
-    const idx = b.receivers.findIndex((r) =>
-      matches(r.filter, message.source, message.sourceGeneration),
-    );
+    const idx = b.frozen
+      ? -1
+      : b.receivers.findIndex((r) => matches(r.filter, message.source, message.sourceGeneration));
     if (idx >= 0) {
       const [receiver] = b.receivers.splice(idx, 1) as [PendingReceive];
       receiver.timer?.clear();
@@ -699,10 +1001,10 @@ export class EndpointTable {
     return true;
   }
 
-  private hold(target: Binding, held: HeldSend, deadline: bigint, onTimeout: () => void): void {
+  private hold(target: Binding, held: HeldSend, onTimeout: () => void): void {
     target.held.push(held);
     held.sender.heldElsewhere.add(held);
-    held.timer = deadlineTimer(deadline, onTimeout);
+    held.timer = deadlineTimer(held.deadline, onTimeout);
   }
 
   /**
@@ -733,6 +1035,7 @@ export class EndpointTable {
 
   /** The next notification or message for a filter, removed from its queue. */
   private take(b: Binding, filter: Filter): Message | undefined {
+    if (b.frozen) return undefined;
     for (const [key, n] of b.notifications) {
       if (!matches(filter, n.source, n.generation)) continue;
       b.notifications.delete(key);

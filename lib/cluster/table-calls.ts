@@ -295,11 +295,15 @@ export class TableCalls implements LocalNode, RemoteRoutes {
   }
 
   unbound(b: Binding): void {
+    this.withdraw(b);
+    this.router.announceUnbound(b.dc.id, b.endpoint, b.generation);
+  }
+
+  withdraw(b: Binding): void {
     for (const call of [...(this.callsOf.get(b) ?? [])]) {
       this.sendCancel(call);
       this.finish(call, new DvkError('ECANCELED'));
     }
-    this.router.announceUnbound(b.dc.id, b.endpoint, b.generation);
   }
 
   private startCall(
