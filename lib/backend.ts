@@ -68,6 +68,24 @@ export interface Backend {
   bind(dc: number | string, endpoint: number): Promise<BoundEndpoint>;
   /** The node's endpoint table and queue depths. */
   status(): Promise<NodeStatus>;
+  /** Moves the service serving an endpoint to the node named `to` (docs/migration.md). */
+  migrate(dc: number | string, endpoint: number, to: string): Promise<MigrationReport>;
+}
+
+/** What a finished move reports. */
+export interface MigrationReport {
+  dc: number;
+  endpoint: number;
+  generation: number;
+  service: string;
+  from: string;
+  to: string;
+  /** The incarnation's epoch on its new node. */
+  epoch: number;
+  /** Size of the service's snapshot. */
+  stateBytes: number;
+  /** Milliseconds: starting the new instance, freezing and handing the state over, committing. */
+  ms: { prepare: number; transfer: number; commit: number; total: number };
 }
 
 /** Per-endpoint counters and queue depths, as `dvk status` shows them. */
@@ -134,6 +152,21 @@ export interface ClusterStatus {
   links: LinkStatus[];
   /** Endpoints bound on other nodes that this node knows of. */
   remoteEndpoints: number;
+  /** The cluster file's services, and where each serves now as this node knows it. */
+  services: ServiceLocation[];
+}
+
+export interface ServiceLocation {
+  name: string;
+  dc: string;
+  endpoint: number;
+  /** The node whose agent has it bound; null if no node is known to. */
+  node: string | null;
+  generation: number | null;
+  /** 1 when bound, one more at every move. */
+  epoch: number | null;
+  /** The nodes its DC spans: where it may move. */
+  dcNodes: string[];
 }
 
 export interface NodeStatus {

@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'EAGAIN'
   | 'EBADF'
   | 'EPROTO'
-  | 'EOPNOTSUPP';
+  | 'EOPNOTSUPP'
+  | 'EBUSY';
 
 const errorMessages: Record<ErrorCode, string> = {
   ENOENT: 'no such endpoint',
@@ -37,6 +38,7 @@ const errorMessages: Record<ErrorCode, string> = {
   EBADF: 'endpoint is closed',
   EPROTO: 'protocol error',
   EOPNOTSUPP: 'not supported by this backend',
+  EBUSY: 'busy: a migration of the endpoint is in progress',
 };
 
 const codeByErrno = new Map<number, ErrorCode>(

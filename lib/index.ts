@@ -15,7 +15,9 @@ export type {
   DcStatus,
   EndpointStatus,
   LinkStatus,
+  MigrationReport,
   NodeStatus,
+  ServiceLocation,
 } from './backend.js';
 export { Endpoint } from './endpoint.js';
 export { DvkError, type ErrorCode, type ErrorContext, isDvkError } from './errors.js';
@@ -30,4 +32,5 @@ export {
   type Target,
 } from './message.js';
 export { type BindOptions, DvkNode, type NodeOptions, openNode } from './node.js';
+export { defineService, type ServiceContext, type ServiceDefinition } from './service/define.js';
 export { defaultSocketPath } from './user/socket-path.js';

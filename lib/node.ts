@@ -96,6 +96,33 @@ export class DvkNode {
   status(): Promise<NodeStatus> {
     return this.backend.status();
   }
+
+  /**
+   * Moves the service that serves an endpoint to another node of its DC, while its clients
+   * keep calling it (docs/migration.md); resolves once the endpoint serves there. This node's
+   * agent coordinates the move, wherever the endpoint is. EOPNOTSUPP if no service of the
+   * cluster file serves it; EBUSY if it is moving already; a failed move rolls back and
+   * rejects with why.
+   */
+  async migrate(target: { dc: number | string; endpoint: number }, options: { to: string }) {
+    const context = { call: 'migrate', endpoint: target?.endpoint };
+    const { dc, endpoint } = target ?? {};
+    if ((typeof dc !== 'string' || !DC_NAME.test(dc)) && !isU32(dc)) {
+      throw new DvkError('EINVAL', 'dc must be a DC id or name', context);
+    }
+    if (!isU32(endpoint) || endpoint === 0xffff_ffff) {
+      throw new DvkError('EINVAL', 'endpoint must be an integer in 0..2^32-2', context);
+    }
+    if (typeof options?.to !== 'string' || options.to.length === 0) {
+      throw new DvkError('EINVAL', 'options.to must name a node', context);
+    }
+    try {
+      return await this.backend.migrate(dc, endpoint, options.to);
+    } catch (err) {
+      if (err instanceof DvkError) throw err.withContext(context);
+      throw err;
+    }
+  }
 }
 
 function isU32(n: unknown): n is number {

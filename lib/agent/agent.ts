@@ -1,7 +1,8 @@
 /**
  * The node agent: owns this node's endpoint table and serves local processes on a Unix socket.
  * In a cluster it also keeps a link to every other node's agent and routes calls over them
- * (lib/cluster/router.ts).
+ * (lib/cluster/router.ts), starts the cluster file's services for this node
+ * (lib/agent/services.ts), and moves them between nodes (lib/cluster/migration.ts).
  */
 
 import type { Stats } from 'node:fs';
@@ -10,10 +11,11 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { NodeStatus } from '../backend.js';
-import type { ClusterConfig } from '../cluster/config.js';
+import { type ClusterConfig, servicesOf } from '../cluster/config.js';
 import type { Directory } from '../cluster/directory.js';
 import { KernelCalls } from '../cluster/kernel-calls.js';
 import { LinkSet } from '../cluster/link-set.js';
+import { Migrations } from '../cluster/migration.js';
 import { Router } from '../cluster/router.js';
 import { TableCalls } from '../cluster/table-calls.js';
 import { DvkError } from '../errors.js';
@@ -22,6 +24,8 @@ import { native } from '../native.js';
 import { VERSION as PACKAGE_VERSION } from '../version.js';
 import { type AgentConfig, ConfigError, socketPathOf } from './config.js';
 import { type Binding, EndpointTable, type PeerCredentials } from './endpoints.js';
+import { ServicePlacement } from './service-placement.js';
+import { ServiceInstances } from './services.js';
 import { Session } from './session.js';
 
 /** An agent's place in a cluster. */
@@ -52,6 +56,9 @@ export class Agent {
   private router: Router | undefined;
   private calls: TableCalls | undefined;
   private kernel: KernelCalls | undefined;
+  private services: ServiceInstances | undefined;
+  private placement: ServicePlacement | undefined;
+  private migrations: Migrations | undefined;
   private credentialsOf: (fd: number) => PeerCredentials = () => {
     throw new Error('agent not started');
   };
@@ -64,6 +71,15 @@ export class Agent {
     this.log = log ?? pino({ level: config.log.level, base: { node: config.node.name } });
     this.table = new EndpointTable(config.limits, config.dcs);
     this.socketPath = socketPathOf(config);
+    const services = cluster ? servicesOf(cluster.config, cluster.directory.self.name) : [];
+    if (cluster?.backend === 'kernel' && services.length) {
+      // Instances bind through the agent's socket, which on a kernel node serves status only.
+      throw new ConfigError(
+        `the cluster file has services for node ${cluster.directory.self.name} ` +
+          `(${services.map((s) => s.name).join(', ')}), but services need the user backend ` +
+          'for now: run this node with --backend user',
+      );
+    }
   }
 
   /** Listens on the socket with the configured owner-or-group permissions. */
@@ -119,6 +135,9 @@ export class Agent {
       { socket: path, mode: this.config.socket.mode.toString(8), dcs: this.config.dcs.length },
       'agent listening',
     );
+    // Last: instances bind through the socket, and their binds claim over the links. They
+    // log when they serve and when they die; a dead one is not restarted (docs/cluster.md).
+    this.placement?.startOwn();
   }
 
   private async join({ config, directory, listen, backend }: ClusterMembership): Promise<void> {
@@ -128,6 +147,16 @@ export class Agent {
       this.kernel = new KernelCalls(this.router, this.config.dcs, this.config.limits, this.log);
     } else {
       this.calls = new TableCalls(this.table, this.router);
+      // Any node of a service's DC may run it: instances move here too.
+      this.services = new ServiceInstances(this.socketPath, this.log);
+      this.placement = new ServicePlacement(
+        config,
+        directory.self.name,
+        this.table,
+        this.services,
+        this.log,
+      );
+      this.migrations = new Migrations(this.router, this.table, this.placement, this.log);
     }
     this.links = links;
     const port = await links.start(listen);
@@ -142,7 +171,15 @@ export class Agent {
       const why = "this node's endpoints live in dvk.ko: bind through /dev/dvk (backend 'kernel')";
       return Promise.reject(new DvkError('EOPNOTSUPP', why));
     }
-    if (this.calls) return this.calls.bind(dc, endpoint, peer);
+    if (this.calls) {
+      const calls = this.calls;
+      return new Promise<Binding>((resolve) => {
+        // An instance this agent started to take over an endpoint moving here binds as such.
+        resolve(
+          this.migrations?.incomingBind(dc, endpoint, peer) ?? calls.bind(dc, endpoint, peer),
+        );
+      });
+    }
     return new Promise<Binding>((resolve) => resolve(this.table.bind(dc, endpoint, peer)));
   }
 
@@ -165,6 +202,13 @@ export class Agent {
       table: this.table,
       bind: this.bind.bind(this),
       status: () => this.status(),
+      migrate: (dc: number | string, endpoint: number, to: string) => {
+        if (!this.migrations) {
+          const why = 'only agents of a cluster with the user backend move services (for now)';
+          return Promise.reject(new DvkError('EOPNOTSUPP', why));
+        }
+        return this.migrations.migrate(dc, endpoint, to);
+      },
     };
     new Session(socket, host, log, peer);
   }
@@ -197,17 +241,21 @@ export class Agent {
         callsIn: calls.get(l.node)?.in ?? 0,
       })),
       remoteEndpoints: router.knownRemote,
+      services: this.placement?.locations(router) ?? [],
     };
   }
 
   /**
-   * Stops accepting, closes every connection (each endpoint unbinds and its waiting callers get a
-   * definite error), and removes the socket.
+   * Ends this node's service instances, stops accepting, closes every connection (each endpoint
+   * unbinds and its waiting callers get a definite error), and removes the socket.
    */
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = null;
+    // Services first, while their connections still work: each exits (killed if it does not)
+    // and its endpoint unbinds as for any process that ends. None outlives the agent.
+    await this.services?.stopAll();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Sessions unbind on their socket's 'close', which comes after the server's own.
     const sessionsClosed = [...this.sockets].map(

@@ -187,6 +187,8 @@ export class Binding {
   /** This endpoint's sendrecs waiting on other nodes. */
   remoteCalls = 0;
   bound = true;
+  /** Where the incarnation lives: 1 when bound, one more at every move to another node. */
+  epoch = 1;
   /**
    * Migration, at the old node: nothing is handed to the endpoint (its instance is being
    * snapshotted); senders queue and wait as usual.
@@ -481,6 +483,11 @@ export class EndpointTable {
   /** Where the incarnation went, if it moved away from here. */
   movedTo(dcId: number, endpoint: number): { generation: number; node: number } | undefined {
     return this.dcs.get(dcId)?.moved.get(endpoint);
+  }
+
+  /** A DC's id, from its id or name; undefined if this node has no such DC. */
+  dcIdOf(ref: number | string): number | undefined {
+    return (typeof ref === 'number' ? this.dcs.get(ref) : this.dcByName.get(ref))?.id;
   }
 
   dcExists(dcId: number): boolean {

@@ -34,6 +34,8 @@ export interface SessionHost {
   bind(dc: number | string, endpoint: number, peer: PeerCredentials | null): Promise<Binding>;
   /** The node status as JSON, for STATUS calls. */
   status(): Promise<unknown>;
+  /** Moves an endpoint's service to another node (MIGRATE calls); the report as JSON. */
+  migrate(dc: number | string, endpoint: number, to: string): Promise<unknown>;
 }
 
 const flagsOf: Record<Message['kind'], number> = {
@@ -119,12 +121,9 @@ export class Session {
       case Op.BIND:
         return this.bind(f);
       case Op.STATUS:
-        this.host.status().then(
-          (status) => this.respond(f, null, { payload: Buffer.from(JSON.stringify(status)) }),
-          (err: unknown) =>
-            this.respond(f, err instanceof DvkError ? err : new DvkError('EPROTO', String(err))),
-        );
-        return;
+        return this.answerJson(f, this.host.status());
+      case Op.MIGRATE:
+        return this.answerJson(f, this.migrate(f));
       case Op.CANCEL:
         this.waiting.get(Number(f.arg & 0xffff_ffffn))?.cancel();
         return;
@@ -161,6 +160,33 @@ export class Session {
       if (!(err instanceof DvkError)) throw err;
       return this.respond(f, err);
     }
+  }
+
+  /** Answers a call with a JSON document, or with the error it failed with. */
+  private answerJson(f: Frame, document: Promise<unknown>): void {
+    document.then(
+      (doc) => this.respond(f, null, { payload: Buffer.from(JSON.stringify(doc)) }),
+      (err: unknown) =>
+        this.respond(f, err instanceof DvkError ? err : new DvkError('EPROTO', String(err))),
+    );
+  }
+
+  private async migrate(f: Frame): Promise<unknown> {
+    let request: { dc?: unknown; endpoint?: unknown; to?: unknown };
+    try {
+      request = JSON.parse(f.payload.toString('utf8'));
+    } catch {
+      throw new DvkError('EINVAL', 'a MIGRATE call carries JSON');
+    }
+    const { dc, endpoint, to } = request ?? {};
+    if (
+      (typeof dc !== 'string' && typeof dc !== 'number') ||
+      typeof endpoint !== 'number' ||
+      typeof to !== 'string'
+    ) {
+      throw new DvkError('EINVAL', 'MIGRATE needs { dc, endpoint, to }');
+    }
+    return this.host.migrate(dc, endpoint, to);
   }
 
   private bind(f: Frame): void {

@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Agent, type ClusterMembership } from '../agent/agent.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../agent/config.js';
-import { nodeAgentInput, parseCluster } from '../cluster/config.js';
+import type { MigrationReport } from '../backend.js';
+import { nodeAgentInput, parseCluster, resolveServiceModules } from '../cluster/config.js';
 import { StaticDirectory } from '../cluster/directory.js';
 import { DvkError } from '../errors.js';
 import { DEVICE_PATH } from '../kernel/backend.js';
@@ -67,7 +68,8 @@ async function agentConfig(flags: AgentFlags) {
           'cluster node: the cluster file sets them, the same for every node',
       );
     }
-    const config = parseCluster(file, source);
+    const parsed = parseCluster(file, source);
+    const config = flags.config ? resolveServiceModules(parsed, flags.config) : parsed;
     file = nodeAgentInput(config, flags.node);
     cluster = {
       config,
@@ -130,6 +132,81 @@ async function runStatus(flags: { socket?: string; json?: boolean }): Promise<vo
   process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
 }
 
+/** "dc/endpoint", the DC by name or id. */
+function endpointSpec(value: string): { dc: string | number; endpoint: number } {
+  const m = /^([A-Za-z0-9_.-]+)\/(\d+)$/.exec(value);
+  if (!m) throw new InvalidArgumentError('expected <dc>/<endpoint>, e.g. demo/10');
+  const [, dc = '', endpoint = ''] = m;
+  return { dc: /^\d+$/.test(dc) ? Number(dc) : dc, endpoint: Number(endpoint) };
+}
+
+function describeMove(r: MigrationReport): string {
+  const ms = (n: number) => n.toFixed(1);
+  return (
+    `moved ${r.service} (${r.dc}/${r.endpoint}) ${r.from} -> ${r.to} in ${ms(r.ms.total)} ms ` +
+    `(prepare ${ms(r.ms.prepare)}, freeze and transfer ${ms(r.ms.transfer)}, ` +
+    `commit ${ms(r.ms.commit)}; state ${r.stateBytes} B; epoch ${r.epoch})`
+  );
+}
+
+async function runMigrate(
+  target: { dc: string | number; endpoint: number },
+  flags: { to: string; socket?: string; json?: boolean },
+): Promise<void> {
+  const node = openNode({ backend: 'user', socketPath: flags.socket });
+  if (!flags.json)
+    process.stdout.write(`moving ${target.dc}/${target.endpoint} to ${flags.to} ...\n`);
+  const report = await node.migrate(target, { to: flags.to });
+  process.stdout.write(
+    flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${describeMove(report)}\n`,
+  );
+}
+
+/**
+ * Moves every service off a node, one at a time, each to the node of its DC that serves the
+ * fewest services (a node that is down never gets one). A move that fails is reported and the
+ * others go on; the exit status says whether all moved.
+ */
+async function runDrain(nodeName: string, flags: { socket?: string; json?: boolean }) {
+  const node = openNode({ backend: 'user', socketPath: flags.socket });
+  const cluster = (await node.status()).cluster;
+  if (!cluster) throw new DvkError('EOPNOTSUPP', 'the agent is not a member of a cluster');
+  const up = new Set(cluster.links.filter((l) => l.state !== 'down').map((l) => l.name));
+  up.add(cluster.self.name);
+  if (!up.has(nodeName) && !cluster.links.some((l) => l.name === nodeName)) {
+    throw new DvkError('EINVAL', `no node named ${nodeName}`);
+  }
+  const load = new Map<string, number>();
+  for (const s of cluster.services) if (s.node) load.set(s.node, (load.get(s.node) ?? 0) + 1);
+  const moving = cluster.services.filter((s) => s.node === nodeName);
+  const reports: unknown[] = [];
+  let failed = 0;
+  if (!flags.json) process.stdout.write(`draining ${nodeName}: ${moving.length} services\n`);
+  for (const s of moving) {
+    const to = [...up]
+      .filter((n) => n !== nodeName && s.dcNodes.includes(n))
+      .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || a.localeCompare(b))[0];
+    try {
+      if (!to) throw new DvkError('EHOSTUNREACH', `no other node of DC ${s.dc} is up`);
+      const report = await node.migrate({ dc: s.dc, endpoint: s.endpoint }, { to });
+      load.set(to, (load.get(to) ?? 0) + 1);
+      reports.push(report);
+      if (!flags.json) process.stdout.write(`${describeMove(report)}\n`);
+    } catch (err) {
+      failed++;
+      const message = err instanceof Error ? err.message : String(err);
+      reports.push({ service: s.name, error: message });
+      if (!flags.json) process.stdout.write(`could not move ${s.name}: ${message}\n`);
+    }
+  }
+  if (flags.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
+  else
+    process.stdout.write(
+      `drained ${nodeName}: ${moving.length - failed} moved, ${failed} failed\n`,
+    );
+  if (failed) process.exitCode = 1;
+}
+
 export function program(): Command {
   const cli = new Command('dvk')
     .description('DVK: endpoint IPC across a cluster, with live migration')
@@ -185,6 +262,23 @@ export function program(): Command {
     .addOption(new Option('--socket <path>', "the agent's Unix socket").env('DVK_SOCKET'))
     .option('--json', 'print JSON instead of a table')
     .action(runStatus);
+
+  cli
+    .command('migrate')
+    .description('move the service serving an endpoint to another node while it is being called')
+    .argument('<dc/endpoint>', 'the endpoint, e.g. demo/10 (the DC by name or id)', endpointSpec)
+    .requiredOption('--to <node>', 'the node to move it to')
+    .addOption(new Option('--socket <path>', "the agent's Unix socket").env('DVK_SOCKET'))
+    .option('--json', 'print the report as JSON')
+    .action(runMigrate);
+
+  cli
+    .command('drain')
+    .description('move every service off a node (for maintenance), reporting each move')
+    .argument('<node>', 'the node to empty')
+    .addOption(new Option('--socket <path>', "the agent's Unix socket").env('DVK_SOCKET'))
+    .option('--json', 'print the reports as JSON')
+    .action(runDrain);
 
   return cli;
 }

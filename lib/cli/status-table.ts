@@ -30,6 +30,22 @@ export function formatStatus(status: NodeStatus): string {
       ),
       '',
     );
+    if (cluster.services.length) {
+      lines.push(
+        table(
+          ['SERVICE', 'DC', 'EP', 'NODE', 'GEN', 'EPOCH'],
+          cluster.services.map((s) => [
+            s.name,
+            s.dc,
+            String(s.endpoint),
+            s.node ?? '-',
+            s.generation === null ? '-' : String(s.generation),
+            s.epoch === null ? '-' : String(s.epoch),
+          ]),
+        ),
+        '',
+      );
+    }
   }
   const header = [
     'DC',

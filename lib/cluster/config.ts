@@ -1,9 +1,11 @@
 /**
  * The cluster file: the nodes (id, name, address), the DCs with the nodes they span, the
- * shared secret links authenticate with, and the link timing. One zod schema validates it;
- * unknown keys are errors and every cross-reference (a DC naming a node, an endpoint range
- * naming a node of its DC) is checked, so a typo fails at start-up with the path to it.
+ * shared secret links authenticate with, the link timing, and the services the agents start.
+ * One zod schema validates it; unknown keys are errors and every cross-reference (a DC naming
+ * a node, an endpoint range naming a node of its DC, a service naming its DC and node) is
+ * checked, so a typo fails at start-up with the path to it.
  */
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import {
   ConfigError,
@@ -30,6 +32,12 @@ const address = z
     const port = Number(a.slice(a.lastIndexOf(':') + 1));
     return port >= 1 && port <= 65535;
   }, 'the port must be 1 to 65535');
+
+/** An endpoint range of a placement, low to high, both included. */
+interface Range {
+  lo: number;
+  hi: number;
+}
 
 /** "0-15" or "7": a range of endpoint numbers. */
 const range = z
@@ -65,6 +73,20 @@ const dcSchema = z.strictObject({
   /** This DC's queue bounds, if not the cluster's limits. */
   queueLength: queueLengthSchema.optional(),
   queueBytes: queueBytesSchema.optional(),
+});
+
+/**
+ * A DVK service (lib/service) its node's agent starts at start-up, on an endpoint that may
+ * later move: so not one the DC's placement pins to a node.
+ */
+const serviceSchema = z.strictObject({
+  /** The module whose default export is the service; a relative path is the file's. */
+  module: z.string().min(1),
+  /** The DC, by name. */
+  dc: name,
+  endpoint: z.number().int().min(0),
+  /** The node whose agent starts it, by name. */
+  node: name,
 });
 
 const linkSchema = z
@@ -109,6 +131,8 @@ export const clusterSchema = z
     limits: limitsSchema,
     nodes: z.array(nodeSchema).min(1),
     dcs: z.array(dcSchema).default([]),
+    /** Services the agents start, by name. */
+    services: z.record(name, serviceSchema).default({}),
   })
   .superRefine((c, ctx) => {
     const unique = (what: string, values: unknown[], key: string, list: string) => {
@@ -206,20 +230,87 @@ export const clusterSchema = z
         });
       }
     });
+    checkServices(c, ctx);
   });
+
+/** What checkServices reads of a parsed file (spelled out: the schema's type needs the check). */
+interface ServicesInput {
+  nodes: { name: string }[];
+  dcs: { name: string; slots: number; nodes: string[]; placement: Record<string, Range[]> }[];
+  services: Record<string, z.output<typeof serviceSchema>>;
+}
+
+/** A service's DC, node and endpoint exist, agree, are not placed, and are its alone. */
+function checkServices(c: ServicesInput, ctx: z.RefinementCtx): void {
+  const nodeNames = new Set(c.nodes.map((n) => n.name));
+  const taken = new Map<string, string>();
+  for (const [service, s] of Object.entries(c.services)) {
+    const issue = (key: string, message: string) =>
+      ctx.addIssue({ code: 'custom', message, path: ['services', service, key] });
+    if (!nodeNames.has(s.node)) issue('node', `no node named ${s.node}`);
+    const dc = c.dcs.find((d) => d.name === s.dc);
+    if (!dc) {
+      issue('dc', `no DC named ${s.dc}`);
+      continue;
+    }
+    if (nodeNames.has(s.node) && !dc.nodes.includes(s.node)) {
+      issue('node', `${s.node} is not a node of DC ${dc.name}`);
+    }
+    if (s.endpoint >= dc.slots) {
+      issue('endpoint', `endpoint ${s.endpoint} is outside DC ${dc.name}'s ${dc.slots} slots`);
+      continue;
+    }
+    for (const [node, ranges] of Object.entries(dc.placement)) {
+      if (ranges.some((r) => s.endpoint >= r.lo && s.endpoint <= r.hi)) {
+        issue(
+          'endpoint',
+          `endpoint ${s.endpoint} of DC ${dc.name} is placed on ${node}: a service's endpoint ` +
+            'must be free to move, so it cannot be in a placement range',
+        );
+      }
+    }
+    const where = `${dc.name}/${s.endpoint}`;
+    const other = taken.get(where);
+    if (other === undefined) taken.set(where, service);
+    else issue('endpoint', `services ${other} and ${service} are both on ${where}`);
+  }
+}
 
 export type ClusterConfig = z.output<typeof clusterSchema>;
 export type ClusterNode = ClusterConfig['nodes'][number];
 export type ClusterDc = ClusterConfig['dcs'][number];
+export type ClusterService = ClusterConfig['services'][string];
 
 /** Validates a cluster configuration object. Throws ConfigError listing every problem. */
 export function parseCluster(input: unknown, source = 'cluster file'): ClusterConfig {
   return validate(clusterSchema, input, source);
 }
 
-/** Reads, parses and validates a cluster YAML file. */
+/** Reads, parses and validates a cluster YAML file; service modules get absolute paths. */
 export async function loadCluster(path: string): Promise<ClusterConfig> {
-  return parseCluster(await loadConfigFile(path), path);
+  return resolveServiceModules(parseCluster(await loadConfigFile(path), path), path);
+}
+
+/**
+ * The configuration with each service's module as an absolute path: a relative one is taken
+ * from the directory of the cluster file at `file`, not from wherever the agent was started.
+ */
+export function resolveServiceModules(config: ClusterConfig, file: string): ClusterConfig {
+  const dir = dirname(resolve(file));
+  const services = Object.entries(config.services).map(
+    ([name, s]) => [name, { ...s, module: resolve(dir, s.module) }] as const,
+  );
+  return { ...config, services: Object.fromEntries(services) };
+}
+
+/** The services whose instances the agent of `nodeName` starts, with their names. */
+export function servicesOf(
+  config: ClusterConfig,
+  nodeName: string,
+): (ClusterService & { name: string })[] {
+  return Object.entries(config.services)
+    .filter(([, s]) => s.node === nodeName)
+    .map(([name, s]) => ({ name, ...s }));
 }
 
 /**

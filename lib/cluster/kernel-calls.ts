@@ -225,7 +225,8 @@ export class KernelCalls implements LocalNode {
   bound(): BoundRecord[] {
     return [...this.local].map(([k, generation]) => {
       const [dc, endpoint] = k.split(':').map(Number) as [number, number];
-      return { dc, endpoint, generation };
+      // Endpoints in dvk.ko do not move (yet): their first epoch is their last.
+      return { dc, endpoint, generation, epoch: 1 };
     });
   }
 
@@ -286,7 +287,11 @@ export class KernelCalls implements LocalNode {
     const k = `${dc}:${endpoint}`;
     const want = this.router.where(dc, endpoint);
     const have = this.registered.get(k);
-    if (have && want && have.node === want.node && have.generation === want.generation) return;
+    if (have && want && have.generation === want.generation) {
+      // The same incarnation, perhaps moved to another node: calls to it go on, there.
+      this.registered.set(k, { ...want });
+      return;
+    }
     try {
       if (have) {
         this.registered.delete(k);

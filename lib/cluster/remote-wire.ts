@@ -17,8 +17,9 @@
  *    40  u64  requestId  the caller's own request id (SENDREC, REPLY)
  *    48  u64  timeoutNs  what is left of the caller's deadline when sent; 0 = none
  *
- * SNAPSHOT's payload lists the sender's bound endpoints as (dc, endpoint, generation) u32
- * triples. Every other payload is the application's.
+ * SNAPSHOT's payload lists the sender's bound endpoints as (dc, endpoint, generation, epoch)
+ * u32 quadruples. MIGRATE's payload is JSON (lib/cluster/migration.ts), except a STATE
+ * step's, which is a piece of a service's snapshot. Every other payload is the application's.
  */
 import { ProtocolViolation } from '../user/wire.js';
 
@@ -42,13 +43,22 @@ export const Record = {
   /** The caller gives up on call id: withdraw it if it is still waiting. */
   CANCEL: 9,
   NOTIFY: 10,
+  /** A step of a migration; `type` says which (lib/cluster/migration.ts). */
+  MIGRATE: 11,
 } as const;
 export type RecordKind = (typeof Record)[keyof typeof Record];
 
 export const RecordFlags = {
   /** Fail with EAGAIN instead of waiting for room. */
   NONBLOCK: 1,
+  /**
+   * A call the sending node forwards for an incarnation that moved away from it: its source
+   * lives on another node (or on the receiving one), not on the sender (docs/migration.md).
+   */
+  FORWARDED: 2,
 } as const;
+
+const recordFlagsAll = RecordFlags.NONBLOCK | RecordFlags.FORWARDED;
 
 export interface RemoteRecord {
   kind: RecordKind;
@@ -70,6 +80,8 @@ export interface BoundRecord {
   dc: number;
   endpoint: number;
   generation: number;
+  /** Where the incarnation lives: 1 when bound, one more at every move (docs/migration.md). */
+  epoch: number;
 }
 
 const empty = Buffer.alloc(0);
@@ -115,11 +127,11 @@ export function encodeRecord(r: RemoteRecord): Buffer {
 export function decodeRecord(b: Buffer): RemoteRecord {
   if (b.length < RECORD_HEADER) throw new ProtocolViolation(`record of ${b.length} bytes`);
   const kind = b.readUInt8(0);
-  if (kind < Record.SNAPSHOT || kind > Record.NOTIFY) {
+  if (kind < Record.SNAPSHOT || kind > Record.MIGRATE) {
     throw new ProtocolViolation(`unknown record kind ${kind}`);
   }
   const flags = b.readUInt8(1);
-  if (flags & ~RecordFlags.NONBLOCK) throw new ProtocolViolation(`unknown record flags ${flags}`);
+  if (flags & ~recordFlagsAll) throw new ProtocolViolation(`unknown record flags ${flags}`);
   if (b.readUInt16LE(2) !== 0) throw new ProtocolViolation('reserved record field set');
   const r: RemoteRecord = {
     kind: kind as RecordKind,
@@ -136,29 +148,34 @@ export function decodeRecord(b: Buffer): RemoteRecord {
     timeoutNs: b.readBigUInt64LE(48),
     payload: b.subarray(RECORD_HEADER),
   };
-  if (r.kind === Record.SNAPSHOT && r.payload.length % 12 !== 0) {
+  if (r.kind === Record.SNAPSHOT && r.payload.length % SNAPSHOT_ENTRY !== 0) {
     throw new ProtocolViolation(`SNAPSHOT payload of ${r.payload.length} bytes`);
   }
   return r;
 }
 
+const SNAPSHOT_ENTRY = 16;
+
 export function encodeSnapshot(bound: BoundRecord[]): Buffer {
-  const b = Buffer.allocUnsafe(bound.length * 12);
+  const b = Buffer.allocUnsafe(bound.length * SNAPSHOT_ENTRY);
   bound.forEach((e, i) => {
-    b.writeUInt32LE(e.dc, i * 12);
-    b.writeUInt32LE(e.endpoint, i * 12 + 4);
-    b.writeUInt32LE(e.generation, i * 12 + 8);
+    const at = i * SNAPSHOT_ENTRY;
+    b.writeUInt32LE(e.dc, at);
+    b.writeUInt32LE(e.endpoint, at + 4);
+    b.writeUInt32LE(e.generation, at + 8);
+    b.writeUInt32LE(e.epoch, at + 12);
   });
   return b;
 }
 
 export function decodeSnapshot(payload: Buffer): BoundRecord[] {
   const out: BoundRecord[] = [];
-  for (let off = 0; off + 12 <= payload.length; off += 12) {
+  for (let off = 0; off + SNAPSHOT_ENTRY <= payload.length; off += SNAPSHOT_ENTRY) {
     out.push({
       dc: payload.readUInt32LE(off),
       endpoint: payload.readUInt32LE(off + 4),
       generation: payload.readUInt32LE(off + 8),
+      epoch: payload.readUInt32LE(off + 12),
     });
   }
   return out;

@@ -67,6 +67,15 @@ export interface LocalNode {
 export interface RemoteBinding {
   node: number;
   generation: number;
+  /** The incarnation's epoch there (docs/migration.md): a record of a lower one is stale. */
+  epoch: number;
+}
+
+/** Migration's steps travel as MIGRATE records; the Router hands them over (migration.ts). */
+export interface MigrationRecords {
+  onRecord(node: number, r: RemoteRecord): void;
+  /** A node was declared down (after the Router and the LocalNode have forgotten it). */
+  nodeDown(node: number): void;
 }
 
 /** A bind of this node waiting for the other nodes' consent. */
@@ -91,6 +100,8 @@ export class Router {
   private readonly claimsById = new Map<bigint, Claim>();
   private nextClaim = 1n;
   private local: LocalNode | undefined;
+  /** Set once migration is wired up. */
+  migration: MigrationRecords | undefined;
   readonly counters = { badRecords: 0 };
 
   constructor(
@@ -123,6 +134,25 @@ export class Router {
   /** Where the endpoint is bound on another node, if it is. */
   where(dc: number, endpoint: number): RemoteBinding | undefined {
     return this.records.get(key(dc, endpoint))?.[0];
+  }
+
+  /**
+   * An incarnation moved to `node` (perhaps this one) with `epoch` (its MOVED): records of it
+   * elsewhere go, with no one's calls ended, since the incarnation lives on. False if the news
+   * is stale: a record of it with this epoch or a later one is known.
+   */
+  moved(node: number, dc: number, endpoint: number, generation: number, epoch: number): boolean {
+    const k = key(dc, endpoint);
+    const list = this.records.get(k) ?? [];
+    if (list.some((w) => w.generation === generation && w.epoch >= epoch)) return false;
+    const rest = list.filter((w) => w.generation !== generation && w.node !== node);
+    // Moved here: the records of where it was go, and this node's table has it now.
+    if (node !== this.self) rest.push({ node, generation, epoch });
+    rest.sort((a, b) => a.node - b.node);
+    if (rest.length) this.records.set(k, rest);
+    else this.records.delete(k);
+    if (node !== this.self) this.node.remoteBound(node, dc, endpoint, generation);
+    return true;
   }
 
   /** Whether `node` has that incarnation of the endpoint bound. */
@@ -213,7 +243,7 @@ export class Router {
   private onClaim(node: number, r: RemoteRecord): void {
     const mine = this.claims.get(key(r.dc, r.src));
     const taken = this.node.isBound(r.dc, r.src) || (mine !== undefined && this.self < node);
-    if (!taken) this.addRecord(node, r.dc, r.src, r.srcGen);
+    if (!taken) this.addRecord(node, r.dc, r.src, r.srcGen, 1);
     // Id 0: an announcement, not a question.
     if (r.id === 0n) {
       if (taken) this.log.warn({ dc: r.dc, endpoint: r.src, node }, 'bound here and there');
@@ -232,7 +262,13 @@ export class Router {
     this.checkClaim(claim);
   }
 
-  private addRecord(node: number, dc: number, endpoint: number, generation: number): void {
+  private addRecord(
+    node: number,
+    dc: number,
+    endpoint: number,
+    generation: number,
+    epoch: number,
+  ): void {
     if (!this.node.hasDc(dc)) return;
     const slots = this.directory.dc(dc)?.slots ?? 0;
     if (endpoint >= slots || generation === 0) {
@@ -243,7 +279,7 @@ export class Router {
     }
     const k = key(dc, endpoint);
     const list = (this.records.get(k) ?? []).filter((w) => w.node !== node);
-    list.push({ node, generation });
+    list.push({ node, generation, epoch });
     list.sort((a, b) => a.node - b.node);
     this.records.set(k, list);
     this.node.remoteBound(node, dc, endpoint, generation);
@@ -269,7 +305,9 @@ export class Router {
 
   private onSnapshot(node: number, r: RemoteRecord): void {
     this.forget(node, 'ESRCH');
-    for (const b of decodeSnapshot(r.payload)) this.addRecord(node, b.dc, b.endpoint, b.generation);
+    for (const b of decodeSnapshot(r.payload)) {
+      this.addRecord(node, b.dc, b.endpoint, b.generation, b.epoch);
+    }
   }
 
   /**
@@ -281,6 +319,7 @@ export class Router {
       dc: c.dc,
       endpoint: c.endpoint,
       generation: c.generation,
+      epoch: 1,
     }));
     const payload = encodeSnapshot([...this.node.bound(), ...claims]);
     this.send(node, record({ kind: Record.SNAPSHOT, payload }));
@@ -311,6 +350,9 @@ export class Router {
           return this.onClaimed(node, r);
         case Record.UNBOUND:
           return this.removeRecord(node, r.dc, r.src, r.srcGen, 'ESRCH');
+        case Record.MIGRATE:
+          if (!this.migration) throw new Error('a MIGRATE record, and no migration here');
+          return this.migration.onRecord(node, r);
         default:
           return this.node.call(node, r);
       }
@@ -329,6 +371,7 @@ export class Router {
       // Its endpoints first, so that receives waiting for them end with EHOSTUNREACH.
       this.forget(node, 'EHOSTUNREACH');
       this.node.nodeDown(node);
+      this.migration?.nodeDown(node);
       for (const claim of this.claims.values()) {
         if (claim.waiting.delete(node)) this.checkClaim(claim);
       }

@@ -99,6 +99,7 @@ export class TableCalls implements LocalNode, RemoteRoutes {
       dc: b.dc.id,
       endpoint: b.endpoint,
       generation: b.generation,
+      epoch: b.epoch,
     }));
   }
 
@@ -122,19 +123,31 @@ export class TableCalls implements LocalNode, RemoteRoutes {
     code: 'ESRCH' | 'EHOSTUNREACH',
     elsewhere: boolean,
   ): void {
-    const k = `${dc}:${endpoint}:${generation}`;
     // Receives first: unbinding the shadow would end them with ESRCH whatever the reason.
     if (!elsewhere) this.table.endReceivesFrom(dc, endpoint, generation, code);
-    const shadow = this.shadows.get(node)?.get(k);
-    if (shadow) {
-      this.shadows.get(node)?.delete(k);
+    // (Two nodes with one incarnation number only after crossed claims: keep the other's.)
+    this.dropShadows(dc, endpoint, generation, elsewhere ? node : undefined);
+    if (!elsewhere) this.table.forgetMoved(dc, endpoint, generation);
+  }
+
+  /**
+   * An incarnation is gone: its shadows go, under whichever node they came from (its own, or
+   * a node that forwarded its calls after a move).
+   */
+  private dropShadows(dc: number, endpoint: number, generation: number, onlyNode?: number): void {
+    const k = `${dc}:${endpoint}:${generation}`;
+    for (const [node, shadows] of this.shadows) {
+      if (onlyNode !== undefined && node !== onlyNode) continue;
+      const shadow = shadows.get(k);
+      if (!shadow) continue;
+      shadows.delete(k);
       this.table.unbind(shadow);
     }
   }
 
   call(node: number, r: RemoteRecord): void {
     const asks = r.kind === Record.SEND || r.kind === Record.SENDREC || r.kind === Record.NOTIFY;
-    if (asks && r.id !== 0n && !this.router.boundAt(node, r.dc, r.src, r.srcGen)) {
+    if (asks && r.id !== 0n && !this.sourceKnown(node, r)) {
       // Its caller must not wait for an answer that never comes: refuse it, definitely.
       this.router.send(node, record({ kind: Record.RESULT, id: r.id, value: -errnoOf('ESRCH') }));
       throw new ProtocolViolation(`call from endpoint ${r.src}:${r.srcGen}, not bound there`);
@@ -283,6 +296,7 @@ export class TableCalls implements LocalNode, RemoteRoutes {
       node,
       record({
         kind: Record.NOTIFY,
+        flags: from.node !== undefined ? RecordFlags.FORWARDED : 0,
         dc: from.dc.id,
         dst,
         dstGen,
@@ -296,6 +310,8 @@ export class TableCalls implements LocalNode, RemoteRoutes {
 
   unbound(b: Binding): void {
     this.withdraw(b);
+    // Calls of its own that came back here through a node it had moved from.
+    this.dropShadows(b.dc.id, b.endpoint, b.generation);
     this.router.announceUnbound(b.dc.id, b.endpoint, b.generation);
   }
 
@@ -342,7 +358,9 @@ export class TableCalls implements LocalNode, RemoteRoutes {
       call.node,
       record({
         kind,
-        flags: wait.nonblock ? RecordFlags.NONBLOCK : 0,
+        flags:
+          (wait.nonblock ? RecordFlags.NONBLOCK : 0) |
+          (call.from.node !== undefined ? RecordFlags.FORWARDED : 0),
         dc: call.from.dc.id,
         dst: call.dst,
         dstGen,
@@ -411,8 +429,21 @@ export class TableCalls implements LocalNode, RemoteRoutes {
   // --- calls from other nodes to local endpoints ---
 
   /** The shadow binding of a remote incarnation, which must be known bound there. */
+  /**
+   * Whether a call's source is bound where it should be: on the node it came from, or, for a
+   * call that node forwards after a move, anywhere this node knows of (here included).
+   */
+  private sourceKnown(node: number, r: RemoteRecord): boolean {
+    if (this.router.boundAt(node, r.dc, r.src, r.srcGen)) return true;
+    if (!(r.flags & RecordFlags.FORWARDED)) return false;
+    return (
+      this.table.local(r.dc, r.src)?.generation === r.srcGen ||
+      this.router.where(r.dc, r.src)?.generation === r.srcGen
+    );
+  }
+
   private shadowOf(node: number, r: RemoteRecord): Binding {
-    if (!this.router.boundAt(node, r.dc, r.src, r.srcGen)) {
+    if (!this.sourceKnown(node, r)) {
       throw new ProtocolViolation(`call from endpoint ${r.src}:${r.srcGen}, not bound there`);
     }
     const shadows = entry(this.shadows, node, () => new Map<string, Binding>());

@@ -6,7 +6,13 @@
  * an abort asks it to cancel the call, and a call it had already completed keeps its result.
  */
 import { closeSync, openSync } from 'node:fs';
-import type { Backend, BoundEndpoint, CallControl, NodeStatus } from '../backend.js';
+import type {
+  Backend,
+  BoundEndpoint,
+  CallControl,
+  MigrationReport,
+  NodeStatus,
+} from '../backend.js';
 import { type Deadline, deadlineTimer } from '../deadline.js';
 import { DvkError } from '../errors.js';
 import { type EndpointAddress, kindOf, type Message } from '../message.js';
@@ -82,6 +88,10 @@ export class KernelBackend implements Backend {
 
   status(): Promise<NodeStatus> {
     return kernelStatus();
+  }
+
+  async migrate(): Promise<MigrationReport> {
+    throw new DvkError('EOPNOTSUPP', 'moving endpoints that live in dvk.ko is not built yet');
   }
 }
 

@@ -5,7 +5,13 @@
  */
 import { once } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
-import type { Backend, BoundEndpoint, CallControl, NodeStatus } from '../backend.js';
+import type {
+  Backend,
+  BoundEndpoint,
+  CallControl,
+  MigrationReport,
+  NodeStatus,
+} from '../backend.js';
 import { DvkError } from '../errors.js';
 import { type EndpointAddress, kindOf, type Message } from '../message.js';
 import {
@@ -345,6 +351,17 @@ export class UserBackend implements Backend {
       return JSON.parse(reply.payload.toString('utf8')) as NodeStatus;
     } finally {
       conn.end(new DvkError('ECANCELED', 'status read'), false);
+    }
+  }
+
+  async migrate(dc: number | string, endpoint: number, to: string): Promise<MigrationReport> {
+    const conn = await Connection.open(this.socketPath);
+    try {
+      const request = Buffer.from(JSON.stringify({ dc, endpoint, to }));
+      const reply = await conn.call(frame({ op: Op.MIGRATE, payload: request }));
+      return JSON.parse(reply.payload.toString('utf8')) as MigrationReport;
+    } finally {
+      conn.end(new DvkError('ECANCELED', 'migration answered'), false);
     }
   }
 }

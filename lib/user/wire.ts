@@ -46,6 +46,8 @@ export const Op = {
   NOTIFY: 6,
   CANCEL: 7,
   STATUS: 8,
+  /** Move an endpoint's service to another node: JSON { dc, endpoint, to } both ways. */
+  MIGRATE: 9,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -168,7 +170,7 @@ export class FrameDecoder {
     const op = head.readUInt8(7);
     const isReply = (op & REPLY_BIT) !== 0;
     const base = op & ~REPLY_BIT;
-    if (base < Op.BIND || base > Op.STATUS || isReply !== (this.direction === 'reply')) {
+    if (base < Op.BIND || base > Op.MIGRATE || isReply !== (this.direction === 'reply')) {
       throw new ProtocolViolation(`unexpected op 0x${op.toString(16)}`);
     }
     const flags = head.readUInt32LE(28);

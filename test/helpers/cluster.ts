@@ -52,6 +52,16 @@ export interface ClusterOptions {
   proxies?: boolean;
   /** Nodes whose endpoints live in dvk.ko (at most one per machine); the others use the agent. */
   kernel?: string[];
+  /** Services the agents start, as the cluster file spells them. */
+  services?: Record<string, ClusterFileService>;
+}
+
+/** A service of the cluster file (lib/cluster/config.ts). */
+export interface ClusterFileService {
+  module: string;
+  dc: string;
+  endpoint: number;
+  node: string;
 }
 
 /** The cluster file, as written. */
@@ -61,6 +71,7 @@ export interface ClusterFile {
   limits?: Record<string, number>;
   nodes: { id: number; name: string; address: string; socket: string }[];
   dcs: Record<string, unknown>[];
+  services?: Record<string, ClusterFileService>;
 }
 
 /** Ports this process has handed out, counting from its own block. */
@@ -321,6 +332,7 @@ export async function startCluster(
       },
       ...(options.dcs ?? []),
     ],
+    ...(options.services ? { services: options.services } : {}),
   };
   const writeConfig = async (fileName: string, c: ClusterFile) => {
     const path = join(dir, fileName);

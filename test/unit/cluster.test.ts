@@ -1,9 +1,13 @@
 /**
  * The cluster file's schema and the static directory: pure logic, no processes.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
+import { stringify } from 'yaml';
 import { ConfigError } from '../../lib/agent/config.js';
-import { parseCluster } from '../../lib/cluster/config.js';
+import { loadCluster, parseCluster, servicesOf } from '../../lib/cluster/config.js';
 import { StaticDirectory } from '../../lib/cluster/directory.js';
 
 const base = () => ({
@@ -15,7 +19,10 @@ const base = () => ({
   ],
   dcs: [
     { id: 7, name: 'shop', slots: 32, nodes: ['n1', 'n2', 'n3'], placement: { n2: ['0-9', '20'] } },
-  ],
+  ] as Record<string, unknown>[],
+  services: {
+    cart: { module: './cart.js', dc: 'shop', endpoint: 12, node: 'n1' },
+  } as Record<string, { module: string; dc: string; endpoint: number; node: string }>,
 });
 
 test('a valid cluster file parses, with link defaults filled in', (t) => {
@@ -98,6 +105,73 @@ test(
   [/silenceMs must be longer than heartbeatMs/],
 );
 test('an unknown key', bad, (c) => ({ ...c, nodez: [] }), [/nodez/]);
+
+test('services parse, default to none, and are found by node', (t) => {
+  const c = parseCluster(base());
+  t.deepEqual(c.services.cart, { module: './cart.js', dc: 'shop', endpoint: 12, node: 'n1' });
+  t.deepEqual(
+    servicesOf(c, 'n1').map((s) => s.name),
+    ['cart'],
+  );
+  t.deepEqual(servicesOf(c, 'n2'), []);
+  const { services: _, ...without } = base();
+  t.deepEqual(parseCluster(without).services, {});
+});
+
+test('loadCluster resolves relative service modules against the file, and keeps absolute ones', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'dvk-cluster-file-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const c = base();
+  c.services.abs = { module: '/opt/services/abs.js', dc: 'shop', endpoint: 13, node: 'n3' };
+  const file = join(dir, 'lab.yaml');
+  await writeFile(file, stringify(c));
+  const loaded = await loadCluster(file);
+  t.is(loaded.services.cart?.module, join(dir, 'cart.js'));
+  t.is(loaded.services.abs?.module, '/opt/services/abs.js');
+});
+
+/** `base()` with its service changed by `change`. */
+const withService = (change: Record<string, unknown>) => (c: ReturnType<typeof base>) => {
+  c.services.cart = { ...(c.services.cart as NonNullable<typeof c.services.cart>), ...change };
+};
+
+test('a service in an unknown DC', bad, withService({ dc: 'shoop' }), [
+  /no DC named shoop/,
+  /services\.cart\.dc/,
+]);
+test('a service on an unknown node', bad, withService({ node: 'n9' }), [
+  /no node named n9/,
+  /services\.cart\.node/,
+]);
+test(
+  'a service on a node outside its DC',
+  bad,
+  (c) => {
+    (c.dcs[0] as { nodes: string[] }).nodes = ['n1', 'n2'];
+    withService({ node: 'n3' })(c);
+  },
+  [/n3 is not a node of DC shop/, /services\.cart\.node/],
+);
+test('a service endpoint past the slots', bad, withService({ endpoint: 32 }), [
+  /endpoint 32 is outside DC shop's 32 slots/,
+  /services\.cart\.endpoint/,
+]);
+test('a service on a placed endpoint', bad, withService({ endpoint: 20, node: 'n2' }), [
+  /endpoint 20 of DC shop is placed on n2/,
+  /services\.cart\.endpoint/,
+]);
+test(
+  'two services on one endpoint',
+  bad,
+  (c) => {
+    c.services.basket = { module: './basket.js', dc: 'shop', endpoint: 12, node: 'n3' };
+  },
+  [/services cart and basket are both on shop\/12/, /services\.basket\.endpoint/],
+);
+test('an unknown key in a service', bad, withService({ restart: true }), [
+  /restart/,
+  /services\.cart/,
+]);
 
 test('the static directory locates placed endpoints and says where binding is allowed', (t) => {
   const c = parseCluster(base());
