@@ -154,6 +154,11 @@ export interface ClusterStatus {
   remoteEndpoints: number;
   /** The cluster file's services, and where each serves now as this node knows it. */
   services: ServiceLocation[];
+  /**
+   * Moves of endpoints into and out of this node, and calls that still came here for an
+   * endpoint that had moved away and were forwarded to its new node.
+   */
+  migration: { movedIn: number; movedOut: number; forwarded: number };
 }
 
 export interface ServiceLocation {

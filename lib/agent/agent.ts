@@ -242,6 +242,7 @@ export class Agent {
       })),
       remoteEndpoints: router.knownRemote,
       services: this.placement?.locations(router) ?? [],
+      migration: { ...this.table.migrationCounters },
     };
   }
 

@@ -260,6 +260,8 @@ export class EndpointTable {
   private readonly dcByName = new Map<string, Dc>();
   /** Set in a cluster: the routes to endpoints on other nodes. */
   remote: RemoteRoutes | undefined;
+  /** Incarnations that moved in and out, and late calls forwarded after them. */
+  readonly migrationCounters = { movedIn: 0, movedOut: 0, forwarded: 0 };
   /**
    * Where generations of a number this table has not seen start counting (from 0 alone).
    * A cluster node starts at random: its incarnations after a restart must not repeat those
@@ -381,6 +383,7 @@ export class EndpointTable {
     b.dc.incoming.delete(b.endpoint);
     b.dc.bindings.set(b.endpoint, b);
     b.dc.moved.delete(b.endpoint);
+    this.migrationCounters.movedIn++;
     for (const origin of origins) b.fences.set(origin, []);
     b.frozen = false;
     this.serveReceivers(b);
@@ -416,6 +419,7 @@ export class EndpointTable {
     b.frozen = false;
     b.dc.bindings.delete(b.endpoint);
     b.dc.moved.set(b.endpoint, { generation: b.generation, node });
+    this.migrationCounters.movedOut++;
     for (const r of b.receivers.splice(0)) {
       r.timer?.clear();
       r.done(new DvkError('ECANCELED', 'the endpoint moved to another node'));
@@ -522,7 +526,9 @@ export class EndpointTable {
     if (!remote || from.dc.bindings.has(dst)) return undefined;
     if (from.node !== undefined) {
       const moved = from.dc.moved.get(dst);
-      return moved && (dstGen === 0 || dstGen === moved.generation) ? remote : undefined;
+      if (!moved || (dstGen !== 0 && dstGen !== moved.generation)) return undefined;
+      this.migrationCounters.forwarded++;
+      return remote;
     }
     return remote.routes(from.dc.id, dst) ? remote : undefined;
   }

@@ -1,6 +1,7 @@
 /**
- * A TCP relay in front of a node's link port that can cut every connection through it at once:
- * the tests' stand-in for a network that drops connections mid-stream.
+ * A TCP relay in front of a node's link port that can cut every connection through it at once,
+ * or hold everything through it for a while: the tests' stand-in for a network that drops
+ * connections mid-stream, or is slow to deliver.
  */
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -10,6 +11,7 @@ export class CuttingProxy {
   private readonly server: Server;
   /** Cuts that found at least one connection to cut. */
   cuts = 0;
+  private held = false;
 
   constructor(targetPort: number) {
     this.server = createServer((client) => {
@@ -24,9 +26,31 @@ export class CuttingProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream);
-      upstream.pipe(client);
+      if (!this.held) this.relay(pair);
+      else for (const s of pair) s.pause();
     });
+  }
+
+  private relay([client, upstream]: [Socket, Socket]): void {
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  /** Stops relaying, both ways, on every connection (new ones too), until `release`. */
+  hold(): void {
+    this.held = true;
+    for (const [a, b] of this.pairs) {
+      a.unpipe(b);
+      b.unpipe(a);
+      a.pause();
+      b.pause();
+    }
+  }
+
+  /** Relays again what `hold` kept back, in order, and what comes after. */
+  release(): void {
+    this.held = false;
+    for (const pair of this.pairs) this.relay(pair);
   }
 
   /** Listens on a free loopback port and returns it. */

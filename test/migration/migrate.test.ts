@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import type { ClusterStatus, Endpoint, ServiceLocation } from '../../lib/index.js';
-import { LEDGER, type Ledger } from '../fixtures/ledger-service.js';
+import { FAIL_RESTORE_AT, LEDGER, type Ledger } from '../fixtures/ledger-service.js';
 import { type Cluster, type ClusterNode, DC, startCluster } from '../helpers/cluster.js';
 import { until } from '../helpers/until.js';
 
@@ -166,5 +166,129 @@ test.serial(
     t.deepEqual(ledger.gaps, [], 'none was lost or overtaken');
     for (const c of clients) t.is(ledger.requests[c.name], c.seq, `${c.name}: all its calls ran`);
     t.is(ledger.restoredAt.length, 21);
+  },
+);
+
+/** A sender of numbered plain messages and notification bits, in a loop. */
+class Sender {
+  seq = 0;
+  bits = 0;
+  errors: string[] = [];
+  private running = true;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly ep: Endpoint,
+  ) {}
+
+  start(): void {
+    this.loop = (async () => {
+      while (this.running) {
+        const seq = ++this.seq;
+        const bit = 1 << (seq % 31);
+        try {
+          await this.ep.send(EP, {
+            payload: Buffer.from(JSON.stringify({ client: this.name, seq })),
+          });
+          await this.ep.notify(EP, bit);
+          this.bits = (this.bits | bit) >>> 0;
+        } catch (err) {
+          this.errors.push(`#${seq}: ${String(err)}`);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+}
+
+test.serial(
+  'plain sends and notifications keep flowing, once each and in order, across moves',
+  async (t) => {
+    t.timeout(180_000);
+    const cluster = await startLedgerCluster(t);
+    const nodes = cluster.names('n1', 'n2', 'n3');
+    const senders = await Promise.all(
+      nodes.map(async (n, i) => new Sender(`s-${n.name}`, await n.bind(40 + i))),
+    );
+    for (const s of senders) s.start();
+    for (const to of ['n2', 'n3', 'n1', 'n3', 'n2', 'n1']) {
+      await (nodes[1] as ClusterNode).node.migrate({ dc: DC.name, endpoint: EP }, { to });
+    }
+    await Promise.all(senders.map((s) => s.stop()));
+    t.deepEqual(
+      senders.flatMap((s) => s.errors),
+      [],
+    );
+    const ledger = await ledgerOf(await (nodes[2] as ClusterNode).bind(50));
+    t.deepEqual(ledger.duplicates, []);
+    t.deepEqual(ledger.gaps, []);
+    for (const s of senders)
+      t.is(ledger.messages[s.name], s.seq, `${s.name}: every message arrived`);
+    const sent = senders.reduce((bits, s) => (bits | s.bits) >>> 0, 0);
+    t.is(ledger.bits, sent, 'every notification bit survived the moves');
+    t.log(`${senders.reduce((n, s) => n + s.seq, 0)} sends and as many notifies across 6 moves`);
+  },
+);
+
+test.serial(
+  'a late caller that still routes to the old node is forwarded, not refused',
+  async (t) => {
+    t.timeout(120_000);
+    const cluster = await startCluster(t, {
+      proxies: true,
+      link: { silenceMs: 2_000, nodeDownMs: 5_000 },
+      services: { [SERVICE]: { module: ledgerModule, dc: DC.name, endpoint: EP, node: 'n1' } },
+    });
+    await cluster.linksUp();
+    const [n1, n2, n3] = cluster.names('n1', 'n2', 'n3');
+    await servedAt(n3, 'n1');
+    const late = new Client('late', await n3.bind(20));
+    await late.call();
+    // n3 hears nothing, and says nothing, until released: its call leaves for n1, the old place.
+    n3.proxy?.hold();
+    const call = late.call();
+    await n2.node.migrate({ dc: DC.name, endpoint: EP }, { to: 'n2' });
+    n3.proxy?.release();
+    await call;
+    t.deepEqual(late.errors, []);
+    t.is(late.wrongReplies, 0);
+    await servedAt(n3, 'n2');
+    const forwarded = (await n1.status()).cluster?.migration.forwarded ?? 0;
+    t.true(forwarded >= 1, `n1 forwarded ${forwarded} late calls`);
+    await late.call();
+    t.deepEqual(late.errors, []);
+    const ledger = await ledgerOf(await n1.bind(21));
+    t.is(ledger.requests.late, 3);
+    t.deepEqual([...ledger.duplicates, ...ledger.gaps], []);
+  },
+);
+
+test.serial(
+  'a destination that cannot restore the service rolls back; clients see no error',
+  async (t) => {
+    t.timeout(120_000);
+    const cluster = await startLedgerCluster(t);
+    const [n1, n2, n3] = cluster.names('n1', 'n2', 'n3');
+    const client = new Client('c', await n2.bind(20));
+    const setup = await n2.bind(21);
+    await setup.sendrec(EP, { type: FAIL_RESTORE_AT, payload: Buffer.from(n3.socketPath) });
+    client.start();
+    const err = await t.throwsAsync(n2.node.migrate({ dc: DC.name, endpoint: EP }, { to: 'n3' }));
+    t.regex(String(err?.message), /refuses to be restored/);
+    t.like(await servedAt(n1, 'n1'), { epoch: 1 });
+    // The service goes on serving where it was; a move elsewhere still works.
+    const moved = await n3.node.migrate({ dc: DC.name, endpoint: EP }, { to: 'n2' });
+    t.is(moved.epoch, 2);
+    await client.stop();
+    t.deepEqual(client.errors, []);
+    const ledger = await ledgerOf(setup);
+    t.is(ledger.requests.c, client.seq);
+    t.deepEqual([...ledger.duplicates, ...ledger.gaps], []);
+    t.deepEqual(ledger.restoredAt, [n2.socketPath]);
   },
 );
