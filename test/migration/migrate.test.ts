@@ -5,13 +5,17 @@
  * once each and in order; the clients check that every call succeeds and answers their own
  * number. One test at a time: each starts its own agents.
  */
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import type { ClusterStatus, Endpoint, ServiceLocation } from '../../lib/index.js';
 import { FAIL_RESTORE_AT, LEDGER, type Ledger } from '../fixtures/ledger-service.js';
+import { cliPath } from '../helpers/backend.js';
 import { type Cluster, type ClusterNode, DC, startCluster } from '../helpers/cluster.js';
 import { until } from '../helpers/until.js';
 
+const execFileAsync = promisify(execFile);
 const ledgerModule = fileURLToPath(new URL('../fixtures/ledger-service.js', import.meta.url));
 const SERVICE = 'ledger';
 const EP = 10;
@@ -290,5 +294,36 @@ test.serial(
     t.is(ledger.requests.c, client.seq);
     t.deepEqual([...ledger.duplicates, ...ledger.gaps], []);
     t.deepEqual(ledger.restoredAt, [n2.socketPath]);
+  },
+);
+
+test.serial(
+  'dvk migrate moves a service and reports it; an endpoint with no service is refused',
+  async (t) => {
+    t.timeout(120_000);
+    const cluster = await startLedgerCluster(t);
+    const [n1, n3] = cluster.names('n1', 'n3');
+    const dvk = (...args: string[]) =>
+      execFileAsync(process.execPath, [cliPath, ...args, '--socket', n3.socketPath]).then(
+        (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({
+          code: e.code,
+          out: e.stdout,
+          err: e.stderr,
+        }),
+      );
+    const moved = await dvk('migrate', `${DC.name}/${EP}`, '--to', 'n3', '--json');
+    t.is(moved.code, 0, moved.err);
+    t.like(JSON.parse(moved.out), { service: SERVICE, from: 'n1', to: 'n3', epoch: 2 });
+    t.like(await servedAt(n1, 'n3'), { epoch: 2 });
+    const table = await dvk('status');
+    t.regex(table.out, new RegExp(`${SERVICE}\\s+${DC.name}\\s+${EP}\\s+n3\\s+\\d+\\s+2`));
+    await n1.bind(7);
+    const refused = await dvk('migrate', `${DC.name}/7`, '--to', 'n2');
+    t.is(refused.code, 1);
+    t.regex(refused.err, /EOPNOTSUPP/);
+    const bad = await dvk('migrate', 'nonsense', '--to', 'n2');
+    t.not(bad.code, 0);
+    t.regex(bad.err, /dc>\/<endpoint>/);
   },
 );
