@@ -16,6 +16,7 @@ import type { Directory } from '../cluster/directory.js';
 import { KernelCalls } from '../cluster/kernel-calls.js';
 import { LinkSet } from '../cluster/link-set.js';
 import { Migrations } from '../cluster/migration.js';
+import { MoveFollower } from '../cluster/move-follower.js';
 import { Router } from '../cluster/router.js';
 import { TableCalls } from '../cluster/table-calls.js';
 import { DvkError } from '../errors.js';
@@ -145,6 +146,7 @@ export class Agent {
     this.router = new Router(links, directory, this.log);
     if (backend === 'kernel') {
       this.kernel = new KernelCalls(this.router, this.config.dcs, this.config.limits, this.log);
+      new MoveFollower(this.router, this.log);
     } else {
       this.calls = new TableCalls(this.table, this.router);
       // Any node of a service's DC may run it: instances move here too.

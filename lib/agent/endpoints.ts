@@ -215,12 +215,19 @@ export class Binding {
   }
 }
 
+/** An incarnation that moved away from this node: its new node and its epoch there. */
+export interface Tombstone {
+  generation: number;
+  node: number;
+  epoch: number;
+}
+
 class Dc {
   readonly bindings = new Map<number, Binding>();
   /** Bindings of incarnations moving here: they hold the number but get no calls yet. */
   readonly incoming = new Map<number, Binding>();
   /** Incarnations that moved to another node from here, for late callers (a tombstone). */
-  readonly moved = new Map<number, { generation: number; node: number }>();
+  readonly moved = new Map<number, Tombstone>();
   /** The last generation handed out per endpoint number; survives unbinding. */
   readonly generations = new Map<number, number>();
   constructor(readonly config: DcConfig) {}
@@ -369,6 +376,11 @@ export class EndpointTable {
     return b;
   }
 
+  /** Whether an incarnation moving here holds the number. */
+  incoming(dcId: number, endpoint: number): boolean {
+    return this.dcs.get(dcId)?.incoming.has(endpoint) ?? false;
+  }
+
   /** An incoming binding whose move failed: it goes, and nobody had called it. */
   dropIncoming(b: Binding): void {
     if (b.dc.incoming.get(b.endpoint) === b) b.dc.incoming.delete(b.endpoint);
@@ -417,8 +429,8 @@ export class EndpointTable {
     if (!remote) throw new Error('moveOut needs the remote routes of a cluster');
     b.bound = false;
     b.frozen = false;
-    b.dc.bindings.delete(b.endpoint);
-    b.dc.moved.set(b.endpoint, { generation: b.generation, node });
+    if (b.dc.bindings.get(b.endpoint) === b) b.dc.bindings.delete(b.endpoint);
+    b.dc.moved.set(b.endpoint, { generation: b.generation, node, epoch: b.epoch + 1 });
     this.migrationCounters.movedOut++;
     for (const r of b.receivers.splice(0)) {
       r.timer?.clear();
@@ -485,8 +497,15 @@ export class EndpointTable {
   }
 
   /** Where the incarnation went, if it moved away from here. */
-  movedTo(dcId: number, endpoint: number): { generation: number; node: number } | undefined {
+  movedTo(dcId: number, endpoint: number): Tombstone | undefined {
     return this.dcs.get(dcId)?.moved.get(endpoint);
+  }
+
+  /** Every incarnation that moved away from here, with its DC. */
+  tombstones(): (Tombstone & { dc: number; endpoint: number })[] {
+    return [...this.dcs.values()].flatMap((dc) =>
+      [...dc.moved].map(([endpoint, t]) => ({ ...t, dc: dc.id, endpoint })),
+    );
   }
 
   /** A DC's id, from its id or name; undefined if this node has no such DC. */
@@ -882,6 +901,10 @@ export class EndpointTable {
     if (!b.bound) return;
     b.bound = false;
     if (b.dc.bindings.get(b.endpoint) === b) b.dc.bindings.delete(b.endpoint);
+    if (b.dc.incoming.get(b.endpoint) === b) b.dc.incoming.delete(b.endpoint);
+    for (const origin of [...b.fences.keys()]) {
+      this.dropFence(b, origin, new DvkError('ESRCH', `endpoint ${b.endpoint} unbound`));
+    }
     if (b.node === undefined) this.remote?.unbound(b);
     else this.remote?.withdraw(b);
     for (const r of b.receivers.splice(0)) r.timer?.clear();

@@ -12,6 +12,7 @@
  * they wait at the source until the commit and then go on as calls of their senders
  * (EndpointTable.moveOut), so a rollback has nothing to bring back.
  */
+import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   type Binding,
@@ -50,6 +51,10 @@ export const Step = {
   MOVED: 11,
   /** A node to the old place (and the old place on to the new): all it sent there is ahead. */
   FLUSH: 12,
+  /** Source to coordinator: the destination went silent after the state left; decide. */
+  QUERY: 13,
+  /** Coordinator to source: `committed` true if the commit was asked for (or may have been). */
+  VERDICT: 14,
 } as const;
 type StepCode = (typeof Step)[keyof typeof Step];
 
@@ -58,6 +63,8 @@ export interface MigratableInstance {
   readonly pid: number;
   /** Resolves once the instance serves (for an incoming one, once it has restored). */
   readonly serving: Promise<number>;
+  /** Settles once the process has exited. */
+  readonly exited: Promise<unknown>;
   freeze(timeoutMs: number): Promise<Uint8Array>;
   resume(): Promise<void>;
   restore(bytes: Uint8Array, pieceSize: number): Promise<void>;
@@ -113,6 +120,8 @@ interface Incoming extends Incarnation {
   instance: MigratableInstance;
   binding: Binding | undefined;
   pieces: Buffer[];
+  /** The source's end mark came: the whole state is here, and the source is not needed. */
+  transferred: boolean;
   epoch: number;
   phase: 'preparing' | 'prepared' | 'ready' | 'committed' | 'ended';
   timer: NodeJS.Timeout | undefined;
@@ -128,6 +137,11 @@ interface Outgoing extends Incarnation {
   phase: 'freezing' | 'sent' | 'ended';
   /** FLUSH marks that came before MOVED: passed on after the move. */
   flushes: number[];
+  /** Waiting for the coordinator's VERDICT: gives up (the endpoint is lost) when it fires. */
+  query: NodeJS.Timeout | undefined;
+  /** Resolves when the move away has ended, whichever way. */
+  ended: Promise<void>;
+  end: () => void;
 }
 
 /** JSON bodies of the steps (STATE's payload is raw). */
@@ -142,6 +156,7 @@ interface Body {
   stateBytes?: number;
   code?: ErrorCode;
   detail?: string;
+  committed?: boolean;
 }
 
 const key = (i: Incarnation) => `${i.dc}:${i.endpoint}:${i.generation}`;
@@ -153,7 +168,14 @@ export class Migrations {
   private readonly outgoing = new Map<string, Outgoing>();
   /** Bindings that moved here and still have fences, with the node they came from. */
   private readonly settling = new Map<Binding, number>();
-  private nextId = 1n;
+  /** How recent moves this node coordinated ended, for a source that asks (QUERY). */
+  private readonly decided = new Map<bigint, boolean>();
+  /** Moves rolled back, by id: a FREEZE for one that comes late is refused. */
+  private readonly aborted = new Set<bigint>();
+  /** Instances of moves here that were rolled back: a late bind of theirs is refused. */
+  private readonly refused = new Set<number>();
+  /** Ids go on from a random point, so that a restarted agent does not reuse recent ones. */
+  private nextId = BigInt(randomInt(2 ** 30)) << 8n;
 
   constructor(
     private readonly router: Router,
@@ -216,7 +238,9 @@ export class Migrations {
     const incarnation = { dc, endpoint, generation };
     const start = performance.now();
     const marks: number[] = [];
+    const names = { from: this.router.nameOf(source), to };
     try {
+      this.log.debug({ dc, endpoint, ...names }, 'move: asking the destination to prepare');
       this.post(dest, id, Step.PREPARE, { ...incarnation, service, node: source });
       await this.answer(m, [Step.PREPARED], this.options.stepMs);
       marks.push(performance.now());
@@ -224,8 +248,10 @@ export class Migrations {
       const ready = await this.answer(m, [Step.READY], this.options.drainMs + this.options.stepMs);
       marks.push(performance.now());
       m.committing = true;
+      this.log.debug({ dc, endpoint, ...names }, 'move: asking the destination to commit');
       this.post(dest, id, Step.COMMIT, {});
       const done = await this.answer(m, [Step.DONE], this.options.stepMs);
+      this.remember(id, true);
       const end = performance.now();
       const [prepared = start, restored = start] = marks;
       return {
@@ -245,6 +271,8 @@ export class Migrations {
     } catch (err) {
       // Before the commit was asked for, nothing has changed anywhere once both roll back.
       // After it, the destination has decided, and MOVED tells whoever needs to know.
+      // Once the commit was asked for, it may have happened: a source that asks is told so.
+      this.remember(id, m.committing);
       if (!m.committing) {
         this.post(source, id, Step.ABORT, {});
         this.post(dest, id, Step.ABORT, {});
@@ -253,6 +281,20 @@ export class Migrations {
     } finally {
       this.coordinated.delete(id);
     }
+  }
+
+  private remember(id: bigint, committed: boolean): void {
+    this.decided.set(id, committed);
+    if (this.decided.size > 1024) this.decided.delete(this.decided.keys().next().value as bigint);
+  }
+
+  /**
+   * A source whose destination went silent after the state left asks whether the commit was
+   * asked for. Until then this answer settles it: a move not committing yet never will.
+   */
+  private onQuery(node: number, id: bigint): void {
+    const committed = this.decided.get(id) ?? this.coordinatedCommit(id);
+    this.post(node, id, Step.VERDICT, { committed });
   }
 
   /** Waits for the answer to the step just posted; a FAILED, a timeout or node-down rejects. */
@@ -287,7 +329,7 @@ export class Migrations {
 
   // --- destination ---
 
-  private onPrepare(node: number, id: bigint, b: Body): void {
+  private async onPrepare(node: number, id: bigint, b: Body): Promise<void> {
     const i = incarnationOf(b);
     const service = b.service ?? '';
     const fail = (err: unknown) => this.post(node, id, Step.FAILED, failure(err));
@@ -295,6 +337,15 @@ export class Migrations {
       return fail(
         new DvkError('EINVAL', `service ${service} does not serve endpoint ${i.endpoint}`),
       );
+    }
+    // Moving back here right after it left: the last move's MOVED may still be on its way.
+    const leaving = this.outgoing.get(key(i));
+    if (leaving) {
+      const timer = new Promise((r) => setTimeout(r, this.options.stepMs));
+      await Promise.race([leaving.ended, timer]);
+      if (this.outgoing.has(key(i))) {
+        return fail(new DvkError('EBUSY', `endpoint ${i.endpoint} is still leaving this node`));
+      }
     }
     let instance: MigratableInstance;
     try {
@@ -312,12 +363,17 @@ export class Migrations {
       instance,
       binding: undefined,
       pieces: [],
+      transferred: false,
       epoch: 0,
       phase: 'preparing',
       timer: undefined,
     };
     this.incoming.set(id, move);
     instance.serving.catch((err: unknown) => this.abortIncoming(move, err));
+    // Before the commit, an instance that dies takes the move with it, whatever the phase.
+    void instance.exited.then(() =>
+      this.abortIncoming(move, new DvkError('ESRCH', 'the incoming instance exited')),
+    );
     // Until its instance binds; then until the snapshot is restored; then until the commit.
     this.deadline(move, this.options.stepMs);
   }
@@ -329,6 +385,9 @@ export class Migrations {
     peer: PeerCredentials | null,
   ): Binding | undefined {
     if (!peer) return undefined;
+    if (this.refused.has(peer.pid)) {
+      throw new DvkError('ECANCELED', 'the move this instance was started for was rolled back');
+    }
     for (const move of this.incoming.values()) {
       if (move.instance.pid !== peer.pid || move.phase !== 'preparing') continue;
       if (this.table.dcIdOf(dcRef) !== move.dc || endpoint !== move.endpoint) {
@@ -336,6 +395,10 @@ export class Migrations {
       }
       move.binding = this.table.bindIncoming(move.dc, move.endpoint, move.generation, peer);
       move.phase = 'prepared';
+      this.log.debug(
+        { dc: move.dc, endpoint },
+        'move here: the incoming instance holds the endpoint',
+      );
       this.deadline(move, this.options.drainMs + this.options.stepMs);
       this.post(move.coordinator, move.id, Step.PREPARED, {});
       return move.binding;
@@ -352,7 +415,12 @@ export class Migrations {
     const move = this.incoming.get(id);
     if (move?.phase !== 'prepared' || node !== move.source) return;
     const state = Buffer.concat(move.pieces.splice(0));
+    move.transferred = true;
     move.epoch = (b.epoch ?? 0) + 1;
+    this.log.debug(
+      { dc: move.dc, endpoint: move.endpoint, stateBytes: state.length },
+      'move here: state received; restoring',
+    );
     move.instance
       .restore(state, this.table.limits.maxPayload)
       .catch((err: unknown) => this.abortIncoming(move, err));
@@ -360,6 +428,7 @@ export class Migrations {
       () => {
         if (move.phase !== 'prepared') return;
         move.phase = 'ready';
+        this.log.debug({ dc: move.dc, endpoint: move.endpoint }, 'move here: restored; ready');
         this.deadline(move, this.options.stepMs);
         this.post(move.coordinator, move.id, Step.READY, { stateBytes: state.length });
       },
@@ -370,7 +439,7 @@ export class Migrations {
   private onCommit(node: number, id: bigint): void {
     const move = this.incoming.get(id);
     if (!move || node !== move.coordinator) return;
-    if (move.phase !== 'ready' || !move.binding) {
+    if (move.phase !== 'ready' || !move.binding?.bound) {
       this.post(node, id, Step.FAILED, { code: 'EPROTO', detail: `not ready (${move.phase})` });
       return;
     }
@@ -379,16 +448,23 @@ export class Migrations {
     this.incoming.delete(id);
     const b = move.binding;
     b.epoch = move.epoch;
-    // Every node that may have calls on their way through the source waits behind its FLUSH.
-    const origins = [LOCAL_ORIGIN, ...this.peersOf(move.dc).filter((n) => n !== move.source)];
+    // Every node that may have calls on their way through the source waits behind its FLUSH;
+    // none does if the source is down (it died after the transfer): nothing comes through it
+    // any more, and no FLUSH either.
+    const sourceUp = this.router.linkState(move.source) !== 'down';
+    const origins = sourceUp
+      ? [LOCAL_ORIGIN, ...this.peersOf(move.dc).filter((n) => n !== move.source)]
+      : [];
     this.table.moveIn(b, origins);
-    this.settling.set(b, move.source);
+    if (origins.length) this.settling.set(b, move.source);
     this.router.moved(this.self, move.dc, move.endpoint, move.generation, move.epoch);
     this.services.adopt(move.service, move.instance);
     const moved: Body = { ...incarnationOf(move), epoch: move.epoch, node: move.source };
-    for (const peer of this.peersOf(move.dc)) this.post(peer, id, Step.MOVED, moved);
+    // Nodes that are down too: MOVED waits in their new stream, behind the SNAPSHOT sent at
+    // their verdict (from before the commit), and tells them when they come back.
+    for (const peer of this.peersOf(move.dc, true)) this.post(peer, id, Step.MOVED, moved);
     // This node's own calls that went to the source before the commit come back behind this.
-    this.post(move.source, id, Step.FLUSH, { ...moved, node: this.self });
+    if (sourceUp) this.post(move.source, id, Step.FLUSH, { ...moved, node: this.self });
     this.post(node, id, Step.DONE, { epoch: move.epoch });
     this.log.info(
       {
@@ -407,6 +483,8 @@ export class Migrations {
     move.phase = 'ended';
     clearTimeout(move.timer);
     this.incoming.delete(move.id);
+    this.refused.add(move.instance.pid);
+    void move.instance.exited.then(() => this.refused.delete(move.instance.pid));
     void move.instance.kill();
     if (move.binding) this.table.dropIncoming(move.binding);
     const body = failure(why);
@@ -442,6 +520,13 @@ export class Migrations {
     if (this.outgoing.has(key(i)) || binding.frozen) {
       return fail(new DvkError('EBUSY', `endpoint ${i.endpoint} is moving already`));
     }
+    if (this.aborted.has(id)) {
+      return fail(new DvkError('ECANCELED', 'this move was rolled back already'));
+    }
+    let end = () => {};
+    const ended = new Promise<void>((resolve) => {
+      end = resolve;
+    });
     const move: Outgoing = {
       ...i,
       id,
@@ -451,6 +536,9 @@ export class Migrations {
       instance,
       phase: 'freezing',
       flushes: [],
+      query: undefined,
+      ended,
+      end,
     };
     this.outgoing.set(key(i), move);
     let state: Uint8Array;
@@ -458,8 +546,11 @@ export class Migrations {
       // A move here that is still settling first: its held-back calls must not be left behind.
       await settled(binding, this.options.stepMs);
       if (move.phase !== 'freezing') return;
+      this.log.debug({ ...i, to: this.router.nameOf(move.dest) }, 'move away: freezing');
       this.table.freeze(binding);
       state = await instance.freeze(this.options.drainMs);
+      // Its last replies may still be on their way in from its socket.
+      await answered(binding, this.options.drainMs);
     } catch (err) {
       if (move.phase === 'freezing') {
         this.thaw(move);
@@ -474,14 +565,22 @@ export class Migrations {
       this.post(move.dest, id, Step.STATE, {}, Buffer.from(state.subarray(at, at + piece)));
     }
     this.post(move.dest, id, Step.TRANSFERRED, { epoch: binding.epoch });
+    this.log.debug({ ...i, stateBytes: state.length }, 'move away: state sent');
+  }
+
+  /** The move away is over, whichever way. */
+  private endOutgoing(move: Outgoing): void {
+    move.phase = 'ended';
+    clearTimeout(move.query);
+    this.outgoing.delete(key(move));
+    move.end();
   }
 
   /** The move away is rolled back: the endpoint serves here again. */
   private thaw(move: Outgoing): void {
     if (move.phase === 'ended') return;
     const wasFrozen = move.binding.frozen;
-    move.phase = 'ended';
-    this.outgoing.delete(key(move));
+    this.endOutgoing(move);
     if (wasFrozen) {
       this.table.thaw(move.binding);
       move.instance.resume().catch((err: unknown) => {
@@ -491,7 +590,63 @@ export class Migrations {
     this.log.info({ dc: move.dc, endpoint: move.endpoint }, 'move away rolled back');
   }
 
+  /**
+   * The destination went silent after the state left: it may have committed, so this node
+   * must not serve again unless the coordinator says the commit was never asked for.
+   */
+  private askCoordinator(move: Outgoing): void {
+    const lost = () => this.lose(move, 'the destination went silent and no verdict came');
+    if (move.coordinator === this.self) {
+      this.settleQuery(move, this.decided.get(move.id) ?? this.coordinatedCommit(move.id));
+      return;
+    }
+    if (this.router.linkState(move.coordinator) === 'down') return lost();
+    this.post(move.coordinator, move.id, Step.QUERY, {});
+    clearTimeout(move.query);
+    move.query = setTimeout(lost, this.options.stepMs);
+  }
+
+  /**
+   * Whether a move this node coordinates has asked for its commit; if not, it never will. One
+   * it does not know (forgotten) may have: the source must not serve again.
+   */
+  private coordinatedCommit(id: bigint): boolean {
+    const m = this.coordinated.get(id);
+    if (!m) return true;
+    if (!m.committing) {
+      m.awaiting?.settle(new DvkError('EHOSTUNREACH', 'the destination went silent'));
+    }
+    return m.committing;
+  }
+
+  private onVerdict(node: number, id: bigint, b: Body): void {
+    for (const out of [...this.outgoing.values()]) {
+      if (out.id === id && node === out.coordinator && out.phase === 'sent') {
+        this.settleQuery(out, b.committed !== false);
+      }
+    }
+  }
+
+  private settleQuery(move: Outgoing, committed: boolean): void {
+    if (!committed) return this.thaw(move);
+    this.lose(move, 'the move may have committed on a node that went silent');
+  }
+
+  /**
+   * This node cannot know whether the move committed: the endpoint must not serve here
+   * again (that could make two copies). It ends here; its callers get ESRCH at once.
+   */
+  private lose(move: Outgoing, why: string): void {
+    if (move.phase === 'ended') return;
+    this.endOutgoing(move);
+    this.log.error({ dc: move.dc, endpoint: move.endpoint }, `endpoint given up here: ${why}`);
+    this.table.unbind(move.binding);
+    void move.instance.exit();
+  }
+
   private onAbort(node: number, id: bigint): void {
+    this.aborted.add(id);
+    if (this.aborted.size > 1024) this.aborted.delete(this.aborted.values().next().value as bigint);
     const move = this.incoming.get(id);
     if (move && node === move.coordinator) {
       this.abortIncoming(move, new DvkError('ECANCELED', 'the coordinator rolled back'));
@@ -512,14 +667,22 @@ export class Migrations {
       return;
     }
     if (!this.router.moved(node, i.dc, i.endpoint, i.generation, epoch)) return;
+    const stale = this.table.local(i.dc, i.endpoint);
     if (out) {
-      out.phase = 'ended';
-      this.outgoing.delete(key(i));
+      this.endOutgoing(out);
       this.table.moveOut(out.binding, node);
       void out.instance.exit();
-      for (const origin of out.flushes)
+      for (const origin of out.flushes) {
         this.post(node, id, Step.FLUSH, { ...i, epoch, node: origin });
+      }
       this.log.info({ ...i, to: this.router.nameOf(node), epoch }, 'endpoint moved away');
+    } else if (stale?.generation === i.generation) {
+      // It moved on while this node still served it: the move stands, this copy goes.
+      this.log.error({ ...i, to: this.router.nameOf(node), epoch }, 'a stale copy retired');
+      this.table.moveOut(stale, node);
+      const service = this.services.serviceAt(i.dc, i.endpoint);
+      const instance = service ? this.services.instanceOf(service) : undefined;
+      if (instance?.pid === stale.peer?.pid) void instance?.exit();
     } else if (b.node !== undefined && b.node !== this.self) {
       // Whatever this node sent to the old place is ahead of this mark.
       this.post(b.node, id, Step.FLUSH, { ...i, epoch, node: this.self });
@@ -540,27 +703,57 @@ export class Migrations {
       out.flushes.push(origin);
       return;
     }
+    const onward = this.onwardOf(i);
+    if (onward !== undefined) this.post(onward, id, Step.FLUSH, b);
+  }
+
+  /**
+   * Where calls for an incarnation that moved away from here go now: the way the remote routes
+   * send them (so a FLUSH mark travels behind them), or the tombstone's node.
+   */
+  private onwardOf(i: Incarnation): number | undefined {
     const moved = this.table.movedTo(i.dc, i.endpoint);
-    if (moved?.generation === i.generation) this.post(moved.node, id, Step.FLUSH, b);
+    if (moved?.generation !== i.generation) return undefined;
+    const where = this.router.where(i.dc, i.endpoint);
+    return where?.generation === i.generation ? where.node : moved.node;
   }
 
   nodeDown(node: number): void {
     for (const m of this.coordinated.values()) {
-      if (node === m.source || node === m.dest) {
+      // Once the source was asked to freeze, whether the move can go on without it is the
+      // destination's to say (READY or FAILED): it commits if the state reached it.
+      const beforeFreeze = m.awaiting?.steps.includes(Step.PREPARED) ?? false;
+      if (node === m.dest || (node === m.source && beforeFreeze)) {
         m.awaiting?.settle(
           new DvkError('EHOSTUNREACH', `node ${this.router.nameOf(node)} is down`),
         );
       }
     }
+    // A source down before its end mark came takes the endpoint with it; a coordinator down
+    // can no longer ask for the commit (nothing it sent is delivered after the verdict).
     for (const move of [...this.incoming.values()]) {
-      if (node === move.source || (node === move.coordinator && move.phase !== 'ready')) {
+      if ((node === move.source && !move.transferred) || node === move.coordinator) {
         this.abortIncoming(
           move,
           new DvkError('EHOSTUNREACH', `node ${this.router.nameOf(node)} is down`),
         );
       }
     }
-    for (const out of [...this.outgoing.values()]) if (node === out.dest) this.thaw(out);
+    for (const out of [...this.outgoing.values()]) {
+      if (node !== out.dest) continue;
+      // Before the state left, nothing can have committed; after, only the coordinator knows.
+      if (out.phase === 'freezing') this.thaw(out);
+      else this.askCoordinator(out);
+    }
+    // The node's calls to incarnations that moved away from here come no more: tell their new
+    // places, behind whatever was forwarded for it, so they stop holding its calls back.
+    if (this.table.tombstones().length) {
+      for (const t of this.table.tombstones()) {
+        const onward = this.onwardOf(t);
+        if (onward === undefined || onward === node) continue;
+        this.post(onward, 0n, Step.FLUSH, { ...incarnationOf(t), epoch: t.epoch, node });
+      }
+    }
     // Fences: calls from a node that is down end; calls through a source that is down are
     // lost with it (their callers hear so from their own node), so nothing more is waited for.
     for (const [b, source] of [...this.settling]) {
@@ -581,7 +774,7 @@ export class Migrations {
     const body = JSON.parse(r.payload.toString('utf8')) as Body;
     switch (step) {
       case Step.PREPARE:
-        return this.onPrepare(node, r.id, body);
+        return void this.onPrepare(node, r.id, body);
       case Step.FREEZE:
         return void this.onFreeze(node, r.id, body);
       case Step.TRANSFERRED:
@@ -594,6 +787,10 @@ export class Migrations {
         return this.onMoved(node, r.id, body);
       case Step.FLUSH:
         return this.onFlush(r.id, body);
+      case Step.QUERY:
+        return this.onQuery(node, r.id);
+      case Step.VERDICT:
+        return this.onVerdict(node, r.id, body);
       case Step.PREPARED:
       case Step.READY:
       case Step.DONE:
@@ -622,14 +819,14 @@ export class Migrations {
     });
   }
 
-  /** The other nodes of a DC that are not down. */
-  private peersOf(dc: number): number[] {
+  /** The other nodes of a DC that are not down (or all of them, with `down`). */
+  private peersOf(dc: number, down = false): number[] {
     const names = this.router.directory.dc(dc)?.nodes ?? [];
     return this.router.directory
       .nodes()
       .filter((n) => n.id !== this.self && names.includes(n.name))
       .map((n) => n.id)
-      .filter((n) => this.router.linkState(n) !== 'down');
+      .filter((n) => down || this.router.linkState(n) !== 'down');
   }
 }
 
@@ -640,6 +837,15 @@ function incarnationOf(b: Body): Incarnation {
 function failure(err: unknown): Body {
   if (isDvkError(err)) return { code: err.code, detail: err.detail };
   return { code: 'EPROTO', detail: err instanceof Error ? err.message : String(err) };
+}
+
+/** Waits until a binding owes no reply (bounded): a drained instance's last replies are in. */
+async function answered(b: Binding, timeoutMs: number): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (b.obligations.size > 0) {
+    if (performance.now() > until) throw new DvkError('ETIMEDOUT', 'replies still owed');
+    await new Promise((r) => setTimeout(r, 2));
+  }
 }
 
 /** Waits until a binding that moved here has no fence left (bounded). */

@@ -278,7 +278,13 @@ export class Router {
       this.log.warn({ dc, endpoint, node }, 'endpoint bound here and on another node');
     }
     const k = key(dc, endpoint);
-    const list = (this.records.get(k) ?? []).filter((w) => w.node !== node);
+    const known = this.records.get(k) ?? [];
+    // A record of an incarnation from before a move it has made since (a late SNAPSHOT) is
+    // stale; one from after it replaces the records of where it was.
+    if (known.some((w) => w.generation === generation && w.epoch > epoch)) return;
+    const list = known.filter(
+      (w) => w.node !== node && !(w.generation === generation && w.epoch < epoch),
+    );
     list.push({ node, generation, epoch });
     list.sort((a, b) => a.node - b.node);
     this.records.set(k, list);

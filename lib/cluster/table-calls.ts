@@ -104,7 +104,8 @@ export class TableCalls implements LocalNode, RemoteRoutes {
   }
 
   isBound(dc: number, endpoint: number): boolean {
-    return this.table.local(dc, endpoint) !== undefined;
+    // An incarnation moving here holds its number too: nobody else may claim it meanwhile.
+    return this.table.local(dc, endpoint) !== undefined || this.table.incoming(dc, endpoint);
   }
 
   hasDc(dc: number): boolean {
@@ -430,15 +431,13 @@ export class TableCalls implements LocalNode, RemoteRoutes {
 
   /** The shadow binding of a remote incarnation, which must be known bound there. */
   /**
-   * Whether a call's source is bound where it should be: on the node it came from, or, for a
-   * call that node forwards after a move, anywhere this node knows of (here included).
+   * Whether a call's source is bound where it should be: on the node it came from. A call
+   * that node forwards after a move is vouched for by it: its sender may be anywhere, or gone
+   * since (a message accepted before its sender went is still delivered).
    */
   private sourceKnown(node: number, r: RemoteRecord): boolean {
-    if (this.router.boundAt(node, r.dc, r.src, r.srcGen)) return true;
-    if (!(r.flags & RecordFlags.FORWARDED)) return false;
     return (
-      this.table.local(r.dc, r.src)?.generation === r.srcGen ||
-      this.router.where(r.dc, r.src)?.generation === r.srcGen
+      (r.flags & RecordFlags.FORWARDED) !== 0 || this.router.boundAt(node, r.dc, r.src, r.srcGen)
     );
   }
 

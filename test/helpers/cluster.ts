@@ -54,6 +54,8 @@ export interface ClusterOptions {
   kernel?: string[];
   /** Services the agents start, as the cluster file spells them. */
   services?: Record<string, ClusterFileService>;
+  /** The agents' log level (default info). */
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
 }
 
 /** A service of the cluster file (lib/cluster/config.ts). */
@@ -107,6 +109,10 @@ export class ClusterNode {
   private output = '';
   private readonly endpoints: Endpoint[] = [];
   private readonly peers: Peer[] = [];
+  /** Called with the whole output whenever the agent writes more (waitForLog's waiters). */
+  private readonly watchers = new Set<() => void>();
+  /** The agents' log level (startCluster's `logLevel`). */
+  logLevel = 'info';
 
   constructor(
     readonly id: number,
@@ -144,12 +150,56 @@ export class ClusterNode {
   }
 
   /**
+   * Waits until the agent logs a line whose `msg` is `msg` (and whose fields include `fields`)
+   * after offset `since` of log(); that line, parsed. Reacts as the output arrives, so a test
+   * can act at a step the line marks.
+   */
+  waitForLog(
+    msg: string,
+    since: number,
+    ms = 20_000,
+    fields: Record<string, unknown> = {},
+  ): Promise<Record<string, unknown>> {
+    const find = (): Record<string, unknown> | undefined => {
+      const text = this.output.slice(since);
+      for (const line of text.split('\n')) {
+        if (!line.includes(msg)) continue;
+        let entry: Record<string, unknown>;
+        try {
+          entry = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        if (entry.msg !== msg) continue;
+        if (Object.entries(fields).every(([k, v]) => entry[k] === v)) return entry;
+      }
+      return undefined;
+    };
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = find();
+        if (!found) return;
+        this.watchers.delete(check);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        this.watchers.delete(check);
+        reject(new Error(`${this.name}: no log line "${msg}" within ${ms} ms\n${this.output}`));
+      }, ms);
+      this.watchers.add(check);
+      check();
+    });
+  }
+
+  /**
    * Spawns the node's agent (again, after a kill) and waits until it answers `status`.
    * `config` runs it from another cluster file (a test's variant of this one).
    */
   async start(config = this.configPath): Promise<void> {
     if (this.running) throw new Error(`${this.name}: the agent is running`);
-    const args = [cliPath, 'agent', '--config', config, '--node', this.name, '--log-level', 'info'];
+    const args = [cliPath, 'agent', '--config', config, '--node', this.name];
+    args.push('--log-level', this.logLevel);
     args.push('--backend', this.backend);
     if (this.proxy) args.push('--listen', `127.0.0.1:${this.listenPort}`);
     // The socket comes from the file; an inherited DVK_SOCKET would override it.
@@ -157,12 +207,12 @@ export class ClusterNode {
     delete env.DVK_SOCKET;
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.child = child;
-    child.stdout?.on('data', (d) => {
+    const more = (d: Buffer) => {
       this.output += d;
-    });
-    child.stderr?.on('data', (d) => {
-      this.output += d;
-    });
+      for (const watch of [...this.watchers]) watch();
+    };
+    child.stdout?.on('data', more);
+    child.stderr?.on('data', more);
     try {
       await until(
         `${this.name}'s agent to answer`,
@@ -175,7 +225,7 @@ export class ClusterNode {
             () => false,
           );
         },
-        20_000,
+        60_000,
         20,
       );
     } catch (err) {
@@ -342,9 +392,18 @@ export async function startCluster(
   const file = await writeConfig('cluster.yaml', config);
   for (const s of specs) {
     const backend = options.kernel?.includes(s.name) ? 'kernel' : 'user';
-    nodes.push(
-      new ClusterNode(s.id, s.name, s.address, s.listenPort, s.socket, file, s.proxy, backend),
+    const node = new ClusterNode(
+      s.id,
+      s.name,
+      s.address,
+      s.listenPort,
+      s.socket,
+      file,
+      s.proxy,
+      backend,
     );
+    if (options.logLevel) node.logLevel = options.logLevel;
+    nodes.push(node);
   }
 
   const absent = new Set(options.absent ?? []);

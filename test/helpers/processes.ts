@@ -2,7 +2,7 @@
  * Processes seen from /proc (Linux): whether one still runs, and its parent. A zombie does not
  * count as running: its exit has happened, and only its parent's wait is missing.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** State letter and parent pid of `pid`, or undefined if there is no such process. */
 function stat(pid: number): { state: string; ppid: number } | undefined {
@@ -26,4 +26,15 @@ export function isRunning(pid: number): boolean {
 /** The parent of `pid`, or undefined if there is no such process. */
 export function parentOf(pid: number): number | undefined {
   return stat(pid)?.ppid;
+}
+
+/** The live child processes of `pid` (not zombies). */
+export function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((child) => {
+      const s = stat(child);
+      return s !== undefined && s.ppid === pid && s.state !== 'Z' && s.state !== 'X';
+    });
 }

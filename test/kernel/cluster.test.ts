@@ -5,6 +5,7 @@
  * across the cluster, and failures of the other node reach the module's callers.
  */
 import { closeSync, openSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { DvkError, type Endpoint } from '../../lib/index.js';
 import { DEVICE_PATH } from '../../lib/kernel/backend.js';
@@ -12,9 +13,8 @@ import { destroyWhenEmpty, numbered, numberOf } from '../helpers/backend.js';
 import { type Cluster, DC, startCluster } from '../helpers/cluster.js';
 import { moduleStats, until } from './stats.js';
 
-/** n1 keeps its endpoints in dvk.ko, n2 in its agent. The module's DC goes at the end. */
-async function mixedCluster(t: ExecutionContext): Promise<Cluster> {
-  // Registered first, so it runs last: once the agents are gone, the DC empties out.
+/** The module's DC goes at the end: registered first, it runs once the agents are gone. */
+function destroyDcAtEnd(t: ExecutionContext): void {
   t.teardown(async () => {
     const admin = openSync(DEVICE_PATH, 'r+');
     try {
@@ -23,6 +23,11 @@ async function mixedCluster(t: ExecutionContext): Promise<Cluster> {
       closeSync(admin);
     }
   });
+}
+
+/** n1 keeps its endpoints in dvk.ko, n2 in its agent. */
+async function mixedCluster(t: ExecutionContext): Promise<Cluster> {
+  destroyDcAtEnd(t);
   return startCluster(t, { nodes: 2, kernel: ['n1'], link: { nodeDownMs: 1_500 } });
 }
 
@@ -133,4 +138,67 @@ test('a server on another node: its unbind gives ESRCH, its agent dying EHOSTUNR
   t.is(err.code, 'EHOSTUNREACH');
   t.true(after < 1_500 + 5_000, 'within nodeDownMs and a margin');
   await caller.close();
+});
+
+test('a service moving between user-backend nodes keeps answering a caller in dvk.ko', async (t) => {
+  t.timeout(120_000);
+  destroyDcAtEnd(t);
+  const ledger = fileURLToPath(new URL('../fixtures/ledger-service.js', import.meta.url));
+  const cluster = await startCluster(t, {
+    nodes: 3,
+    kernel: ['n1'],
+    link: { nodeDownMs: 1_500 },
+    services: { ledger: { module: ledger, dc: DC.name, endpoint: 10, node: 'n2' } },
+  });
+  const [n1, n2, n3] = cluster.names('n1', 'n2', 'n3');
+  await cluster.linksUp();
+  const caller = await n1.bind(20);
+  // A Node process starting in the emulated guest: seconds, not milliseconds.
+  await until(
+    'the ledger to serve',
+    async () => {
+      const where = (await n2.status()).cluster?.services.find((s) => s.name === 'ledger');
+      return where?.node === 'n2';
+    },
+    60_000,
+    50,
+  );
+  let seq = 0;
+  const errors: string[] = [];
+  let running = true;
+  const calling = (async () => {
+    while (running) {
+      const n = ++seq;
+      const payload = Buffer.from(JSON.stringify({ client: 'kernel', seq: n }));
+      try {
+        const reply = await caller.sendrec(10, { payload }, { timeout: 20_000 });
+        if (JSON.parse(reply.payload.toString()).seq !== n) errors.push(`#${n}: another reply`);
+      } catch (err) {
+        errors.push(`#${n}: ${String(err)}`);
+      }
+    }
+  })();
+  for (const [by, to] of [
+    [n2, 'n3'],
+    [n3, 'n2'],
+    [n2, 'n3'],
+  ] as const) {
+    await by.node.migrate({ dc: DC.name, endpoint: 10 }, { to });
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // The node in dvk.ko cannot take the service yet: it says so at once.
+  const refused = await t.throwsAsync(n3.node.migrate({ dc: DC.name, endpoint: 10 }, { to: 'n1' }));
+  t.regex(String(refused?.message), /EOPNOTSUPP/);
+  running = false;
+  await calling;
+  t.deepEqual(errors, []);
+  const stats = await caller.sendrec(10, { type: 100 }, { timeout: 20_000 });
+  const book = JSON.parse(stats.payload.toString()) as {
+    requests: Record<string, number>;
+    duplicates: string[];
+    gaps: string[];
+  };
+  t.is(book.requests.kernel, seq);
+  t.deepEqual([...book.duplicates, ...book.gaps], []);
+  t.log(`${seq} calls from dvk.ko across 3 moves`);
 });

@@ -6,97 +6,23 @@
  * number. One test at a time: each starts its own agents.
  */
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import test, { type ExecutionContext } from 'ava';
-import type { ClusterStatus, Endpoint, ServiceLocation } from '../../lib/index.js';
-import { FAIL_RESTORE_AT, LEDGER, type Ledger } from '../fixtures/ledger-service.js';
+import test from 'ava';
+import type { Endpoint } from '../../lib/index.js';
+import { FAIL_RESTORE_AT } from '../fixtures/ledger-service.js';
 import { cliPath } from '../helpers/backend.js';
-import { type Cluster, type ClusterNode, DC, startCluster } from '../helpers/cluster.js';
-import { until } from '../helpers/until.js';
+import { type ClusterNode, DC, startCluster } from '../helpers/cluster.js';
+import {
+  Client,
+  EP,
+  ledgerModule,
+  ledgerOf,
+  SERVICE,
+  servedAt,
+  startLedgerCluster,
+} from '../helpers/migration.js';
 
 const execFileAsync = promisify(execFile);
-const ledgerModule = fileURLToPath(new URL('../fixtures/ledger-service.js', import.meta.url));
-const SERVICE = 'ledger';
-const EP = 10;
-
-async function startLedgerCluster(t: ExecutionContext): Promise<Cluster> {
-  const cluster = await startCluster(t, {
-    services: { [SERVICE]: { module: ledgerModule, dc: DC.name, endpoint: EP, node: 'n1' } },
-  });
-  await cluster.linksUp();
-  await servedAt(cluster.get('n2'), 'n1');
-  return cluster;
-}
-
-/** Where `node` says the ledger serves. */
-async function locate(node: ClusterNode): Promise<ServiceLocation | undefined> {
-  const cluster = (await node.status()).cluster as ClusterStatus | undefined;
-  return cluster?.services.find((s) => s.name === SERVICE);
-}
-
-/** Waits until `node` sees the ledger served at `where`. */
-async function servedAt(node: ClusterNode, where: string): Promise<ServiceLocation> {
-  let seen: ServiceLocation | undefined;
-  await until(
-    `${node.name} to see the ledger on ${where}`,
-    async () => {
-      seen = await locate(node);
-      return seen?.node === where;
-    },
-    20_000,
-    20,
-  );
-  return seen as ServiceLocation;
-}
-
-/** A client that numbers its sendrecs; it checks each reply echoes its own number. */
-class Client {
-  seq = 0;
-  errors: string[] = [];
-  wrongReplies = 0;
-  worstStallMs = 0;
-  private running = true;
-  private loop: Promise<void> | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly ep: Endpoint,
-  ) {}
-
-  async call(): Promise<void> {
-    const seq = ++this.seq;
-    const started = performance.now();
-    try {
-      const reply = await this.ep.sendrec(
-        EP,
-        { payload: Buffer.from(JSON.stringify({ client: this.name, seq })) },
-        { timeout: 30_000 },
-      );
-      if ((JSON.parse(reply.payload.toString()) as { seq: number }).seq !== seq)
-        this.wrongReplies++;
-    } catch (err) {
-      this.errors.push(`#${seq}: ${String(err)}`);
-    }
-    this.worstStallMs = Math.max(this.worstStallMs, performance.now() - started);
-  }
-
-  start(): void {
-    this.loop = (async () => {
-      while (this.running) await this.call();
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-  }
-}
-
-async function ledgerOf(ep: Endpoint): Promise<Ledger> {
-  const reply = await ep.sendrec(EP, { type: LEDGER }, { timeout: 30_000 });
-  return JSON.parse(reply.payload.toString()) as Ledger;
-}
 
 test.serial('a service moves to another node and back, keeping its state', async (t) => {
   t.timeout(120_000);
@@ -220,10 +146,14 @@ test.serial(
       nodes.map(async (n, i) => new Sender(`s-${n.name}`, await n.bind(40 + i))),
     );
     for (const s of senders) s.start();
-    for (const to of ['n2', 'n3', 'n1', 'n3', 'n2', 'n1']) {
-      await (nodes[1] as ClusterNode).node.migrate({ dc: DC.name, endpoint: EP }, { to });
+    try {
+      for (const to of ['n2', 'n3', 'n1', 'n3', 'n2', 'n1']) {
+        await (nodes[1] as ClusterNode).node.migrate({ dc: DC.name, endpoint: EP }, { to });
+      }
+    } finally {
+      // A failed move must not leave them sending for ever.
+      await Promise.all(senders.map((s) => s.stop()));
     }
-    await Promise.all(senders.map((s) => s.stop()));
     t.deepEqual(
       senders.flatMap((s) => s.errors),
       [],
@@ -257,6 +187,9 @@ test.serial(
     n3.proxy?.hold();
     const call = late.call();
     await n2.node.migrate({ dc: DC.name, endpoint: EP }, { to: 'n2' });
+    // Released once the old node has let go (migrate returns at the commit, on n2): the held
+    // call then finds only the tombstone there.
+    await servedAt(n1, 'n2');
     n3.proxy?.release();
     await call;
     t.deepEqual(late.errors, []);

@@ -209,7 +209,7 @@ test('moving out sends the queue, then held senders, then bits on to the new nod
   );
   t.deepEqual(seen, ['l1:ok'], 'nobody finished by the move itself');
   t.is(tb.local(DC, 1), undefined);
-  t.deepEqual(tb.movedTo(DC, 1), { generation: server.generation, node: NEW_NODE });
+  t.deepEqual(tb.movedTo(DC, 1), { generation: server.generation, node: NEW_NODE, epoch: 2 });
 
   // Verdicts and replies from the new node finish the calls that waited here.
   const [, f1, l2, l3] = remote.calls as [Onward, Onward, Onward, Onward];
@@ -359,4 +359,25 @@ test('a fenced call times out, is cancelled, or ends with its origin, and is nev
     'far:EHOSTUNREACH',
   ]);
   t.deepEqual(receiveAll(tb, incoming), []);
+});
+
+test('a binding that moved in and ends before its fences lift ends the calls they held', (t) => {
+  const { tb } = setup();
+  const incoming = tb.bindIncoming(DC, 1, 41, null);
+  const far = tb.shadow(DC, 3, 9, OTHER_NODE);
+  tb.moveIn(incoming, [OTHER_NODE]);
+  const { seen, track } = outcomes();
+  tb.sendrec(far, 1, 0, 0, text('held'), 1n, forever, track('held'));
+  tb.unbind(incoming);
+  t.deepEqual(seen, ['held:ESRCH']);
+  t.is(incoming.fences.size, 0);
+});
+
+test('an incoming binding whose instance goes away frees the number', (t) => {
+  const { tb } = setup();
+  const incoming = tb.bindIncoming(DC, 1, 41, null);
+  t.true(tb.incoming(DC, 1));
+  tb.unbind(incoming);
+  t.false(tb.incoming(DC, 1));
+  t.is(tb.bind(DC, 1, null).endpoint, 1);
 });
