@@ -162,7 +162,9 @@ test('a service moving between user-backend nodes keeps answering a caller in dv
     },
     60_000,
     50,
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\n--- n2's agent:\n${n2.log()}`);
+  });
   let seq = 0;
   const errors: string[] = [];
   let running = true;
