@@ -1,6 +1,6 @@
 import test from 'ava';
 import { DvkError, type Endpoint, type Message } from '../../lib/index.js';
-import { numbered, numberOf, startNode } from '../helpers/backend.js';
+import { numbered, numberOf, startNode, type TestNode } from '../helpers/backend.js';
 import { nothingPending, rejects, unbound } from '../helpers/expect.js';
 
 /** Answers `count` requests with each request's own type and payload. */
@@ -238,13 +238,23 @@ test('a reply after the caller timed out is dropped and never handed to a later 
   t.is(numberOf(reply.payload), 22);
 });
 
+/** Waits until endpoint `ep` holds only `queued` messages and no held sender (bounded). */
+function withdrawn(node: TestNode, ep: number, queued = 0): Promise<void> {
+  return node.until(`the request to leave endpoint ${ep}`, async () => {
+    const status = await node.endpointStatus(ep);
+    return status?.queued === queued && status.blockedSenders === 0;
+  });
+}
+
 test('a request not yet received is withdrawn when its caller times out', async (t) => {
   const node = await startNode(t);
   const server = await node.bind(1);
   const client = await node.bind(2);
   await rejects(t, client.sendrec(1, { payload: numbered(1) }, { timeout: 100 }), 'ETIMEDOUT');
+  // Across nodes the withdrawal travels from the caller's node after its ETIMEDOUT: a receive
+  // before it lands could still take the request (it would then run, its reply dropped).
+  await withdrawn(node, 1);
   await nothingPending(t, server, 'the withdrawn request is not delivered');
-  t.is((await node.endpointStatus(1))?.queued, 0);
 });
 
 test('a request held by a full queue is withdrawn when its caller times out', async (t) => {
@@ -255,6 +265,7 @@ test('a request held by a full queue is withdrawn when its caller times out', as
   await filler.send(1, { payload: numbered(1) });
   await rejects(t, filler.send(1, { payload: numbered(2) }, { timeout: 0 }), 'EAGAIN');
   await rejects(t, client.sendrec(1, { payload: numbered(3) }, { timeout: 100 }), 'ETIMEDOUT');
+  await withdrawn(node, 1, 1);
   const first = await server.receive({ timeout: 0 });
   t.is(first.source, 3);
   t.is(numberOf(first.payload), 1);
