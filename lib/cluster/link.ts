@@ -272,10 +272,11 @@ export class Link extends EventEmitter {
       this.outStreamKnown = true;
     } else if (this.outStreamKnown) {
       // The peer forgot our stream: it restarted or declared us down, and what it had not
-      // acknowledged is lost. Its own stream is new then; the next HELLO names it, and carries
-      // our new one, so this connection goes.
+      // acknowledged is lost. This side gives up in turn. The stream the peer names now is not
+      // taken up: it may be one this side forgot in an earlier verdict, which the peer still
+      // holds with numbers this side delivered before (both would then wait for each other for
+      // good); the next handshakes settle on streams both sides start afresh.
       this.giveUp();
-      this.inStream = peer.stream;
       this.drop('the peer started afresh');
       return;
     }
