@@ -157,6 +157,8 @@ interface Body {
   code?: ErrorCode;
   detail?: string;
   committed?: boolean;
+  /** MOVED: the node it moved to, when the source passes the news on. */
+  dest?: number;
 }
 
 const key = (i: Incarnation) => `${i.dc}:${i.endpoint}:${i.generation}`;
@@ -658,9 +660,10 @@ export class Migrations {
 
   // --- every node ---
 
-  private onMoved(node: number, id: bigint, b: Body): void {
+  private onMoved(from: number, id: bigint, b: Body): void {
     const i = incarnationOf(b);
     const epoch = b.epoch ?? 0;
+    const node = b.dest ?? from;
     const out = this.outgoing.get(key(i));
     if (out && (out.id !== id || out.dest !== node)) {
       this.log.error({ ...i, node }, 'MOVED from a node this endpoint was not moving to');
@@ -671,6 +674,11 @@ export class Migrations {
     if (out) {
       this.endOutgoing(out);
       this.table.moveOut(out.binding, node);
+      // Passed on to the other nodes too: should the destination die right after it
+      // committed, no node must keep routing to this one as if the endpoint were still here.
+      for (const peer of this.peersOf(i.dc, true)) {
+        if (peer !== node) this.post(peer, id, Step.MOVED, { ...b, dest: node });
+      }
       void out.instance.exit();
       for (const origin of out.flushes) {
         this.post(node, id, Step.FLUSH, { ...i, epoch, node: origin });

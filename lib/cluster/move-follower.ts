@@ -18,6 +18,8 @@ interface Moved {
   epoch: number;
   /** The node it moved from. */
   node: number;
+  /** The node it moved to, when the old node passes the news on (else the sender). */
+  dest?: number;
 }
 
 export class MoveFollower implements MigrationRecords {
@@ -36,8 +38,9 @@ export class MoveFollower implements MigrationRecords {
     }
     if (r.type !== Step.MOVED) return;
     const m = JSON.parse(r.payload.toString('utf8')) as Moved;
-    if (!this.router.moved(node, m.dc, m.endpoint, m.generation, m.epoch)) return;
-    this.log.debug({ ...m, to: this.router.nameOf(node) }, 'an endpoint moved');
+    const to = m.dest ?? node;
+    if (!this.router.moved(to, m.dc, m.endpoint, m.generation, m.epoch)) return;
+    this.log.debug({ ...m, to: this.router.nameOf(to) }, 'an endpoint moved');
     if (m.node !== this.router.self) {
       this.post(m.node, r.id, Step.FLUSH, { ...m, node: this.router.self });
     }

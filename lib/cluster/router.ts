@@ -146,12 +146,14 @@ export class Router {
     const list = this.records.get(k) ?? [];
     if (list.some((w) => w.generation === generation && w.epoch >= epoch)) return false;
     const rest = list.filter((w) => w.generation !== generation && w.node !== node);
-    // Moved here: the records of where it was go, and this node's table has it now.
-    if (node !== this.self) rest.push({ node, generation, epoch });
+    // Moved here: the records of where it was go, and this node's table has it now. Moved to
+    // a node declared down (the news came late, passed on): it is gone with that node.
+    const there = node !== this.self && this.links.state(node) !== 'down';
+    if (there) rest.push({ node, generation, epoch });
     rest.sort((a, b) => a.node - b.node);
     if (rest.length) this.records.set(k, rest);
     else this.records.delete(k);
-    if (node !== this.self) this.node.remoteBound(node, dc, endpoint, generation);
+    if (there) this.node.remoteBound(node, dc, endpoint, generation);
     return true;
   }
 
