@@ -546,13 +546,21 @@ export class Migrations {
     let state: Uint8Array;
     try {
       // A move here that is still settling first: its held-back calls must not be left behind.
-      await settled(binding, this.options.stepMs);
+      await waitFor(
+        () => binding.fences.size === 0,
+        this.options.stepMs,
+        new DvkError('EBUSY', 'still settling from a move here'),
+      );
       if (move.phase !== 'freezing') return;
       this.log.debug({ ...i, to: this.router.nameOf(move.dest) }, 'move away: freezing');
       this.table.freeze(binding);
       state = await instance.freeze(this.options.drainMs);
       // Its last replies may still be on their way in from its socket.
-      await answered(binding, this.options.drainMs);
+      await waitFor(
+        () => binding.obligations.size === 0,
+        this.options.drainMs,
+        new DvkError('ETIMEDOUT', 'replies still owed'),
+      );
     } catch (err) {
       if (move.phase === 'freezing') {
         this.thaw(move);
@@ -847,20 +855,11 @@ function failure(err: unknown): Body {
   return { code: 'EPROTO', detail: err instanceof Error ? err.message : String(err) };
 }
 
-/** Waits until a binding owes no reply (bounded): a drained instance's last replies are in. */
-async function answered(b: Binding, timeoutMs: number): Promise<void> {
+/** Polls until `done` holds; after `timeoutMs`, throws `err` instead. */
+async function waitFor(done: () => boolean, timeoutMs: number, err: DvkError): Promise<void> {
   const until = performance.now() + timeoutMs;
-  while (b.obligations.size > 0) {
-    if (performance.now() > until) throw new DvkError('ETIMEDOUT', 'replies still owed');
+  while (!done()) {
+    if (performance.now() > until) throw err;
     await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-/** Waits until a binding that moved here has no fence left (bounded). */
-async function settled(b: Binding, timeoutMs: number): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (b.fences.size > 0) {
-    if (performance.now() > until) throw new DvkError('EBUSY', 'still settling from a move here');
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
